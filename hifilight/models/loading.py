@@ -1,0 +1,119 @@
+"""Load Stable Diffusion components from a hub id, a local folder, or the built-in `tiny` preset.
+
+This is the only place that loads diffusion weights: training, sampling and tests all go through it, so the
+`tiny` preset and a real checkpoint exercise the same code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from hifilight.errors import HifiError
+from hifilight.models.tiny import build_tiny
+
+TINY = "tiny"
+_HUB_ID = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class SDComponents:
+    """The frozen parts of a Stable Diffusion pipeline plus the name they were loaded from."""
+
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler: DDIMScheduler
+    name: str
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def text_hidden_size(self) -> int:
+        return self.text_encoder.config.hidden_size
+
+    @property
+    def is_random(self) -> bool:
+        return self.name == TINY
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+
+
+def ddim_like_sd14(scheduler_config: dict) -> DDIMScheduler:
+    """A DDIM scheduler with the model's betas and prediction type, set up as in SD v1.4 sampling (paper Sec. 4)."""
+    return DDIMScheduler.from_config(
+        scheduler_config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
+    )
+
+
+def _from_pretrained(source: str, local: bool) -> dict:
+    kwargs = {"local_files_only": True} if local else {}
+    return {
+        "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs),
+        "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs),
+        "text_encoder": CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kwargs),
+        "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
+        "scheduler": DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
+    }
+
+
+def _resolve(pretrained: str) -> tuple[str, bool]:
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        if not (path / "unet").is_dir():
+            raise HifiError(
+                f"--model.pretrained {pretrained}: folder has no unet/ subfolder; pass a diffusers pipeline folder "
+                "(as written by StableDiffusionPipeline.save_pretrained) or a hub id"
+            )
+        return str(path), True
+    if path.exists() or not _HUB_ID.match(pretrained):
+        raise HifiError(
+            f"--model.pretrained {pretrained}: no such folder and not a hub id; pass 'tiny', a local diffusers "
+            "pipeline folder, or a hub id like CompVis/stable-diffusion-v1-4"
+        )
+    return pretrained, False
+
+
+def load_components(
+    pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu"
+) -> SDComponents:
+    """Return frozen, eval-mode SD components.
+
+    Args:
+        pretrained: ``"tiny"`` (built-in random weights), a local diffusers pipeline folder, or a hub id.
+        dtype: one of float32, float16, bfloat16.
+        device: where to put the modules.
+    """
+    if dtype not in DTYPES:
+        raise HifiError(f"--model.dtype {dtype}: unknown dtype; use one of {', '.join(DTYPES)}")
+    if pretrained == TINY:
+        parts = build_tiny()
+    else:
+        source, local = _resolve(pretrained)
+        try:
+            parts = _from_pretrained(source, local)
+        except OSError as err:  # missing files, hub unreachable, gated repo ...
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise HifiError(
+                f"--model.pretrained {pretrained}: could not load ({first}); check the id or download the model "
+                "to a local folder and pass its path"
+            ) from err
+    parts["scheduler"] = ddim_like_sd14(parts["scheduler"].config)
+    comps = SDComponents(name=pretrained, **parts)
+    for module in comps.modules().values():
+        module.requires_grad_(False)
+        module.eval()
+        if module.dtype != DTYPES[dtype]:
+            module.to(dtype=DTYPES[dtype])
+        module.to(device=device)
+    return comps
