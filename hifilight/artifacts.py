@@ -1,0 +1,94 @@
+"""The subject artifact: learned embeddings in safetensors, with JSON metadata in the same file's header.
+
+One file, written atomically. Tensors: `c_s` (n, d); `phi_s` (n, d), the base model's null-text tail, used to
+check that the artifact is applied to the text encoder it was trained with; optionally `c_s_t` (T, n, d) with
+`timesteps` (T,) for step-wise embeddings (Eq. 7). Metadata: see `SubjectArtifact.metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+import hifilight
+from hifilight.errors import HifiError
+from hifilight.io import write_atomic
+
+FORMAT = "hifilight.subject"
+FORMAT_VERSION = 1
+METADATA_KEY = "hifilight"
+
+
+@dataclass
+class SubjectArtifact:
+    c_s: torch.Tensor
+    phi_s: torch.Tensor
+    metadata: dict = field(default_factory=dict)
+    c_s_t: torch.Tensor | None = None
+    timesteps: torch.Tensor | None = None
+
+    @property
+    def num_tokens(self) -> int:
+        return self.c_s.shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.c_s.shape[1]
+
+    @property
+    def class_name(self) -> str:
+        return self.metadata["class_name"]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {"c_s": self.c_s, "phi_s": self.phi_s}
+        if self.c_s_t is not None:
+            out |= {"c_s_t": self.c_s_t, "timesteps": self.timesteps}
+        return {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.cpu().contiguous()
+                for k, v in out.items()}
+
+    def save(self, path: Path, overwrite: bool = False) -> Path:
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "hifilight_version": hifilight.__version__,
+                "num_tokens": self.num_tokens, "text_hidden_size": self.hidden_size} | self.metadata
+        header = {METADATA_KEY: json.dumps(meta, sort_keys=True)}
+        return write_atomic(path, lambda tmp: save_file(self.tensors(), str(tmp), metadata=header), overwrite)
+
+    @classmethod
+    def load(cls, path: Path) -> SubjectArtifact:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise HifiError(f"--subject {path}: no such file; pass the .safetensors written by `hifilight fit`")
+        try:
+            tensors = load_file(str(path))
+            with safe_open(str(path), framework="pt") as f:
+                header = f.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise HifiError(f"--subject {path}: not a readable safetensors file ({err})") from err
+        try:
+            meta = json.loads(header[METADATA_KEY])
+            assert meta.get("format") == FORMAT
+        except (KeyError, json.JSONDecodeError, AssertionError) as err:
+            raise HifiError(f"--subject {path}: not a hifilight subject artifact (no '{METADATA_KEY}' metadata)") from err
+        if meta["format_version"] > FORMAT_VERSION:
+            raise HifiError(f"--subject {path}: written by a newer hifilight (format {meta['format_version']}); "
+                            "upgrade hifilight")
+        return cls(c_s=tensors["c_s"], phi_s=tensors["phi_s"], metadata=meta,
+                   c_s_t=tensors.get("c_s_t"), timesteps=tensors.get("timesteps"))
+
+    def check_compatible(self, base_model: str, text_hidden_size: int, phi_s: torch.Tensor) -> None:
+        """Refuse to apply the embedding to a text encoder it was not trained with."""
+        trained_on = self.metadata.get("base_model", "?")
+        if text_hidden_size != self.hidden_size:
+            raise HifiError(
+                f"subject artifact has text hidden size {self.hidden_size} (trained on {trained_on}) but "
+                f"{base_model} has {text_hidden_size}; pass --model.pretrained {trained_on}"
+            )
+        if not torch.allclose(phi_s.float().cpu(), self.phi_s.float(), atol=1e-2, rtol=1e-2):
+            raise HifiError(
+                f"subject artifact was trained on {trained_on}, whose text encoder differs from {base_model}'s "
+                f"(null-text embeddings differ); pass --model.pretrained {trained_on}"
+            )

@@ -1,0 +1,47 @@
+"""`hifilight <command> ...`: dispatch to one module per command; user errors print one line, no traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: hifilight <command> [options]
+
+commands:
+  fit       learn a subject embedding from a few photos (LightningCLI; --help for all options)
+  predict   generate images of a learned subject
+
+Run `hifilight <command> --help` for the options of a command."""
+
+
+def _commands():
+    from hifilight.commands import fit, predict
+
+    return {"fit": fit.run, "predict": predict.run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from hifilight.errors import HifiError
+
+    commands = _commands()
+    if argv[0] not in commands:
+        print(f"hifilight: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr)
+        return 2
+    try:
+        commands[argv[0]](argv[1:])
+    except HifiError as err:
+        print(f"hifilight {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hifilight: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI command; `hifilight.cli` dispatches to them."""

@@ -1,0 +1,155 @@
+"""`SubjectDataModule`: a few photos of one subject, their masks, and captions, served for stage-1 training."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from hifilight.data.images import list_images, load_rgb, to_tensor
+from hifilight.data.masks import build_mask_provider
+from hifilight.errors import HifiError
+from hifilight.prompts import render
+
+
+@dataclass
+class SubjectImage:
+    path: Path
+    pixels: torch.Tensor  # (3, H, W) in [-1, 1], short side == resolution
+    mask: torch.Tensor  # (1, H, W) in {0, 1}
+
+
+def _resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    scale = size / min(img.size)
+    return img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
+
+
+def _crop(x: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
+    return x[:, top : top + side, left : left + side]
+
+
+class SubjectDataset(Dataset):
+    """Yields dicts with `pixels` (3, R, R), `mask` (1, R, R), `caption` and `cache_key`.
+
+    `cache_key` identifies the exact pixels of a sample ("<image>:<flipped>") when the crop is deterministic, so
+    the training module can cache VAE latents; it is "" with random crops (nothing to cache).
+    """
+
+    def __init__(self, images: list[SubjectImage], captions: list[str], resolution: int, flip_p: float,
+                 crop: str, crop_scale: float, length: int):
+        self.images, self.captions, self.resolution = images, captions, resolution
+        self.flip_p, self.crop, self.crop_scale, self.length = flip_p, crop, crop_scale, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _window(self, h: int, w: int) -> tuple[int, int, int]:
+        short = min(h, w)
+        if self.crop == "center":
+            return (h - short) // 2, (w - short) // 2, short
+        side = max(8, round(short * random.uniform(self.crop_scale, 1.0) ** 0.5))
+        return random.randint(0, h - side), random.randint(0, w - side), side
+
+    def __getitem__(self, i: int) -> dict:
+        idx = i % len(self.images)
+        item = self.images[idx]
+        top, left, side = self._window(*item.pixels.shape[-2:])
+        pixels, mask = _crop(item.pixels, top, left, side), _crop(item.mask, top, left, side)
+        if side != self.resolution:
+            pixels = F.interpolate(pixels[None], size=self.resolution, mode="bilinear", antialias=True)[0]
+            mask = F.interpolate(mask[None], size=self.resolution, mode="nearest")[0]
+        flipped = random.random() < self.flip_p
+        if flipped:
+            pixels, mask = pixels.flip(-1), mask.flip(-1)
+        return {
+            "pixels": pixels,
+            "mask": mask,
+            "caption": random.choice(self.captions),
+            "cache_key": f"{idx}:{int(flipped)}" if self.crop == "center" else "",
+        }
+
+
+class SubjectDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        subject_dir: Path,
+        class_name: str,
+        masks: Literal["auto", "files", "none"] = "auto",
+        masks_dir: Path | None = None,
+        caption_templates: list[str] | None = None,
+        resolution: int = 512,
+        flip_p: float = 0.5,
+        crop: Literal["center", "random"] = "center",
+        crop_scale: float = 0.8,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        samples_per_epoch: int = 100,
+    ):
+        """Photos of one subject for stage-1 training.
+
+        Args:
+            subject_dir: folder with 3-6 photos of the subject (jpg/png/webp/bmp).
+            class_name: the subject's class word, e.g. "dog"; fills the caption templates.
+            masks: subject masks for Eq. (5). "files": mask images (white = subject, same stem) in masks_dir;
+                "none": whole image (unmasked, Eq. 2); "auto": "files" if masks_dir (default subject_dir/masks)
+                exists, else "none".
+            masks_dir: folder of mask images (default: subject_dir/masks).
+            caption_templates: training captions; {} or <subject> marks the class word (default "a photo of a {}").
+            resolution: square training resolution in pixels (512 for SD1.x); a multiple of 8.
+            flip_p: probability of a horizontal flip (image and mask together).
+            crop: "center" (deterministic, VAE latents are cached) or "random" (random square crops).
+            crop_scale: smallest area fraction of a random crop.
+            batch_size: images per training step.
+            num_workers: DataLoader workers.
+            samples_per_epoch: length of one (virtual) epoch; training length is set by --trainer.max_steps.
+        """
+        super().__init__()
+        if resolution < 8 or resolution % 8:
+            raise HifiError(f"--data.resolution must be a positive multiple of 8, got {resolution}")
+        if not 0.0 <= flip_p <= 1.0:
+            raise HifiError(f"--data.flip_p must be in [0, 1], got {flip_p}")
+        if not 0.0 < crop_scale <= 1.0:
+            raise HifiError(f"--data.crop_scale must be in (0, 1], got {crop_scale}")
+        if batch_size < 1:
+            raise HifiError(f"--data.batch_size must be >= 1, got {batch_size}")
+        if not class_name.strip():
+            raise HifiError("--data.class_name is empty; pass the subject's class word, e.g. --data.class_name dog")
+        self.subject_dir = Path(subject_dir).expanduser()
+        self.image_paths = list_images(self.subject_dir)
+        self.class_name = class_name.strip()
+        self.caption_templates = list(caption_templates or ["a photo of a {}"])
+        self.captions = [render(t, self.class_name, "--data.caption_templates") for t in self.caption_templates]
+        default_masks_dir = Path(masks_dir) if masks_dir is not None else self.subject_dir / "masks"
+        kind = ("files" if default_masks_dir.is_dir() else "none") if masks == "auto" else masks
+        self.mask_provider = build_mask_provider(kind, self.subject_dir, masks_dir)
+        self.resolution, self.flip_p, self.crop, self.crop_scale = resolution, flip_p, crop, crop_scale
+        self.batch_size, self.num_workers, self.samples_per_epoch = batch_size, num_workers, samples_per_epoch
+        self.images: list[SubjectImage] = []
+
+    def load_images(self) -> list[SubjectImage]:
+        items = []
+        for path in self.image_paths:
+            img = load_rgb(path)
+            mask = self.mask_provider(path, img)
+            img = _resize_short_side(img, self.resolution)
+            mask = F.interpolate(mask[None], size=(img.height, img.width), mode="nearest")[0]
+            items.append(SubjectImage(path, to_tensor(img), mask))
+        return items
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.images:
+            self.images = self.load_images()
+
+    def train_dataloader(self) -> DataLoader:
+        length = max(self.samples_per_epoch, self.batch_size)
+        dataset = SubjectDataset(self.images, self.captions, self.resolution, self.flip_p, self.crop,
+                                 self.crop_scale, length)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          drop_last=True)

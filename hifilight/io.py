@@ -1,0 +1,51 @@
+"""Atomic, non-clobbering file writes: a crash never leaves half a file, and nothing a user has is overwritten
+unless they asked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from hifilight.errors import HifiError
+
+
+def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite") -> None:
+    if Path(path).exists() and not overwrite:
+        raise HifiError(f"{path} already exists; pass {flag} true to replace it, or choose another output path")
+
+
+def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call `writer(tmp_path)` and move the result into place in one rename."""
+    path = Path(path)
+    check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_png(image: Image.Image, path: Path, overwrite: bool = False) -> Path:
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"), overwrite)
+
+
+def image_grid(images: list[Image.Image], cols: int) -> Image.Image:
+    """Tile equally sized images row by row."""
+    if not images:
+        raise ValueError("image_grid needs at least one image")
+    w, h = images[0].size
+    cols = max(1, min(cols, len(images)))
+    rows = (len(images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, img in enumerate(images):
+        grid.paste(img, ((i % cols) * w, (i // cols) * h))
+    return grid

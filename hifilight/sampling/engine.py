@@ -1,0 +1,127 @@
+"""The sampling engine: runs the DDIM loop and lets typed callbacks steer each step.
+
+Contract (later features are callbacks, not forks of the loop):
+- Before a step, each callback sees a frozen `StepState` and may return a `StepOverride` that replaces the step's
+  latents and/or conditioning (e.g. per-step subject embeddings, Eq. 7; latent substitution, Algorithm 2).
+  Overrides compose in callback order: each callback sees the state left by the ones before it.
+- After a step, each callback sees the state and the `StepResult` and may return new latents for x_{t-1}
+  (e.g. masked blending of an optimised step, Algorithm 2, or attention bookkeeping).
+- A callback may run its own optimisation inside a step by calling `engine.step(...)` under
+  `torch.enable_grad()`; the engine itself runs without gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from hifilight.sampling.ddim import DDIMSchedule, cfg_combine, ddim_transfer
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What a callback sees at step `index` (0 = first, noisiest step) of a `num_steps` run."""
+
+    index: int
+    timestep: int
+    num_steps: int
+    latents: Tensor  # x_t
+    cond: Tensor  # c (or [c, c_s]), (B, L, D)
+    uncond: Tensor  # phi, (B, L, D)
+    guidance_scale: float
+
+
+@dataclass(frozen=True)
+class StepOverride:
+    """What a callback may change before a step. Only these fields are overridable; None keeps the current one."""
+
+    latents: Tensor | None = None
+    cond: Tensor | None = None
+    uncond: Tensor | None = None
+
+
+OVERRIDABLE = tuple(f.name for f in fields(StepOverride))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one guided DDIM step: x_{t-1} and the guided model output used to get it."""
+
+    latents: Tensor  # x_{t-1}
+    model_output: Tensor
+
+
+class StepCallback:
+    """Base class for engine callbacks; override what you need. Both hooks may return None to change nothing."""
+
+    def on_step_begin(self, state: StepState, engine: SamplingEngine) -> StepOverride | None:
+        return None
+
+    def on_step_end(self, state: StepState, result: StepResult, engine: SamplingEngine) -> Tensor | None:
+        return None
+
+
+def apply_override(state: StepState, override: StepOverride | None) -> StepState:
+    if override is None:
+        return state
+    changes = {name: getattr(override, name) for name in OVERRIDABLE if getattr(override, name) is not None}
+    return replace(state, **changes) if changes else state
+
+
+class SamplingEngine:
+    """Guided DDIM sampling (Eq. 1) with a UNet and an explicit schedule."""
+
+    def __init__(self, unet, schedule: DDIMSchedule):
+        self.unet = unet
+        self.schedule = schedule
+
+    def model_output(self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float) -> Tensor:
+        """eps_theta (or v) combined with classifier-free guidance; one batched UNet call like diffusers."""
+        dtype = self.unet.dtype
+        if guidance == 1.0:
+            return self.unet(latents.to(dtype), timestep, encoder_hidden_states=cond.to(dtype)).sample.to(latents.dtype)
+        x_in = torch.cat([latents, latents]).to(dtype)
+        context = torch.cat([uncond, cond]).to(dtype)
+        out_uncond, out_cond = self.unet(x_in, timestep, encoder_hidden_states=context).sample.chunk(2)
+        return cfg_combine(out_uncond, out_cond, guidance).to(latents.dtype)
+
+    def step(self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float) -> StepResult:
+        """F^(t)(x_t, c, phi) of Eq. (1): one guided DDIM step from timestep t to the previous DDIM timestep."""
+        out = self.model_output(latents, timestep, cond, uncond, guidance)
+        s = self.schedule
+        x_prev = ddim_transfer(latents, out, s.alpha(timestep), s.alpha(s.prev_timestep(timestep)), s.prediction_type)
+        return StepResult(latents=x_prev, model_output=out)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        latents: Tensor,
+        cond: Tensor,
+        uncond: Tensor,
+        guidance: float,
+        callbacks: Sequence[StepCallback] = (),
+        progress: bool = False,
+    ) -> Tensor:
+        """Denoise x_T to x_0. `cond`/`uncond` are (B, L, D) (or (1, L, D), broadcast to the batch)."""
+        batch = latents.shape[0]
+        cond, uncond = _expand(cond, batch), _expand(uncond, batch)
+        num_steps = len(self.schedule.timesteps)
+        for index, t in enumerate(tqdm(self.schedule.timesteps.tolist(), disable=not progress, desc="sampling")):
+            state = StepState(index, t, num_steps, latents, cond, uncond, guidance)
+            for cb in callbacks:
+                state = apply_override(state, cb.on_step_begin(state, self))
+            result = self.step(state.latents, t, state.cond, state.uncond, guidance)
+            for cb in callbacks:
+                new = cb.on_step_end(state, result, self)
+                if new is not None:
+                    result = replace(result, latents=new)
+            latents = result.latents
+        return latents
+
+
+def _expand(x: Tensor, batch: int) -> Tensor:
+    return x.expand(batch, *x.shape[1:]) if x.shape[0] == 1 and batch > 1 else x

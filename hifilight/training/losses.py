@@ -1,0 +1,53 @@
+"""Loss terms of Eq. (5) and Eq. (6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Normalization = Literal["mask", "all"]
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None, normalization: Normalization = "mask") -> Tensor:
+    """Eq. (5): || M * (eps_theta - eps) ||^2, averaged.
+
+    The paper writes a squared norm and leaves the normalisation open. We offer:
+      - "mask" (default): per sample, the sum over subject elements divided by the number of subject elements
+        (mask pixels x channels), then the batch mean. A small subject gets the same loss scale as a large one,
+        and with a full mask this equals the usual `F.mse_loss` of Eq. (2).
+      - "all": the mean over all elements of M * (pred - target)^2 (kohya sd-scripts' --masked_loss); the loss
+        shrinks with the subject's area.
+    Pixels outside the mask contribute nothing to either the value or the gradient.
+    """
+    sq = (pred.float() - target.float()) ** 2
+    if mask is None:
+        return sq.mean()
+    mask = mask.to(sq.dtype).expand_as(sq)
+    masked = sq * mask
+    if normalization == "all":
+        return masked.mean()
+    if normalization == "mask":
+        per_sample = masked.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1.0)
+        return per_sample.mean()
+    raise ValueError(f"normalization must be 'mask' or 'all', got {normalization!r}")
+
+
+def embedding_regularizer(c_s: Tensor, phi_s: Tensor) -> Tensor:
+    """Eq. (6)'s second term without its weight: ||c_s - phi_s||_2^2 (sum of squares over all n x d entries)."""
+    return ((c_s.float() - phi_s.float()) ** 2).sum()
+
+
+def latent_mask(mask: Tensor, size: tuple[int, int], threshold: float = 0.5) -> Tensor:
+    """Resize a (B, 1, H, W) binary mask to latent size: area average, then binarise (Eq. 5 uses a binary M).
+
+    A subject too thin to survive the threshold keeps every latent cell it touches, so no mask becomes empty.
+    """
+    area = F.interpolate(mask.float(), size=size, mode="area")
+    binary = (area >= threshold).float()
+    empty = binary.flatten(1).sum(1) == 0
+    if empty.any():
+        binary[empty] = (area[empty] > 0).float()
+    return binary
