@@ -1,9 +1,10 @@
 """Text conditioning with a subject embedding (HiFi Tuner Sec. 3.2).
 
 `c` is the text encoder output for a caption and `phi` the output for the empty string (null text). The subject
-embedding `c_s` (n x d, in the encoder's *output* space) replaces the last n rows of `c`, written [c, c_s]. Those
-rows are padding in any caption shorter than 77 - n tokens, so [c, phi_s] == c: initialising c_s with
-phi_s = phi[-n:] starts training from the plain caption.
+embedding `c_s` (n x d, in the encoder's *output* space) replaces the last n rows of `c`, written [c, c_s], and is
+initialised with phi_s = phi[-n:]. The paper argues [c, phi_s] = c because those rows are padding; with CLIP's
+causal attention the padding rows of `c` still see the caption, so this holds only approximately. The caption must
+end before the last n rows (`check_room`).
 """
 
 from __future__ import annotations

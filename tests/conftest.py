@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny seeded models (no network), small subject folders, a trained tiny artifact."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hifilight.models import load_components
+
+EXAMPLE_SUBJECT = Path(__file__).resolve().parents[1] / "hifilight" / "assets" / "example_subject"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    torch.manual_seed(0)
+    return load_components("tiny")
+
+
+def write_image(path: Path, size=(48, 40), mode="RGB", seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def subject_dir(tmp_path) -> Path:
+    """Three random 48x40 RGB photos with 0/255 masks (a centred box) under masks/."""
+    folder = tmp_path / "photos"
+    (folder / "masks").mkdir(parents=True)
+    for i in range(3):
+        write_image(folder / f"{i:02d}.png", seed=i)
+        mask = np.zeros((40, 48), dtype=np.uint8)
+        mask[10:30, 12:36] = 255
+        Image.fromarray(mask).save(folder / "masks" / f"{i:02d}.png")
+    return folder

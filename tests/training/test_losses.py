@@ -1,0 +1,58 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hifilight.training.losses import embedding_regularizer, latent_mask, masked_mse
+
+
+def test_masked_mse_known_values():
+    pred = torch.zeros(1, 2, 2, 2)
+    target = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[1.0, 1.0], [1.0, 1.0]]]])
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    # subject elements: (1, 16) in channel 0 and (1, 1) in channel 1 -> sum 19 over 4 elements
+    assert masked_mse(pred, target, mask, "mask").item() == pytest.approx(19 / 4)
+    assert masked_mse(pred, target, mask, "all").item() == pytest.approx(19 / 8)
+
+
+def test_full_mask_equals_plain_mse():
+    pred, target = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    full = torch.ones(3, 1, 8, 8)
+    expected = F.mse_loss(pred, target)
+    assert torch.allclose(masked_mse(pred, target, full, "mask"), expected)
+    assert torch.allclose(masked_mse(pred, target, full, "all"), expected)
+    assert torch.allclose(masked_mse(pred, target, None), expected)
+
+
+@pytest.mark.parametrize("normalization", ["mask", "all"])
+def test_background_gets_no_gradient(normalization):
+    pred = torch.randn(2, 4, 8, 8, requires_grad=True)
+    target = torch.randn(2, 4, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:5, 3:7] = 1
+    masked_mse(pred, target, mask, normalization).backward()
+    outside = (1 - mask).bool().expand_as(pred)
+    assert torch.all(pred.grad[outside] == 0)
+    assert torch.all(pred.grad[~outside] != 0)
+
+
+def test_background_values_do_not_change_the_loss():
+    pred, target = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1
+    other = pred.clone()
+    other[..., 4:, :] += 100.0
+    assert masked_mse(pred, target, mask) == masked_mse(other, target, mask)
+
+
+def test_regularizer_is_squared_l2_norm():
+    c_s, phi_s = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert embedding_regularizer(c_s, phi_s).item() == pytest.approx(4 + 9 + 16)
+
+
+def test_latent_mask_area_threshold_and_never_empty():
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8, :] = 1  # top half
+    assert torch.equal(latent_mask(mask, (2, 2)), torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]))
+    thin = torch.zeros(1, 1, 16, 16)
+    thin[..., 0, 0] = 1  # one pixel: below 0.5 of any cell, kept anyway
+    assert latent_mask(thin, (2, 2)).sum() == 1
