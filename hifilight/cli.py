@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 USAGE = """usage: hifilight <command> [options]
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
     from hifilight.errors import HifiError
 
     commands = _commands()

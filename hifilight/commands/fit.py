@@ -48,14 +48,20 @@ class FitCLI(LightningCLI):
 
 
 def run(argv: list[str]) -> None:
+    build_cli(["fit", *argv])
+
+
+def build_cli(args: list[str], run: bool = True) -> FitCLI:
+    """The fit CLI; with run=False (no subcommand in `args`) it only parses and instantiates (used by tests)."""
     # Frozen models are in eval mode on purpose; `args` is how a dispatcher hands LightningCLI its arguments.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
-    FitCLI(
+    return FitCLI(
         SubjectEmbeddingModule,
         SubjectDataModule,
-        args=["fit", *argv],
+        args=args,
+        run=run,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "hifilight"},
+        parser_kwargs={"prog": "hifilight fit"} if not run else {"fit": {"prog": "hifilight fit"}},
     )

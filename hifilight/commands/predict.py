@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from jsonargparse import auto_cli
+from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.commands.common import note_random_weights, resolve_device
@@ -97,5 +97,16 @@ def predict(
     print(f"wrote {len(images)} images and grid.png to {out_dir}")
 
 
+def build_parser():
+    """The predict argument parser (jsonargparse, from `predict`'s signature and docstring)."""
+    parser = ArgumentParser(prog="hifilight predict", description=predict.__doc__.splitlines()[0])
+    parser.add_argument("--config", action="config")
+    parser.add_function_arguments(predict, as_positional=False)
+    return parser
+
+
 def run(argv: list[str]) -> None:
-    auto_cli(predict, args=argv, as_positional=False)
+    parser = build_parser()
+    cfg = parser.instantiate_classes(parser.parse_args(argv))
+    cfg.pop("config", None)
+    predict(**vars(cfg))

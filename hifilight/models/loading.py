@@ -6,6 +6,7 @@ This is the only place that loads diffusion weights: training, sampling and test
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,16 @@ from hifilight.errors import HifiError
 from hifilight.models.tiny import build_tiny
 
 TINY = "tiny"
+
+
+class _NoTorchvisionNotice(logging.Filter):
+    """transformers notes at every load that image processors fall back without torchvision; we use none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionNotice())
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

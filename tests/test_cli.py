@@ -1,0 +1,113 @@
+"""The fit -> predict round trip on the tiny preset, and what a user gets for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from hifilight.artifacts import SubjectArtifact
+from hifilight.cli import main
+
+
+def _fit_args(subject_dir, out, root, *extra):
+    return ["fit", "--data.subject_dir", str(subject_dir), "--data.class_name", "dog", "--data.resolution", "32",
+            "--trainer.max_steps", "4", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(root), "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    from conftest import EXAMPLE_SUBJECT
+
+    tmp = tmp_path_factory.mktemp("fit")
+    out = tmp / "dog.safetensors"
+    assert main(_fit_args(EXAMPLE_SUBJECT, out, tmp / "logs")) == 0
+    return out
+
+
+def test_fit_writes_a_loadable_artifact(fitted):
+    art = SubjectArtifact.load(fitted)
+    assert art.c_s.shape == (5, 32) and art.class_name == "dog" and art.metadata["base_model"] == "tiny"
+    assert art.metadata["training"]["global_step"] == 4 and art.metadata["resolution"] == 32
+    assert not torch.equal(art.c_s, art.phi_s)  # trained
+
+
+def test_predict_writes_images_grid_and_manifest(fitted, tmp_path):
+    out = tmp_path / "pred"
+    args = ["predict", "--subject", str(fitted), "--prompts", '["a {} on the beach", "a dog in the snow"]',
+            "--num_images", "2", "--steps", "3", "--out_dir", str(out)]
+    assert main(args) == 0
+    manifest = json.loads((out / "predict.json").read_text())
+    files = [item["file"] for item in manifest["images"]]
+    assert len(files) == 4 and [i["seed"] for i in manifest["images"]] == [0, 1, 0, 1]
+    assert manifest["images"][0]["text"] == "a dog on the beach"
+    for name in files:
+        assert Image.open(out / name).size == (32, 32)
+    assert Image.open(out / "grid.png").size == (64, 64)
+    # same seed, same prompt -> same image; a second run refuses to overwrite, then overwrites when asked
+    first = (out / files[0]).read_bytes()
+    assert main(args) == 2
+    assert main([*args, "--overwrite", "true"]) == 0
+    assert (out / files[0]).read_bytes() == first
+
+
+def test_existing_artifact_is_kept(tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    out = tmp_path / "mine.safetensors"
+    out.write_bytes(b"keep me")
+    assert main(_fit_args(EXAMPLE_SUBJECT, out, tmp_path)) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+
+
+def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
+    from diffusers import StableDiffusionPipeline
+
+    from hifilight.models.tiny import build_tiny
+
+    parts = build_tiny(seed=7)
+    StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp_path / "other")
+    args = ["predict", "--subject", str(fitted), "--prompts", '["a {}"]', "--steps", "2",
+            "--model.pretrained", str(tmp_path / "other"), "--out_dir", str(tmp_path / "o")]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and "text encoder differs" in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "--data.subject_dir", "/nonexistent", "--data.class_name", "dog"], "no such folder"),
+        (["fit", "--data.subject_dir", "{empty}", "--data.class_name", "dog"], "no images found"),
+        (["fit", "--data.subject_dir", "{example}", "--data.class_name", "dog", "--model.pretrained", "./nowhere"],
+         "no such folder and not a hub id"),
+        (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    (tmp_path / "empty").mkdir()
+    subs = {"{empty}": str(tmp_path / "empty"), "{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted)}
+    assert main([subs.get(a, a) for a in args]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("NOTE", "Seed"))]
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("hifilight")
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([str(exe), "fit", "--data.subject_dir", str(tmp_path), "--data.class_name", "dog"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "no images found" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,36 @@
+"""Every shipped config parses and instantiates with the command its first line names."""
+
+from pathlib import Path
+
+import pytest
+
+from hifilight.commands import fit, predict
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def _command(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# hifilight "), f"{path.name}: first line must show the launch command"
+    return first.split()[2]
+
+
+def test_there_are_configs():
+    assert {"hifi_ti.yaml", "demo.yaml", "predict.yaml"} <= {p.name for p in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_loads(path, tmp_path, monkeypatch):
+    from conftest import EXAMPLE_SUBJECT
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    command = _command(path)
+    if command == "fit":
+        cli = fit.build_cli(["--config", str(path), "--model.pretrained", "tiny", "--data.subject_dir",
+                             str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--trainer.accelerator", "cpu",
+                             "--out", str(tmp_path / "s.safetensors")], run=False)
+        assert cli.model.hparams.num_tokens >= 1 and cli.datamodule.class_name
+    else:
+        assert command == "predict"
+        cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])
+        assert cfg.prompts and cfg.steps >= 1
