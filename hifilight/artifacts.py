@@ -48,12 +48,19 @@ class SubjectArtifact:
         out = {"c_s": self.c_s, "phi_s": self.phi_s}
         if self.c_s_t is not None:
             out |= {"c_s_t": self.c_s_t, "timesteps": self.timesteps}
-        return {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.cpu().contiguous()
-                for k, v in out.items()}
+        return {
+            k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.cpu().contiguous()
+            for k, v in out.items()
+        }
 
     def save(self, path: Path, overwrite: bool = False) -> Path:
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "hifilight_version": hifilight.__version__,
-                "num_tokens": self.num_tokens, "text_hidden_size": self.hidden_size} | self.metadata
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "hifilight_version": hifilight.__version__,
+            "num_tokens": self.num_tokens,
+            "text_hidden_size": self.hidden_size,
+        } | self.metadata
         header = {METADATA_KEY: json.dumps(meta, sort_keys=True)}
         return write_atomic(path, lambda tmp: save_file(self.tensors(), str(tmp), metadata=header), overwrite)
 
@@ -72,12 +79,20 @@ class SubjectArtifact:
             meta = json.loads(header[METADATA_KEY])
             assert meta.get("format") == FORMAT
         except (KeyError, json.JSONDecodeError, AssertionError) as err:
-            raise HifiError(f"--subject {path}: not a hifilight subject artifact (no '{METADATA_KEY}' metadata)") from err
+            raise HifiError(
+                f"--subject {path}: not a hifilight subject artifact (no '{METADATA_KEY}' metadata)"
+            ) from err
         if meta["format_version"] > FORMAT_VERSION:
-            raise HifiError(f"--subject {path}: written by a newer hifilight (format {meta['format_version']}); "
-                            "upgrade hifilight")
-        return cls(c_s=tensors["c_s"], phi_s=tensors["phi_s"], metadata=meta,
-                   c_s_t=tensors.get("c_s_t"), timesteps=tensors.get("timesteps"))
+            raise HifiError(
+                f"--subject {path}: written by a newer hifilight (format {meta['format_version']}); upgrade hifilight"
+            )
+        return cls(
+            c_s=tensors["c_s"],
+            phi_s=tensors["phi_s"],
+            metadata=meta,
+            c_s_t=tensors.get("c_s_t"),
+            timesteps=tensors.get("timesteps"),
+        )
 
     def check_compatible(self, base_model: str, text_hidden_size: int, phi_s: torch.Tensor) -> None:
         """Refuse to apply the embedding to a text encoder it was not trained with."""

@@ -17,7 +17,11 @@ from hifilight.errors import HifiError
 
 def tokenize(tokenizer, texts: list[str]) -> Tensor:
     return tokenizer(
-        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        texts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
     ).input_ids
 
 

@@ -9,8 +9,11 @@ from hifilight.errors import HifiError
 
 
 def _artifact():
-    return SubjectArtifact(c_s=torch.randn(5, 32), phi_s=torch.randn(5, 32),
-                           metadata={"base_model": "tiny", "class_name": "dog", "resolution": 64})
+    return SubjectArtifact(
+        c_s=torch.randn(5, 32),
+        phi_s=torch.randn(5, 32),
+        metadata={"base_model": "tiny", "class_name": "dog", "resolution": 64},
+    )
 
 
 def test_round_trip(tmp_path):

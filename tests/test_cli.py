@@ -15,9 +15,26 @@ from hifilight.cli import main
 
 
 def _fit_args(subject_dir, out, root, *extra):
-    return ["fit", "--data.subject_dir", str(subject_dir), "--data.class_name", "dog", "--data.resolution", "32",
-            "--trainer.max_steps", "4", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(root), "--out", str(out), *extra]
+    return [
+        "fit",
+        "--data.subject_dir",
+        str(subject_dir),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +56,19 @@ def test_fit_writes_a_loadable_artifact(fitted):
 
 def test_predict_writes_images_grid_and_manifest(fitted, tmp_path):
     out = tmp_path / "pred"
-    args = ["predict", "--subject", str(fitted), "--prompts", '["a {} on the beach", "a dog in the snow"]',
-            "--num_images", "2", "--steps", "3", "--out_dir", str(out)]
+    args = [
+        "predict",
+        "--subject",
+        str(fitted),
+        "--prompts",
+        '["a {} on the beach", "a dog in the snow"]',
+        "--num_images",
+        "2",
+        "--steps",
+        "3",
+        "--out_dir",
+        str(out),
+    ]
     assert main(args) == 0
     manifest = json.loads((out / "predict.json").read_text())
     files = [item["file"] for item in manifest["images"]]
@@ -71,10 +99,22 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
     from hifilight.models.tiny import build_tiny
 
     parts = build_tiny(seed=7)
-    StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(tmp_path / "other")
-    args = ["predict", "--subject", str(fitted), "--prompts", '["a {}"]', "--steps", "2",
-            "--model.pretrained", str(tmp_path / "other"), "--out_dir", str(tmp_path / "o")]
+    StableDiffusionPipeline(
+        **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    ).save_pretrained(tmp_path / "other")
+    args = [
+        "predict",
+        "--subject",
+        str(fitted),
+        "--prompts",
+        '["a {}"]',
+        "--steps",
+        "2",
+        "--model.pretrained",
+        str(tmp_path / "other"),
+        "--out_dir",
+        str(tmp_path / "o"),
+    ]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -88,8 +128,18 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
     [
         (["fit", "--data.subject_dir", "/nonexistent", "--data.class_name", "dog"], "no such folder"),
         (["fit", "--data.subject_dir", "{empty}", "--data.class_name", "dog"], "no images found"),
-        (["fit", "--data.subject_dir", "{example}", "--data.class_name", "dog", "--model.pretrained", "./nowhere"],
-         "no such folder and not a hub id"),
+        (
+            [
+                "fit",
+                "--data.subject_dir",
+                "{example}",
+                "--data.class_name",
+                "dog",
+                "--model.pretrained",
+                "./nowhere",
+            ],
+            "no such folder and not a hub id",
+        ),
         (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
     ],
@@ -107,7 +157,12 @@ def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path
 def test_console_script_reports_errors_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("hifilight")
     env = os.environ | {"HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([str(exe), "fit", "--data.subject_dir", str(tmp_path), "--data.class_name", "dog"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [str(exe), "fit", "--data.subject_dir", str(tmp_path), "--data.class_name", "dog"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "no images found" in proc.stderr and "Traceback" not in proc.stderr

@@ -26,9 +26,23 @@ def test_config_loads(path, tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     command = _command(path)
     if command == "fit":
-        cli = fit.build_cli(["--config", str(path), "--model.pretrained", "tiny", "--data.subject_dir",
-                             str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--trainer.accelerator", "cpu",
-                             "--out", str(tmp_path / "s.safetensors")], run=False)
+        cli = fit.build_cli(
+            [
+                "--config",
+                str(path),
+                "--model.pretrained",
+                "tiny",
+                "--data.subject_dir",
+                str(EXAMPLE_SUBJECT),
+                "--data.class_name",
+                "dog",
+                "--trainer.accelerator",
+                "cpu",
+                "--out",
+                str(tmp_path / "s.safetensors"),
+            ],
+            run=False,
+        )
         assert cli.model.hparams.num_tokens >= 1 and cli.datamodule.class_name
     else:
         assert command == "predict"

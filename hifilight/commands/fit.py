@@ -1,6 +1,6 @@
 """`hifilight fit`: stage-1 subject-embedding training through LightningCLI.
 
-    hifilight fit --config configs/hifi_ti.yaml --data.subject_dir photos/ --data.class_name dog --out dog.safetensors
+hifilight fit --config configs/hifi_ti.yaml --data.subject_dir photos/ --data.class_name dog --out dog.safetensors
 """
 
 from __future__ import annotations
@@ -25,8 +25,12 @@ TRAINER_DEFAULTS = {
 
 class FitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--out", type=Path, default=Path("outputs/subject.safetensors"),
-                            help="Where to write the subject artifact (.safetensors).")
+        parser.add_argument(
+            "--out",
+            type=Path,
+            default=Path("outputs/subject.safetensors"),
+            help="Where to write the subject artifact (.safetensors).",
+        )
         parser.add_argument("--overwrite", type=bool, default=False, help="Replace --out if it already exists.")
 
     def _fit_config(self):

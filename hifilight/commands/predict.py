@@ -1,6 +1,6 @@
 """`hifilight predict`: generate images of a learned subject.
 
-    hifilight predict --subject dog.safetensors --prompts '["a photo of a {} on the beach"]' --out_dir out/
+hifilight predict --subject dog.safetensors --prompts '["a photo of a {} on the beach"]' --out_dir out/
 """
 
 from __future__ import annotations
@@ -90,9 +90,17 @@ def predict(
     for image, path in zip(images, paths, strict=True):
         save_png(image, path, overwrite)
     save_png(image_grid(images, cols=num_images), Path(out_dir) / "grid.png", overwrite)
-    manifest = {"subject": str(subject), "base_model": pretrained, "steps": steps, "guidance": guidance,
-                "resolution": size, "images": [{"file": p.name, "prompt": j.prompt, "text": j.text, "seed": j.seed}
-                                                for p, j in zip(paths, jobs, strict=True)]}
+    manifest = {
+        "subject": str(subject),
+        "base_model": pretrained,
+        "steps": steps,
+        "guidance": guidance,
+        "resolution": size,
+        "images": [
+            {"file": p.name, "prompt": j.prompt, "text": j.text, "seed": j.seed}
+            for p, j in zip(paths, jobs, strict=True)
+        ],
+    }
     write_atomic(Path(out_dir) / "predict.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)), overwrite)
     print(f"wrote {len(images)} images and grid.png to {out_dir}")
 

@@ -3,4 +3,10 @@
 from hifilight.data.datamodule import SubjectDataModule
 from hifilight.data.masks import MASK_PROVIDERS, FilesMaskProvider, FullImageMaskProvider, MaskProvider
 
-__all__ = ["MASK_PROVIDERS", "FilesMaskProvider", "FullImageMaskProvider", "MaskProvider", "SubjectDataModule"]
+__all__ = [
+    "MASK_PROVIDERS",
+    "FilesMaskProvider",
+    "FullImageMaskProvider",
+    "MaskProvider",
+    "SubjectDataModule",
+]

@@ -42,8 +42,16 @@ class SubjectDataset(Dataset):
     the training module can cache VAE latents; it is "" with random crops (nothing to cache).
     """
 
-    def __init__(self, images: list[SubjectImage], captions: list[str], resolution: int, flip_p: float,
-                 crop: str, crop_scale: float, length: int):
+    def __init__(
+        self,
+        images: list[SubjectImage],
+        captions: list[str],
+        resolution: int,
+        flip_p: float,
+        crop: str,
+        crop_scale: float,
+        length: int,
+    ):
         self.images, self.captions, self.resolution = images, captions, resolution
         self.flip_p, self.crop, self.crop_scale, self.length = flip_p, crop, crop_scale, length
 
@@ -149,7 +157,9 @@ class SubjectDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         length = max(self.samples_per_epoch, self.batch_size)
-        dataset = SubjectDataset(self.images, self.captions, self.resolution, self.flip_p, self.crop,
-                                 self.crop_scale, length)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          drop_last=True)
+        dataset = SubjectDataset(
+            self.images, self.captions, self.resolution, self.flip_p, self.crop, self.crop_scale, length
+        )
+        return DataLoader(
+            dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True
+        )

@@ -70,12 +70,15 @@ class FilesMaskProvider:
         if mask.shape != (image.height, image.width):
             warnings.warn(
                 f"{path.name}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}; "
-                "resizing the mask (nearest)", stacklevel=2,
+                "resizing the mask (nearest)",
+                stacklevel=2,
             )
             resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.NEAREST)
             mask = np.asarray(resized) >= 128
         if not mask.any():
-            raise HifiError(f"{path}: mask is all zero, so this photo would train nothing; fix the mask (white = subject)")
+            raise HifiError(
+                f"{path}: mask is all zero, so this photo would train nothing; fix the mask (white = subject)"
+            )
         return torch.from_numpy(mask.astype(np.float32))[None]
 
 

@@ -16,7 +16,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from hifilight.errors import HifiError
-from hifilight.models.tiny import build_tiny
+from hifilight.models.tiny import PRESETS
 
 TINY = "tiny"
 
@@ -54,7 +54,7 @@ class SDComponents:
 
     @property
     def is_random(self) -> bool:
-        return self.name == TINY
+        return self.name in PRESETS
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
@@ -62,9 +62,7 @@ class SDComponents:
 
 def ddim_like_sd14(scheduler_config: dict) -> DDIMScheduler:
     """A DDIM scheduler with the model's betas and prediction type, set up as in SD v1.4 sampling (paper Sec. 4)."""
-    return DDIMScheduler.from_config(
-        scheduler_config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
+    return DDIMScheduler.from_config(scheduler_config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def _from_pretrained(source: str, local: bool) -> dict:
@@ -95,20 +93,19 @@ def _resolve(pretrained: str) -> tuple[str, bool]:
     return pretrained, False
 
 
-def load_components(
-    pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu"
-) -> SDComponents:
+def load_components(pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu") -> SDComponents:
     """Return frozen, eval-mode SD components.
 
     Args:
-        pretrained: ``"tiny"`` (built-in random weights), a local diffusers pipeline folder, or a hub id.
+        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), a local diffusers pipeline
+            folder, or a hub id.
         dtype: one of float32, float16, bfloat16.
         device: where to put the modules.
     """
     if dtype not in DTYPES:
         raise HifiError(f"--model.dtype {dtype}: unknown dtype; use one of {', '.join(DTYPES)}")
-    if pretrained == TINY:
-        parts = build_tiny()
+    if pretrained in PRESETS:
+        parts = PRESETS[pretrained]()
     else:
         source, local = _resolve(pretrained)
         try:

@@ -38,50 +38,103 @@ def tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77, pad_token=EOS)
 
 
-def tiny_text_encoder(vocab_size: int) -> CLIPTextModel:
+def tiny_text_encoder(vocab_size: int, hidden: int = TEXT_HIDDEN) -> CLIPTextModel:
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_HIDDEN, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
     )
     return CLIPTextModel(config)
 
 
 def tiny_unet() -> UNet2DConditionModel:
     return UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_HIDDEN, attention_head_dim=8, norm_num_groups=32,
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def quarter_unet() -> UNet2DConditionModel:
+    """SD1.4's UNet layout at 1/4 of its widths (80, 160, 320, 320), 768-d cross-attention: for benchmarks."""
+    return UNet2DConditionModel(
+        block_out_channels=(80, 160, 320, 320),
+        layers_per_block=2,
+        sample_size=32,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=16,
     )
 
 
 def tiny_vae() -> AutoencoderKL:
     # Four blocks, like SD's VAE, so the latent is 1/8 of the image as with real weights.
     return AutoencoderKL(
-        block_out_channels=(8, 16, 16, 16), in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1, norm_num_groups=8, sample_size=128,
+        block_out_channels=(8, 16, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=128,
     )
 
 
 def sd14_ddim_scheduler() -> DDIMScheduler:
     """DDIM configured like Stable Diffusion v1.4."""
     return DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
-        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
     )
+
+
+def _build(seed: int, unet_fn, text_hidden: int) -> dict:
+    tokenizer = tiny_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = unet_fn()
+        torch.manual_seed(seed + 1)
+        vae = tiny_vae()
+        torch.manual_seed(seed + 2)
+        text_encoder = tiny_text_encoder(len(tokenizer), text_hidden)
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": sd14_ddim_scheduler(),
+    }
 
 
 def build_tiny(seed: int = TINY_SEED) -> dict:
     """Build the tiny components with a fixed seed; the same seed always gives the same weights."""
-    tokenizer = tiny_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = tiny_unet()
-        torch.manual_seed(seed + 1)
-        vae = tiny_vae()
-        torch.manual_seed(seed + 2)
-        text_encoder = tiny_text_encoder(len(tokenizer))
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": sd14_ddim_scheduler()}
+    return _build(seed, tiny_unet, TEXT_HIDDEN)
+
+
+def build_quarter(seed: int = TINY_SEED) -> dict:
+    """`tiny-quarter`: the tiny VAE/text encoder with a 768-d text output and a UNet at 1/4 of SD1.4's widths."""
+    return _build(seed, quarter_unet, 768)
+
+
+PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter}

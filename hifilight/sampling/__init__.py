@@ -4,6 +4,14 @@ from hifilight.sampling.ddim import DDIMSchedule, add_noise, cfg_combine, ddim_t
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepResult, StepState
 
 __all__ = [
-    "DDIMSchedule", "SamplingEngine", "StepCallback", "StepOverride", "StepResult", "StepState",
-    "add_noise", "cfg_combine", "ddim_transfer", "training_target",
+    "DDIMSchedule",
+    "SamplingEngine",
+    "StepCallback",
+    "StepOverride",
+    "StepResult",
+    "StepState",
+    "add_noise",
+    "cfg_combine",
+    "ddim_transfer",
+    "training_target",
 ]

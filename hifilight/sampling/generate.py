@@ -33,7 +33,9 @@ def initial_latents(seed: int, shape: tuple[int, ...], device, dtype=torch.float
 
 def make_jobs(prompts: Sequence[str], class_name: str, seed: int, num_images: int) -> list[Job]:
     if not prompts:
-        raise HifiError("--prompts is empty; pass at least one prompt, e.g. --prompts '[\"a photo of a {} on a beach\"]'")
+        raise HifiError(
+            "--prompts is empty; pass at least one prompt, e.g. --prompts '[\"a photo of a {} on a beach\"]'"
+        )
     if num_images < 1:
         raise HifiError(f"--num_images must be >= 1, got {num_images}")
     return [Job(p, render(p, class_name), seed + i) for p in prompts for i in range(num_images)]

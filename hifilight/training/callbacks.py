@@ -20,8 +20,14 @@ class SampleGrid(L.Callback):
     `<log_dir>/samples/step_<N>.png`.
     """
 
-    def __init__(self, prompts: list[str] | None = None, every_n_steps: int = 250, steps: int = 25,
-                 guidance: float = 7.5, seed: int = 0):
+    def __init__(
+        self,
+        prompts: list[str] | None = None,
+        every_n_steps: int = 250,
+        steps: int = 25,
+        guidance: float = 7.5,
+        seed: int = 0,
+    ):
         self.prompts = prompts or ["a photo of a {}"]
         self.every_n_steps, self.steps, self.guidance, self.seed = every_n_steps, steps, guidance, seed
 
@@ -41,8 +47,14 @@ class SampleGrid(L.Callback):
     def render(self, trainer, module):
         dm = trainer.datamodule
         artifact = module.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
-        comps = SDComponents(module.unet, module.vae, module.text_encoder, module.tokenizer, module.scheduler,
-                             module.base_model)
+        comps = SDComponents(
+            module.unet,
+            module.vae,
+            module.text_encoder,
+            module.tokenizer,
+            module.scheduler,
+            module.base_model,
+        )
         jobs = make_jobs(self.prompts, dm.class_name, self.seed, 1)
         images = generate(comps, artifact, jobs, self.steps, self.guidance, dm.resolution, progress=False)
         return image_grid([to_pil(x) for x in images], cols=len(jobs))

@@ -78,23 +78,22 @@ class SubjectEmbeddingModule(L.LightningModule):
             self._caption_cache.update(zip(missing, encoded, strict=True))
         return torch.stack([self._caption_cache[c] for c in captions])
 
-    def encode_latents(self, pixels: Tensor, keys: list[str]) -> Tensor:
-        """x_0 = E(I), cached by the data module's cache key ("" = not cacheable)."""
+    def encode_latents(self, pixels: Tensor, masks: Tensor, keys: list[str]) -> tuple[Tensor, Tensor]:
+        """x_0 = E(I) and M at latent size, cached by the data module's cache key ("" = not cacheable)."""
         todo = [i for i, k in enumerate(keys) if not k or k not in self._latent_cache]
+        fresh = {}
         if todo:
-            fresh = encode_images(self.vae, pixels[todo]).float()
-            for i, lat in zip(todo, fresh, strict=True):
-                if keys[i]:
-                    self._latent_cache[keys[i]] = lat
-            fresh_by_index = dict(zip(todo, fresh, strict=True))
-        else:
-            fresh_by_index = {}
-        return torch.stack([fresh_by_index[i] if i in fresh_by_index else self._latent_cache[k]
-                            for i, k in enumerate(keys)])
+            latents = encode_images(self.vae, pixels[todo]).float()
+            small = latent_mask(masks[todo], tuple(latents.shape[-2:]))
+            fresh = {i: (lat, m) for i, lat, m in zip(todo, latents, small, strict=True)}
+            self._latent_cache.update({keys[i]: fresh[i] for i in todo if keys[i]})
+        pairs = [fresh[i] if i in fresh else self._latent_cache[k] for i, k in enumerate(keys)]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     # --- Eq. (6) ------------------------------------------------------------------------------------------
-    def stage1_loss(self, latents: Tensor, mask: Tensor | None, c: Tensor, timesteps: Tensor,
-                    noise: Tensor) -> dict[str, Tensor]:
+    def stage1_loss(
+        self, latents: Tensor, mask: Tensor | None, c: Tensor, timesteps: Tensor, noise: Tensor
+    ) -> dict[str, Tensor]:
         """L_s(c_s) of Eq. (6) for given x_0, M, c, t and eps; returns the total and its two terms."""
         x_t = add_noise(latents, noise, timesteps, self.alphas_cumprod)
         cond = splice_subject(c, self.c_s)  # [c, c_s]
@@ -106,8 +105,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         return {"loss": total, "diffusion": diffusion, "reg": reg}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        latents = self.encode_latents(batch["pixels"], list(batch["cache_key"]))
-        mask = latent_mask(batch["mask"], tuple(latents.shape[-2:]))
+        latents, mask = self.encode_latents(batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode_captions(list(batch["caption"]))
         # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion).
         t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
@@ -120,8 +118,7 @@ class SubjectEmbeddingModule(L.LightningModule):
 
     # --- checkpoints hold only what is trained ------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
-                                    if not k.startswith(FROZEN)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
 
     def to_artifact(self, class_name: str, caption_templates: list[str], resolution: int) -> SubjectArtifact:
         meta = {

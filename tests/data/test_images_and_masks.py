@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_image
 from PIL import Image
 
-from conftest import write_image
 from hifilight.data.images import list_images, load_rgb
 from hifilight.data.masks import FilesMaskProvider, FullImageMaskProvider, build_mask_provider
 from hifilight.errors import HifiError

@@ -22,16 +22,25 @@ def test_tiny_is_seeded_frozen_and_sd14_scheduled(tiny):
 
 def test_local_folder_loads_through_from_pretrained(tiny, tmp_path, monkeypatch):
     pipe = StableDiffusionPipeline(
-        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=tiny.unet,
-        scheduler=tiny.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=tiny.vae,
+        text_encoder=tiny.text_encoder,
+        tokenizer=tiny.tokenizer,
+        unet=tiny.unet,
+        scheduler=tiny.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.save_pretrained(tmp_path / "sd")
     calls = []
     from diffusers import UNet2DConditionModel
 
     original = UNet2DConditionModel.from_pretrained.__func__
-    monkeypatch.setattr(UNet2DConditionModel, "from_pretrained",
-                        classmethod(lambda cls, *a, **k: calls.append(a) or original(cls, *a, **k)))
+    monkeypatch.setattr(
+        UNet2DConditionModel,
+        "from_pretrained",
+        classmethod(lambda cls, *a, **k: calls.append(a) or original(cls, *a, **k)),
+    )
     loaded = load_components(str(tmp_path / "sd"))
     assert calls and calls[0][0] == str(tmp_path / "sd")
     for name in ("unet", "vae", "text_encoder"):

@@ -37,6 +37,11 @@ def test_exact_prediction_recovers_x0_and_transfer_inverts(prediction_type):
     # with the exact model output, moving to t=300 and back to t=500 returns x_t (DDIM is deterministic)
     eps300 = got_eps
     x_300 = ddim_transfer(x_t, target, float(acp[500]), float(acp[300]), prediction_type)
-    back = ddim_transfer(x_300, training_target(x0, eps300, torch.tensor([300]), acp, prediction_type),
-                         float(acp[300]), float(acp[500]), prediction_type)
+    back = ddim_transfer(
+        x_300,
+        training_target(x0, eps300, torch.tensor([300]), acp, prediction_type),
+        float(acp[300]),
+        float(acp[500]),
+        prediction_type,
+    )
     assert torch.allclose(back, x_t, atol=1e-4)

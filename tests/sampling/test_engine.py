@@ -16,12 +16,25 @@ def _setup(tiny, steps=8):
 
 def test_engine_matches_diffusers_pipeline(tiny):
     pipe = StableDiffusionPipeline(
-        vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=tiny.unet,
-        scheduler=tiny.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=tiny.vae,
+        text_encoder=tiny.text_encoder,
+        tokenizer=tiny.tokenizer,
+        unet=tiny.unet,
+        scheduler=tiny.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    expected = pipe("a photo of a dog", num_inference_steps=10, guidance_scale=7.5, height=64, width=64,
-                    generator=torch.Generator().manual_seed(3), output_type="pt").images
+    expected = pipe(
+        "a photo of a dog",
+        num_inference_steps=10,
+        guidance_scale=7.5,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(3),
+        output_type="pt",
+    ).images
     engine, cond, phi, x_T = _setup(tiny, steps=10)
     got = decode_latents(tiny.vae, engine.sample(x_T, cond, phi, 7.5))
     assert (got - expected).abs().max() < 1e-4

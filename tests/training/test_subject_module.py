@@ -75,9 +75,11 @@ def test_checkpoint_keeps_only_trained_tensors():
 
 def test_latent_cache_reuses_encodings():
     module = SubjectEmbeddingModule()
-    pixels = torch.rand(2, 3, 64, 64) * 2 - 1
-    first = module.encode_latents(pixels, ["0:0", ""])
-    again = module.encode_latents(torch.zeros_like(pixels), ["0:0", ""])  # cached key ignores new pixels
-    assert torch.equal(first[0], again[0])
+    pixels, masks = torch.rand(2, 3, 64, 64) * 2 - 1, torch.ones(2, 1, 64, 64)
+    first, first_mask = module.encode_latents(pixels, masks, ["0:0", ""])
+    assert first.shape == (2, 4, 8, 8) and first_mask.shape == (2, 1, 8, 8)
+    # a cached key ignores new pixels and masks; an uncacheable sample is encoded afresh
+    again, again_mask = module.encode_latents(torch.zeros_like(pixels), torch.zeros_like(masks), ["0:0", ""])
+    assert torch.equal(first[0], again[0]) and torch.equal(first_mask[0], again_mask[0])
     assert not torch.equal(first[1], again[1])
     assert list(module._latent_cache) == ["0:0"]
