@@ -1,0 +1,71 @@
+"""Sample grids during training: to the log folder, or to an offline Weights & Biases run."""
+
+from pathlib import Path
+
+from PIL import Image
+
+from hifilight.cli import main
+
+
+def _args(tmp_path, *extra):
+    from conftest import EXAMPLE_SUBJECT
+
+    return [
+        "fit",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--trainer.max_steps",
+        "4",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "s.safetensors"),
+        *extra,
+    ]
+
+
+def test_sample_grid_is_written_to_the_log_dir(tmp_path):
+    extra = [
+        "--trainer.callbacks+=hifilight.training.callbacks.SampleGrid",
+        "--trainer.callbacks.every_n_steps=2",
+        "--trainer.callbacks.steps=2",
+        '--trainer.callbacks.prompts=["a {}", "a {} on a beach"]',
+    ]
+    assert main(_args(tmp_path, *extra)) == 0
+    grids = sorted(tmp_path.glob("lightning_logs/version_0/samples/step_*.png"))
+    assert [g.name for g in grids] == ["step_000002.png", "step_000004.png"]
+    assert Image.open(grids[0]).size == (64, 32)
+
+
+def test_wandb_offline_run_gets_losses_and_grids(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[2] / "configs" / "hifi_ti_wandb.yaml"
+    extra = [
+        "--config",
+        str(config),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "wb"),
+        "--trainer.callbacks.every_n_steps=2",
+        "--trainer.callbacks.steps=2",
+        "--trainer.log_every_n_steps=1",
+    ]
+    assert main(_args(tmp_path, *extra)) == 0
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = list(runs[0].glob("files/media/images/samples_*.png"))
+    assert len(media) == 2
+    import wandb
+
+    wandb.finish()  # the CLI process would finish the run at exit
+    records = next(runs[0].glob("run-*.wandb")).read_bytes()
+    assert b"train/loss" in records and b"samples" in records
