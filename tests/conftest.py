@@ -47,3 +47,22 @@ def subject_dir(tmp_path) -> Path:
         mask[10:30, 12:36] = 255
         Image.fromarray(mask).save(folder / "masks" / f"{i:02d}.png")
     return folder
+
+
+def fit_args(subject_dir, out, root, *extra) -> list[str]:
+    """`hifilight fit` arguments for a 4-step tiny run at 32 px on CPU."""
+    settings = {"data.subject_dir": subject_dir, "data.class_name": "dog", "data.resolution": 32,
+                "trainer.max_steps": 4, "trainer.accelerator": "cpu", "trainer.enable_progress_bar": "false",
+                "trainer.default_root_dir": root, "out": out}  # fmt: skip
+    return ["fit", *[f"--{k}={v}" for k, v in settings.items()], *extra]
+
+
+def sd_pipeline(unet, vae, text_encoder, tokenizer, scheduler, **_):
+    """A diffusers StableDiffusionPipeline around the given components (no safety checker)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

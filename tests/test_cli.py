@@ -8,33 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fit_args, sd_pipeline
 from PIL import Image
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.cli import main
-
-
-def _fit_args(subject_dir, out, root, *extra):
-    return [
-        "fit",
-        "--data.subject_dir",
-        str(subject_dir),
-        "--data.class_name",
-        "dog",
-        "--data.resolution",
-        "32",
-        "--trainer.max_steps",
-        "4",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.default_root_dir",
-        str(root),
-        "--out",
-        str(out),
-        *extra,
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +21,7 @@ def fitted(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("fit")
     out = tmp / "dog.safetensors"
-    assert main(_fit_args(EXAMPLE_SUBJECT, out, tmp / "logs")) == 0
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp / "logs")) == 0
     return out
 
 
@@ -89,19 +67,14 @@ def test_existing_artifact_is_kept(tmp_path, capsys):
 
     out = tmp_path / "mine.safetensors"
     out.write_bytes(b"keep me")
-    assert main(_fit_args(EXAMPLE_SUBJECT, out, tmp_path)) == 2
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp_path)) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
 
 
 def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
-    from diffusers import StableDiffusionPipeline
-
     from hifilight.models.tiny import build_tiny
 
-    parts = build_tiny(seed=7)
-    StableDiffusionPipeline(
-        **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
-    ).save_pretrained(tmp_path / "other")
+    sd_pipeline(**build_tiny(seed=7)).save_pretrained(tmp_path / "other")
     args = [
         "predict",
         "--subject",

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline
+from conftest import sd_pipeline
 
 from hifilight.errors import HifiError
 from hifilight.models import load_components
@@ -21,16 +21,7 @@ def test_tiny_is_seeded_frozen_and_sd14_scheduled(tiny):
 
 
 def test_local_folder_loads_through_from_pretrained(tiny, tmp_path, monkeypatch):
-    pipe = StableDiffusionPipeline(
-        vae=tiny.vae,
-        text_encoder=tiny.text_encoder,
-        tokenizer=tiny.tokenizer,
-        unet=tiny.unet,
-        scheduler=tiny.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = sd_pipeline(**tiny.__dict__)
     pipe.save_pretrained(tmp_path / "sd")
     calls = []
     from diffusers import UNet2DConditionModel

@@ -1,5 +1,5 @@
 import torch
-from diffusers import StableDiffusionPipeline
+from conftest import sd_pipeline
 
 from hifilight.conditioning import encode_text
 from hifilight.sampling import DDIMSchedule, SamplingEngine, StepCallback, StepOverride
@@ -15,17 +15,7 @@ def _setup(tiny, steps=8):
 
 
 def test_engine_matches_diffusers_pipeline(tiny):
-    pipe = StableDiffusionPipeline(
-        vae=tiny.vae,
-        text_encoder=tiny.text_encoder,
-        tokenizer=tiny.tokenizer,
-        unet=tiny.unet,
-        scheduler=tiny.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = sd_pipeline(**tiny.__dict__)
     expected = pipe(
         "a photo of a dog",
         num_inference_steps=10,

@@ -2,34 +2,14 @@
 
 from pathlib import Path
 
+from conftest import EXAMPLE_SUBJECT, fit_args
 from PIL import Image
 
 from hifilight.cli import main
 
 
 def _args(tmp_path, *extra):
-    from conftest import EXAMPLE_SUBJECT
-
-    return [
-        "fit",
-        "--data.subject_dir",
-        str(EXAMPLE_SUBJECT),
-        "--data.class_name",
-        "dog",
-        "--data.resolution",
-        "32",
-        "--trainer.max_steps",
-        "4",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        "--out",
-        str(tmp_path / "s.safetensors"),
-        *extra,
-    ]
+    return fit_args(EXAMPLE_SUBJECT, tmp_path / "s.safetensors", tmp_path, *extra)
 
 
 def test_sample_grid_is_written_to_the_log_dir(tmp_path):
