@@ -113,6 +113,8 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
             ],
             "no such folder and not a hub id",
         ),
+        (["fit", "--data.subject_dir", "{broken}", "--data.class_name", "dog", "--trainer.max_steps", "1"],
+         "00.jpg: unreadable or truncated"),  # fmt: skip
         (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
     ],
@@ -121,7 +123,10 @@ def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path
     from conftest import EXAMPLE_SUBJECT
 
     (tmp_path / "empty").mkdir()
-    subs = {"{empty}": str(tmp_path / "empty"), "{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted)}
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "00.jpg").write_bytes((EXAMPLE_SUBJECT / "00.jpg").read_bytes()[:3000])
+    subs = {"{empty}": str(tmp_path / "empty"), "{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted),
+            "{broken}": str(tmp_path / "broken")}  # fmt: skip
     assert main([subs.get(a, a) for a in args]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith(("NOTE", "Seed"))]
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
