@@ -50,9 +50,10 @@ def subject_dir(tmp_path) -> Path:
 
 
 def fit_args(subject_dir, out, root, *extra) -> list[str]:
-    """`hifilight fit` arguments for a 4-step tiny run at 32 px on CPU."""
+    """`hifilight fit` arguments for a tiny run at 32 px on CPU: 4 stage-1 steps, then 3 timesteps x 1 step."""
     settings = {"data.subject_dir": subject_dir, "data.class_name": "dog", "data.resolution": 32,
-                "trainer.max_steps": 4, "trainer.accelerator": "cpu", "trainer.enable_progress_bar": "false",
+                "model.stage1_steps": 4, "model.stepwise_steps": 1, "model.stepwise_num_steps": 3,
+                "trainer.accelerator": "cpu", "trainer.enable_progress_bar": "false",
                 "trainer.default_root_dir": root, "out": out}  # fmt: skip
     return ["fit", *[f"--{k}={v}" for k, v in settings.items()], *extra]
 

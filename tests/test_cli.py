@@ -28,7 +28,8 @@ def fitted(tmp_path_factory):
 def test_fit_writes_a_loadable_artifact(fitted):
     art = SubjectArtifact.load(fitted)
     assert art.c_s.shape == (5, 32) and art.class_name == "dog" and art.metadata["base_model"] == "tiny"
-    assert art.metadata["training"]["global_step"] == 4 and art.metadata["resolution"] == 32
+    assert art.metadata["training"]["global_step"] == 4 + 3 * 1 and art.metadata["resolution"] == 32
+    assert art.c_s_t.shape == (3, 5, 32) and art.timesteps.tolist() == [667, 334, 1]
     assert not torch.equal(art.c_s, art.phi_s)  # trained
 
 
@@ -52,6 +53,7 @@ def test_predict_writes_images_grid_and_manifest(fitted, tmp_path):
     files = [item["file"] for item in manifest["images"]]
     assert len(files) == 4 and [i["seed"] for i in manifest["images"]] == [0, 1, 0, 1]
     assert manifest["images"][0]["text"] == "a dog on the beach"
+    assert manifest["stepwise"] is True  # the artifact has c_s^t, so Eq. (7) is used by default
     for name in files:
         assert Image.open(out / name).size == (32, 32)
     assert Image.open(out / "grid.png").size == (64, 64)
@@ -113,8 +115,10 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
             ],
             "no such folder and not a hub id",
         ),
-        (["fit", "--data.subject_dir", "{broken}", "--data.class_name", "dog", "--trainer.max_steps", "1"],
-         "00.jpg: unreadable or truncated"),  # fmt: skip
+        (
+            ["fit", "--data.subject_dir", "{broken}", "--data.class_name", "dog", "--model.stage1_steps", "1"],
+            "00.jpg: unreadable or truncated",
+        ),  # fmt: skip
         (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
     ],

@@ -5,6 +5,7 @@ hifilight fit --config configs/hifi_ti.yaml --data.subject_dir photos/ --data.cl
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from hifilight.commands.common import note_random_weights
 from hifilight.data import SubjectDataModule
 from hifilight.io import check_writable
 from hifilight.training import SubjectEmbeddingModule
+from hifilight.training.stepwise import total_steps
 
 TRAINER_DEFAULTS = {
-    "max_steps": 1000,  # paper Sec. 4: c_s is optimised for 1000 steps
     "log_every_n_steps": 10,
     "enable_model_summary": False,
     "default_root_dir": "outputs/fit",
@@ -32,6 +33,12 @@ class FitCLI(LightningCLI):
             help="Where to write the subject artifact (.safetensors).",
         )
         parser.add_argument("--overwrite", type=bool, default=False, help="Replace --out if it already exists.")
+        # Stage 1 + step-wise stage run as one fit: their lengths set max_steps (see StepwisePlan).
+        parser.link_arguments(
+            ("model.stage1_steps", "model.stepwise_steps", "model.stepwise_num_steps"),
+            "trainer.max_steps",
+            compute_fn=total_steps,
+        )
 
     def _fit_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -40,6 +47,10 @@ class FitCLI(LightningCLI):
         cfg = self._fit_config()
         check_writable(cfg.out, cfg.overwrite, "--overwrite")  # fail before any training, not after
         note_random_weights(cfg.model.pretrained)
+        if cfg.model.stepwise_steps == 0:
+            print(
+                "step-wise stage skipped (--model.stepwise_steps 0): the artifact will hold c_s only", file=sys.stderr
+            )
 
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:
@@ -48,7 +59,8 @@ class FitCLI(LightningCLI):
         dm = self.datamodule
         artifact = self.model.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
         path = artifact.save(cfg.out, overwrite=cfg.overwrite)
-        print(f"wrote subject artifact {path}")
+        kind = f"c_s and {len(artifact.timesteps)} step-wise c_s^t" if artifact.c_s_t is not None else "c_s only"
+        print(f"wrote subject artifact {path} ({kind})")
 
 
 def run(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
-from hifilight.sampling.generate import Job, generate, make_jobs
+from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
 
 
 @dataclass
@@ -55,6 +55,7 @@ def predict(
     guidance: float = 7.5,
     resolution: int | None = None,
     batch_size: int = 4,
+    stepwise: bool | None = None,
     overwrite: bool = False,
 ) -> None:
     """Generate images of a learned subject (Sec. 3.2 conditioning [c, c_s]) with guided DDIM (Eq. 1).
@@ -70,6 +71,7 @@ def predict(
         guidance: classifier-free guidance weight w (Eq. 1).
         resolution: image size in pixels (default: the resolution the subject was trained at).
         batch_size: images denoised together.
+        stepwise: use the step-wise embeddings c_s^t at each step (Eq. 7). Default: when the artifact has them.
         overwrite: replace existing files in out_dir.
     """
     model = model or ModelOptions()
@@ -78,6 +80,7 @@ def predict(
     if batch_size < 1:
         raise HifiError(f"--batch_size must be >= 1, got {batch_size}")
     artifact = SubjectArtifact.load(subject)
+    per_step = use_stepwise(artifact, stepwise)
     jobs = make_jobs(prompts, artifact.class_name, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
     for path in [*paths, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
@@ -86,7 +89,7 @@ def predict(
     note_random_weights(pretrained)
     comps = load_components(pretrained, model.dtype, resolve_device(model.device))
     size = resolution or artifact.metadata.get("resolution", 512)
-    images = [to_pil(x) for x in generate(comps, artifact, jobs, steps, guidance, size, batch_size)]
+    images = [to_pil(x) for x in generate(comps, artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)]
     for image, path in zip(images, paths, strict=True):
         save_png(image, path, overwrite)
     save_png(image_grid(images, cols=num_images), Path(out_dir) / "grid.png", overwrite)
@@ -96,6 +99,7 @@ def predict(
         "steps": steps,
         "guidance": guidance,
         "resolution": size,
+        "stepwise": per_step,
         "images": [
             {"file": p.name, "prompt": j.prompt, "text": j.text, "seed": j.seed}
             for p, j in zip(paths, jobs, strict=True)

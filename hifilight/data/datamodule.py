@@ -31,6 +31,11 @@ def _resize_short_side(img: Image.Image, size: int) -> Image.Image:
     return img.resize((max(size, round(img.width * scale)), max(size, round(img.height * scale))), Image.BICUBIC)
 
 
+def _center_window(h: int, w: int) -> tuple[int, int, int]:
+    short = min(h, w)
+    return (h - short) // 2, (w - short) // 2, short
+
+
 def _crop(x: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
     return x[:, top : top + side, left : left + side]
 
@@ -59,29 +64,30 @@ class SubjectDataset(Dataset):
         return self.length
 
     def _window(self, h: int, w: int) -> tuple[int, int, int]:
-        short = min(h, w)
         if self.crop == "center":
-            return (h - short) // 2, (w - short) // 2, short
+            return _center_window(h, w)
+        short = min(h, w)
         side = max(8, round(short * random.uniform(self.crop_scale, 1.0) ** 0.5))
         return random.randint(0, h - side), random.randint(0, w - side), side
 
-    def __getitem__(self, i: int) -> dict:
-        idx = i % len(self.images)
+    def view(self, idx: int, flipped: bool, window: tuple[int, int, int] | None = None) -> dict:
+        """Image `idx` cropped to `window` (default: the centre square), resized and optionally flipped."""
         item = self.images[idx]
-        top, left, side = self._window(*item.pixels.shape[-2:])
+        top, left, side = window or _center_window(*item.pixels.shape[-2:])
         pixels, mask = _crop(item.pixels, top, left, side), _crop(item.mask, top, left, side)
         if side != self.resolution:
             pixels = F.interpolate(pixels[None], size=self.resolution, mode="bilinear", antialias=True)[0]
             mask = F.interpolate(mask[None], size=self.resolution, mode="nearest")[0]
-        flipped = random.random() < self.flip_p
         if flipped:
             pixels, mask = pixels.flip(-1), mask.flip(-1)
-        return {
-            "pixels": pixels,
-            "mask": mask,
-            "caption": random.choice(self.captions),
-            "cache_key": f"{idx}:{int(flipped)}" if self.crop == "center" else "",
-        }
+        cacheable = window is None or self.crop == "center"
+        return {"pixels": pixels, "mask": mask, "cache_key": f"{idx}:{int(flipped)}" if cacheable else ""}
+
+    def __getitem__(self, i: int) -> dict:
+        idx = i % len(self.images)
+        window = self._window(*self.images[idx].pixels.shape[-2:])
+        item = self.view(idx, random.random() < self.flip_p, window)
+        return item | {"caption": random.choice(self.captions)}
 
 
 class SubjectDataModule(L.LightningDataModule):
@@ -155,11 +161,21 @@ class SubjectDataModule(L.LightningDataModule):
         if not self.images:
             self.images = self.load_images()
 
-    def train_dataloader(self) -> DataLoader:
-        length = max(self.samples_per_epoch, self.batch_size)
-        dataset = SubjectDataset(
+    def dataset(self, length: int | None = None) -> SubjectDataset:
+        self.setup()
+        length = length or max(self.samples_per_epoch, self.batch_size)
+        return SubjectDataset(
             self.images, self.captions, self.resolution, self.flip_p, self.crop, self.crop_scale, length
         )
+
+    def fixed_views(self) -> list[dict]:
+        """The source set X_0 of Algorithm 1: every image at its centre crop, and mirrored when flips are on."""
+        ds = self.dataset()
+        flips = (False, True) if self.flip_p > 0 else (False,)
+        return [ds.view(idx, flipped) for idx in range(len(self.images)) for flipped in flips]
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset()
         return DataLoader(
             dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True
         )

@@ -15,6 +15,7 @@ from hifilight.models import SDComponents
 from hifilight.prompts import render
 from hifilight.sampling.ddim import DDIMSchedule, decode_latents
 from hifilight.sampling.engine import SamplingEngine, StepCallback
+from hifilight.sampling.stepwise import StepwiseEmbeddings
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,21 @@ def prepare_subject(comps: SDComponents, artifact: SubjectArtifact) -> Tensor:
     return phi
 
 
-def subject_conditioning(comps: SDComponents, artifact: SubjectArtifact, texts: list[str]) -> Tensor:
-    """[c, c_s] for each text (Sec. 3.2)."""
+def encode_prompts(comps: SDComponents, artifact: SubjectArtifact, texts: list[str]) -> Tensor:
+    """c for each text, after checking it leaves the last n rows to the subject."""
     for text in texts:
         check_room(comps.tokenizer, text, artifact.num_tokens)
-    c = encode_text(comps.tokenizer, comps.text_encoder, texts).float()
-    return splice_subject(c, artifact.c_s.to(c.device))
+    return encode_text(comps.tokenizer, comps.text_encoder, texts).float()
+
+
+def use_stepwise(artifact: SubjectArtifact, stepwise: bool | None) -> bool:
+    """None = use the step-wise embeddings when the artifact has them."""
+    if stepwise and artifact.c_s_t is None:
+        raise HifiError(
+            "--stepwise true: this subject artifact has no step-wise embeddings; fit it with --model.stepwise_steps "
+            "> 0, or pass --stepwise false to sample with c_s"
+        )
+    return artifact.c_s_t is not None if stepwise is None else stepwise
 
 
 def generate(
@@ -66,8 +76,14 @@ def generate(
     batch_size: int = 4,
     callbacks: Sequence[StepCallback] = (),
     progress: bool = True,
+    stepwise: bool | None = None,
 ) -> Tensor:
-    """Images in [0, 1], (len(jobs), 3, resolution, resolution), in job order."""
+    """Images in [0, 1], (len(jobs), 3, resolution, resolution), in job order.
+
+    With step-wise embeddings (`stepwise`, default: when the artifact has them) each step uses [c, c_s^t]
+    (Eq. 7); otherwise every step uses [c, c_s].
+    """
+    per_step = use_stepwise(artifact, stepwise)
     if resolution % comps.vae_scale_factor:
         raise HifiError(f"--resolution must be a multiple of {comps.vae_scale_factor}, got {resolution}")
     device = comps.unet.device
@@ -78,8 +94,10 @@ def generate(
     images = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        cond = subject_conditioning(comps, artifact, [j.text for j in chunk])
+        c = encode_prompts(comps, artifact, [j.text for j in chunk])
+        cond = splice_subject(c, artifact.c_s.to(c.device))
+        extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
         x_T = torch.cat([initial_latents(j.seed, shape, device) for j in chunk])
-        x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=callbacks, progress=progress)
+        x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[*extra, *callbacks], progress=progress)
         images.append(decode_latents(comps.vae, x_0).cpu())
     return torch.cat(images)

@@ -1,8 +1,13 @@
-"""Stage 1 of HiFi Tuner: learn the subject embedding c_s with Eq. (6) (Sec. 3.2).
+"""HiFi Tuner's subject representations (Sec. 3.2): c_s with Eq. (6), then step-wise c_s^t (Algorithm 1).
 
-Only c_s (n x d) is trained. The UNet, VAE and text encoder are frozen; captions and the null text are encoded
-once and cached (the text encoder is never in the backward graph), VAE latents are cached per (image, flip) when
-the data module's crops are deterministic, so a training step costs one UNet forward + backward.
+Stage 1 trains c_s (n x d) for `stage1_steps` steps. The step-wise stage then walks the DDIM timesteps from T down
+to 1: c_s^t starts from c_s^{t+1} (c_s^{T+1} = c_s) and is optimised for I steps on Eq. (6) with x_t noised at
+exactly t. Both stages run in one Lightning fit; the global step says which stage and timestep a step belongs to
+(see `StepwisePlan`), so checkpoints resume at the right place.
+
+The UNet, VAE and text encoder are frozen; captions and the null text are encoded once and cached (the text
+encoder is never in the backward graph), VAE latents are cached per (image, flip) when the data module's crops
+are deterministic, so a training step costs one UNet forward + backward.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.models import load_components
-from hifilight.sampling.ddim import add_noise, encode_images, training_target
+from hifilight.sampling.ddim import DDIMSchedule, add_noise, encode_images, training_target
 from hifilight.training.losses import embedding_regularizer, latent_mask, masked_mse
+from hifilight.training.stepwise import StepwisePlan, step_generator
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -34,6 +40,12 @@ class SubjectEmbeddingModule(L.LightningModule):
         use_mask: bool = True,
         use_regularizer: bool = True,
         loss_normalization: Literal["mask", "all"] = "mask",
+        stage1_steps: int = 1000,
+        stepwise_steps: int = 10,
+        stepwise_num_steps: int = 50,
+        stepwise_learning_rate: float = 5e-3,
+        stepwise_reset_optimizer: bool = True,
+        seed: int = 0,
     ):
         """Learn a subject embedding c_s (Eq. 6).
 
@@ -47,12 +59,29 @@ class SubjectEmbeddingModule(L.LightningModule):
             use_mask: multiply the diffusion loss by the subject mask (Eq. 5); false = Eq. (2) (ablation).
             use_regularizer: add w_s * ||c_s - phi_s||^2 (Eq. 6); false drops it (ablation).
             loss_normalization: "mask" = mean over subject elements (default), "all" = mean over all elements.
+            stage1_steps: optimizer steps of stage 1 (paper: 1000). The fit CLI sets --trainer.max_steps from this
+                and the step-wise settings.
+            stepwise_steps: I, optimizer steps per DDIM timestep in the step-wise stage (Algorithm 1; paper: 10);
+                0 skips the stage (the artifact then holds c_s only).
+            stepwise_num_steps: T, the DDIM steps the step-wise embeddings are trained for (paper: 50); sample with
+                the same number.
+            stepwise_learning_rate: Adam learning rate of the step-wise stage (paper: 5e-3).
+            stepwise_reset_optimizer: start every timestep with a fresh Adam state (true), or carry the moments
+                over from the previous timestep (false). The paper does not say; a fresh state per timestep
+                matches null-text inversion's per-step optimiser.
+            seed: seed of the step-wise stage's draws (source image, caption, noise), which depend only on
+                (seed, step) so that a resumed run continues exactly.
         """
         super().__init__()
         if learning_rate <= 0:
             raise HifiError(f"--model.learning_rate must be > 0, got {learning_rate}")
         if reg_weight < 0:
             raise HifiError(f"--model.reg_weight must be >= 0, got {reg_weight}")
+        for flag, value in (("stage1_steps", stage1_steps), ("stepwise_steps", stepwise_steps)):
+            if value < 0:
+                raise HifiError(f"--model.{flag} must be >= 0, got {value}")
+        if stepwise_num_steps < 1:
+            raise HifiError(f"--model.stepwise_num_steps must be >= 1, got {stepwise_num_steps}")
         self.save_hyperparameters()
         comps = load_components(pretrained, dtype)
         self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
@@ -63,9 +92,16 @@ class SubjectEmbeddingModule(L.LightningModule):
         self.register_buffer("phi_s", phi_s, persistent=False)
         self.c_s = torch.nn.Parameter(phi_s.clone())  # Sec. 3.2: initialised from phi_s
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
+        timesteps = DDIMSchedule.from_scheduler(self.scheduler, stepwise_num_steps).timesteps
+        self.plan = StepwisePlan(stage1_steps, stepwise_steps, tuple(timesteps.tolist()))
+        # Algorithm 1: c_work is the c_s^t being optimised; c_s_t[k] holds the result for timesteps[k].
+        self.c_work = torch.nn.Parameter(phi_s.clone())
+        self.register_buffer("c_s_t", phi_s.expand(len(timesteps), -1, -1).clone())
+        self.register_buffer("stepwise_timesteps", timesteps.clone())
         self._caption_cache: dict[str, Tensor] = {}
         self._latent_cache: dict[str, Tensor] = {}
-        self.strict_loading = False  # checkpoints hold c_s only (see on_save_checkpoint)
+        self._views: list[dict] | None = None
+        self.strict_loading = False  # checkpoints hold only the trained tensors (see on_save_checkpoint)
 
     # --- cached constants ---------------------------------------------------------------------------------
     def encode_captions(self, captions: list[str]) -> Tensor:
@@ -91,30 +127,88 @@ class SubjectEmbeddingModule(L.LightningModule):
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     # --- Eq. (6) ------------------------------------------------------------------------------------------
-    def stage1_loss(
-        self, latents: Tensor, mask: Tensor | None, c: Tensor, timesteps: Tensor, noise: Tensor
+    def subject_loss(
+        self, c_s: Tensor, latents: Tensor, mask: Tensor | None, c: Tensor, timesteps: Tensor, noise: Tensor
     ) -> dict[str, Tensor]:
-        """L_s(c_s) of Eq. (6) for given x_0, M, c, t and eps; returns the total and its two terms."""
-        x_t = add_noise(latents, noise, timesteps, self.alphas_cumprod)
-        cond = splice_subject(c, self.c_s)  # [c, c_s]
+        """L_s of Eq. (6) for the embedding `c_s` given x_0, M, c, t and eps; returns the total and its terms."""
+        x_t = add_noise(latents, noise, timesteps, self.alphas_cumprod)  # N_s(x_0, eps, t)
+        cond = splice_subject(c, c_s)  # [c, c_s]
         pred = self.unet(x_t.to(self.unet.dtype), timesteps, encoder_hidden_states=cond.to(self.unet.dtype)).sample
         target = training_target(latents, noise, timesteps, self.alphas_cumprod, self.scheduler.config.prediction_type)
         diffusion = masked_mse(pred, target, mask if self.hparams.use_mask else None, self.hparams.loss_normalization)
-        reg = embedding_regularizer(self.c_s, self.phi_s)
+        reg = embedding_regularizer(c_s, self.phi_s)
         total = diffusion + self.hparams.reg_weight * reg if self.hparams.use_regularizer else diffusion
         return {"loss": total, "diffusion": diffusion, "reg": reg}
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        where = self.plan.locate(self.global_step)
+        if where is None:
+            out = self.stage1_step(batch)
+            self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=True, on_step=True)
+        else:
+            dm = self.trainer.datamodule
+            out = self.stepwise_step(where, self.source_views(dm), dm.captions, len(batch["caption"]))
+            self.log_dict({f"stepwise/{k}": v.detach() for k, v in out.items()}, prog_bar=True, on_step=True)
+            self.log("stepwise/timestep", float(self.plan.timesteps[where[0]]), on_step=True)
+        return out["loss"]
+
+    def stage1_step(self, batch: dict) -> dict[str, Tensor]:
         latents, mask = self.encode_latents(batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode_captions(list(batch["caption"]))
         # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion).
         t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
-        out = self.stage1_loss(latents, mask, c, t, torch.randn_like(latents))
-        self.log_dict({f"train/{k}": v.detach() for k, v in out.items()}, prog_bar=True, on_step=True)
-        return out["loss"]
+        return self.subject_loss(self.c_s, latents, mask, c, t, torch.randn_like(latents))
+
+    def source_views(self, datamodule) -> list[dict]:
+        if self._views is None:
+            self._views = datamodule.fixed_views()
+        return self._views
+
+    def stepwise_step(self, where: tuple[int, int], views: list[dict], captions: list[str], batch_size: int):
+        """One inner step i of Algorithm 1 at timestep index k: x_0 from X_0, fresh eps, x_t at exactly t."""
+        k, i = where
+        if i == 0:  # c_s^t = c_s^{t+1}, with c_s^{T+1} = c_s
+            with torch.no_grad():
+                self.c_work.copy_(self.c_s if k == 0 else self.c_s_t[k - 1])
+        g = step_generator(self.hparams.seed, self.global_step)
+        picks = torch.randint(len(views), (batch_size,), generator=g).tolist()
+        texts = [captions[j] for j in torch.randint(len(captions), (batch_size,), generator=g).tolist()]
+        chosen = [views[j] for j in picks]
+        pixels = torch.stack([v["pixels"] for v in chosen]).to(self.device)
+        masks = torch.stack([v["mask"] for v in chosen]).to(self.device)
+        latents, mask = self.encode_latents(pixels, masks, [v["cache_key"] for v in chosen])
+        noise = torch.randn(latents.shape, generator=g).to(latents.device)
+        t = torch.full((batch_size,), self.plan.timesteps[k], device=latents.device, dtype=torch.long)
+        return self.subject_loss(self.c_work, latents, mask, self.encode_captions(texts), t, noise)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        self.reset_stepwise_optimizer(optimizer, self.global_step)
+
+    def reset_stepwise_optimizer(self, optimizer, global_step: int) -> None:
+        """At the first inner step of a timestep, drop c_work's Adam state if --model.stepwise_reset_optimizer."""
+        where = self.plan.locate(global_step)
+        if where is not None and where[1] == 0 and self.hparams.stepwise_reset_optimizer:
+            optimizer.state.pop(self.c_work, None)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # global_step has already advanced past the step that just ran
+        where = self.plan.locate(self.global_step - 1)
+        if where is not None:
+            with torch.no_grad():
+                self.c_s_t[where[0]].copy_(self.c_work)
+
+    @property
+    def stepwise_done(self) -> bool:
+        return self.plan.enabled and self.global_step >= self.plan.total_steps
 
     def configure_optimizers(self):
-        return torch.optim.Adam([self.c_s], lr=self.hparams.learning_rate)
+        # Two groups: stage 1 updates c_s, the step-wise stage c_work; a parameter without a gradient is skipped.
+        return torch.optim.Adam(
+            [
+                {"params": [self.c_s], "lr": self.hparams.learning_rate},
+                {"params": [self.c_work], "lr": self.hparams.stepwise_learning_rate},
+            ]
+        )
 
     # --- checkpoints hold only what is trained ------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -130,4 +224,7 @@ class SubjectEmbeddingModule(L.LightningModule):
             "training": {k: v for k, v in self.hparams.items() if not k.startswith("_")}
             | {"global_step": int(self.global_step)},
         }
-        return SubjectArtifact(c_s=self.c_s.detach().float().cpu(), phi_s=self.phi_s.cpu(), metadata=meta)
+        art = SubjectArtifact(c_s=self.c_s.detach().float().cpu(), phi_s=self.phi_s.cpu(), metadata=meta)
+        if self.stepwise_done:
+            art.c_s_t, art.timesteps = self.c_s_t.detach().float().cpu(), self.stepwise_timesteps.cpu()
+        return art

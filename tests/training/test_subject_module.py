@@ -16,25 +16,25 @@ def test_c_s_starts_at_the_null_tail():
     module = SubjectEmbeddingModule(num_tokens=5)
     assert module.c_s.shape == (5, 32)
     assert torch.equal(module.c_s.detach(), module.phi[0, -5:])
-    assert [n for n, p in module.named_parameters() if p.requires_grad] == ["c_s"]
+    assert [n for n, p in module.named_parameters() if p.requires_grad] == ["c_s", "c_work"]
 
 
 def test_regularizer_term_matches_eq6():
     module = SubjectEmbeddingModule(reg_weight=0.5)
     with torch.no_grad():
         module.c_s.add_(0.1)
-    out = module.stage1_loss(*_batch(module))
+    out = module.subject_loss(module.c_s, *_batch(module))
     expected_reg = (0.1**2) * module.c_s.numel()
     assert torch.allclose(out["reg"], torch.tensor(expected_reg), rtol=1e-4)
     assert torch.allclose(out["loss"], out["diffusion"] + 0.5 * out["reg"])
     module.hparams.use_regularizer = False
-    out = module.stage1_loss(*_batch(module))
+    out = module.subject_loss(module.c_s, *_batch(module))
     assert torch.equal(out["loss"], out["diffusion"])
 
 
 def test_only_c_s_receives_gradients():
     module = SubjectEmbeddingModule()
-    module.stage1_loss(*_batch(module))["loss"].backward()
+    module.subject_loss(module.c_s, *_batch(module))["loss"].backward()
     assert module.c_s.grad is not None and module.c_s.grad.abs().sum() > 0
     for name in ("unet", "vae", "text_encoder"):
         assert all(p.grad is None for p in getattr(module, name).parameters())
@@ -43,9 +43,9 @@ def test_only_c_s_receives_gradients():
 def test_mask_switch_changes_the_loss():
     module = SubjectEmbeddingModule()
     batch = _batch(module)
-    masked = module.stage1_loss(*batch)["diffusion"]
+    masked = module.subject_loss(module.c_s, *batch)["diffusion"]
     module.hparams.use_mask = False
-    unmasked = module.stage1_loss(*batch)["diffusion"]
+    unmasked = module.subject_loss(module.c_s, *batch)["diffusion"]
     assert not torch.allclose(masked, unmasked)
 
 
@@ -59,7 +59,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch():
     losses = []
     for _ in range(50):
         opt.zero_grad()
-        loss = module.stage1_loss(*batch)["loss"]
+        loss = module.subject_loss(module.c_s, *batch)["loss"]
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -70,7 +70,7 @@ def test_checkpoint_keeps_only_trained_tensors():
     module = SubjectEmbeddingModule()
     ckpt = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
-    assert list(ckpt["state_dict"]) == ["c_s"]
+    assert sorted(ckpt["state_dict"]) == ["c_s", "c_s_t", "c_work", "stepwise_timesteps"]
 
 
 def test_latent_cache_reuses_encodings():
