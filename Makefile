@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
+	$(OFFLINE) $(BIN)/python benchmarks/stepwise.py
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

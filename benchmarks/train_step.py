@@ -12,10 +12,8 @@ depend on the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -23,58 +21,22 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
+from common import CONFIGS, EXAMPLE, bare_unet_step, first_batch, interleaved_ms, unet_params_m, write_report  # noqa: E402
 
 from hifilight.data import SubjectDataModule  # noqa: E402
-from hifilight.io import write_atomic  # noqa: E402
-from hifilight.sampling.ddim import add_noise  # noqa: E402
 from hifilight.training import SubjectEmbeddingModule  # noqa: E402
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "hifilight" / "assets" / "example_subject"
-CONFIGS = {"tiny": ("tiny", 128), "quarter_sd14": ("tiny-quarter", 256)}  # preset, image size (latent = /8)
-
-
-def _interleaved_ms(fns, repeats: int, warmup: int = 3) -> list[dict]:
-    """Min and median wall time of each function, alternating them every repeat so drift hits all alike.
-
-    The minimum is the least disturbed estimate of a deterministic computation's cost on a shared machine.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, acc in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - start)
-    return [{"min": 1000 * min(acc), "median": 1000 * statistics.median(acc)} for acc in times]
-
-
-def _batch(module, dm):
-    dm.setup()
-    dataset = dm.train_dataloader().dataset
-    return torch.utils.data.default_collate([dataset[0]])
 
 
 def bench_config(preset: str, resolution: int, repeats: int) -> dict:
     torch.manual_seed(0)
-    module = SubjectEmbeddingModule(pretrained=preset)
-    dm = SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)
-    batch = _batch(module, dm)
+    module = SubjectEmbeddingModule(pretrained=preset, stepwise_steps=0)
+    batch = first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0))
     opt = module.configure_optimizers()
-    latents, _ = module.encode_latents(batch["pixels"], batch["mask"], list(batch["cache_key"]))
-    t = torch.tensor([500])
-    noise = torch.randn_like(latents)
-    cond = module.encode_captions(list(batch["caption"])).detach().clone().requires_grad_(True)
-    x_t = add_noise(latents, noise, t, module.alphas_cumprod)
-
-    def bare():
-        cond.grad = None
-        pred = module.unet(x_t, t, encoder_hidden_states=cond).sample
-        torch.nn.functional.mse_loss(pred, noise).backward()
+    bare = bare_unet_step(module, batch)
 
     def stage1():
         opt.zero_grad(set_to_none=True)
@@ -82,12 +44,12 @@ def bench_config(preset: str, resolution: int, repeats: int) -> dict:
         module.training_step(batch, 0).backward()
         opt.step()
 
-    bare_ms, step_ms = _interleaved_ms([bare, stage1], repeats)
+    bare_ms, step_ms = interleaved_ms([bare, stage1], repeats)
     trainer_ms = trainer_step_ms(preset, resolution, repeats)
     return {
         "preset": preset,
         "latent_size": resolution // 8,
-        "unet_params_m": round(sum(p.numel() for p in module.unet.parameters()) / 1e6, 2),
+        "unet_params_m": unet_params_m(module),
         "bare_unet_fwd_bwd_ms": {k: round(v, 2) for k, v in bare_ms.items()},
         "stage1_step_ms": {k: round(v, 2) for k, v in step_ms.items()},
         "overhead_ratio": round(step_ms["min"] / bare_ms["min"], 3),
@@ -99,7 +61,7 @@ def bench_config(preset: str, resolution: int, repeats: int) -> dict:
 
 def trainer_step_ms(preset: str, resolution: int, repeats: int) -> float:
     """Per-step wall time of Trainer.fit over `repeats` steps, after a warm-up fit of 3 steps."""
-    module = SubjectEmbeddingModule(pretrained=preset)
+    module = SubjectEmbeddingModule(pretrained=preset, stepwise_steps=0)
     with tempfile.TemporaryDirectory() as tmp:
 
         def fit(steps):
@@ -132,16 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {name: bench_config(preset, res, args.repeats) for name, (preset, res) in CONFIGS.items()}
-    report = {
-        "benchmark": "train_step",
-        "target_overhead_ratio": 1.10,
-        "threads": args.threads,
-        "torch": torch.__version__,
-        "machine": platform.machine(),
-        "configs": results,
-    }
-    write_atomic(args.out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"), overwrite=True)
-    print(json.dumps(report, indent=2))
+    write_report("train_step", args.out, args.threads, results, target_overhead_ratio=1.10)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ USAGE = """usage: hifilight <command> [options]
 commands:
   fit       learn a subject embedding from a few photos (LightningCLI; --help for all options)
   predict   generate images of a learned subject
+  attention cross-attention maps of the subject tokens across steps (paper Figure 3)
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import fit, predict
+    from hifilight.commands import attention, fit, predict
 
-    return {"fit": fit.run, "predict": predict.run}
+    return {"fit": fit.run, "predict": predict.run, "attention": attention.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,3 +148,46 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "no images found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_attention_figure(fitted, tmp_path):
+    out = tmp_path / "fig3.png"
+    args = ["attention", "--subject", str(fitted), "--prompt", "a sitting {} dog", "--steps", "3,1", "--num_steps", "3",
+            "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    width, height = Image.open(out).size
+    assert width == 60 + 5 * 96 and height == 2 * 96 + 4 + 2 * 96  # image, then 2 steps x 5 token maps
+    assert main(args) == 2  # no silent overwrite
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--steps", "0,4"], "each step must be in 1..3"), (["--steps", "a,b"], "separated by commas")],
+)
+def test_attention_bad_steps(fitted, tmp_path, capsys, extra, message):
+    args = [
+        "attention",
+        "--subject",
+        str(fitted),
+        "--prompt",
+        "a {}",
+        "--num_steps",
+        "3",
+        "--out",
+        str(tmp_path / "a.png"),
+    ]
+    assert main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stepwise_stage_can_be_skipped(tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    out = tmp_path / "plain.safetensors"
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp_path, "--model.stepwise_steps=0")) == 0
+    assert "step-wise stage skipped" in capsys.readouterr().err
+    art = SubjectArtifact.load(out)
+    assert art.c_s_t is None and art.metadata["training"]["global_step"] == 4
+    args = ["predict", "--subject", str(out), "--prompts", '["a {}"]', "--steps", "2", "--stepwise", "true"]
+    assert main([*args, "--out_dir", str(tmp_path / "p")]) == 2
+    assert "no step-wise embeddings" in capsys.readouterr().err

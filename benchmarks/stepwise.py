@@ -1,0 +1,97 @@
+"""Step-wise stage (Algorithm 1) cost: its wall time in a Lightning fit / (T x I x one bare UNet fwd+bwd).
+
+The stage runs through `Trainer.fit` exactly as `hifilight fit` runs it (stage 1 set to 0 steps). A callback
+runs one bare UNet forward+backward after every training step, so the two are measured alternately in the same
+process state (this machine's speed drifts by several percent over a minute); the bare time is subtracted from
+the stage's wall time.
+
+    python benchmarks/stepwise.py [--out benchmarks/results/stepwise.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from common import CONFIGS, EXAMPLE, bare_unet_step, first_batch, interleaved_ms, unet_params_m, write_report  # noqa: E402
+
+from hifilight.data import SubjectDataModule  # noqa: E402
+from hifilight.training import SubjectEmbeddingModule  # noqa: E402
+
+# (T, I) per config: the paper's 50 x 10 on tiny; fewer on the 1/4-SD UNet to keep the run short on a CPU.
+SCHEDULES = {"tiny": (50, 10), "quarter_sd14": (10, 3)}
+
+
+class InterleavedBare(L.Callback):
+    """Times every training step (batch start to end), then one bare UNet step, until the fit ends."""
+
+    def __init__(self, bare):
+        self.bare, self.steps, self.bares = bare, [], []
+
+    def on_train_start(self, trainer, module):
+        self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        t1 = time.perf_counter()
+        self.bare()
+        self.steps.append(t1 - self.t0)
+        self.bares.append(time.perf_counter() - t1)
+
+    def on_train_end(self, trainer, module):
+        self.wall = time.perf_counter() - self.start - sum(self.bares)
+
+
+def bench_config(name: str, preset: str, resolution: int) -> dict:
+    T, I = SCHEDULES[name]  # noqa: E741
+    torch.manual_seed(0)
+    module = SubjectEmbeddingModule(pretrained=preset, stage1_steps=0, stepwise_steps=I, stepwise_num_steps=T)
+    dm = SubjectDataModule(EXAMPLE, "dog", resolution=resolution)
+    bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
+    interleaved_ms([bare], 1)  # warm-up
+    timer = InterleavedBare(bare)
+    trainer = L.Trainer(max_steps=T * I, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer.fit(module, dm)
+    assert module.stepwise_done
+    bare_ms = 1000 * statistics.median(timer.bares)
+    step_ms = 1000 * statistics.median(timer.steps[1:])  # the first step also encodes the source latents
+    return {
+        "preset": preset,
+        "latent_size": resolution // 8,
+        "unet_params_m": unet_params_m(module),
+        "T": T,
+        "I": I,
+        "stage_seconds": round(timer.wall, 2),
+        "bare_unet_fwd_bwd_ms_median": round(bare_ms, 2),
+        "stage_step_ms_median": round(step_ms, 2),
+        "step_ratio_median": round(step_ms / bare_ms, 3),
+        "overhead_ratio": round(1000 * timer.wall / (T * I * bare_ms), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/stepwise.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {name: bench_config(name, preset, res) for name, (preset, res) in CONFIGS.items()}
+    write_report("stepwise", args.out, args.threads, results, target_overhead_ratio=1.10)
+
+
+if __name__ == "__main__":
+    main()
