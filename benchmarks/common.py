@@ -8,6 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
 
 from hifilight.data import SubjectDataModule
@@ -65,3 +66,25 @@ def write_report(name: str, out: Path, threads: int, configs: dict, **extra) -> 
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"), overwrite=True)
     print(json.dumps(report, indent=2))
     return report
+
+
+class InterleavedBare(L.Callback):
+    """Times every training step (batch start to end), then one bare UNet step, until the fit ends."""
+
+    def __init__(self, bare):
+        self.bare, self.steps, self.bares = bare, [], []
+
+    def on_train_start(self, trainer, module):
+        self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        t1 = time.perf_counter()
+        self.bare()
+        self.steps.append(t1 - self.t0)
+        self.bares.append(time.perf_counter() - t1)
+
+    def on_train_end(self, trainer, module):
+        self.wall = time.perf_counter() - self.start - sum(self.bares)

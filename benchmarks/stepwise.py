@@ -14,7 +14,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,35 +23,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from common import CONFIGS, EXAMPLE, bare_unet_step, first_batch, interleaved_ms, unet_params_m, write_report  # noqa: E402
+from common import (  # noqa: E402
+    CONFIGS,
+    EXAMPLE,
+    InterleavedBare,
+    bare_unet_step,
+    first_batch,
+    interleaved_ms,
+    unet_params_m,
+    write_report,
+)
 
 from hifilight.data import SubjectDataModule  # noqa: E402
 from hifilight.training import SubjectEmbeddingModule  # noqa: E402
 
 # (T, I) per config: the paper's 50 x 10 on tiny; fewer on the 1/4-SD UNet to keep the run short on a CPU.
 SCHEDULES = {"tiny": (50, 10), "quarter_sd14": (10, 3)}
-
-
-class InterleavedBare(L.Callback):
-    """Times every training step (batch start to end), then one bare UNet step, until the fit ends."""
-
-    def __init__(self, bare):
-        self.bare, self.steps, self.bares = bare, [], []
-
-    def on_train_start(self, trainer, module):
-        self.start = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        t1 = time.perf_counter()
-        self.bare()
-        self.steps.append(t1 - self.t0)
-        self.bares.append(time.perf_counter() - t1)
-
-    def on_train_end(self, trainer, module):
-        self.wall = time.perf_counter() - self.start - sum(self.bares)
 
 
 def bench_config(name: str, preset: str, resolution: int) -> dict:

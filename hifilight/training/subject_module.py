@@ -178,7 +178,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         if i == 0:  # c_s^t = c_s^{t+1}, with c_s^{T+1} = c_s
             with torch.no_grad():
                 self.c_work.copy_(self.c_s if k == 0 else self.c_s_t[k - 1])
-        g = step_generator(self.hparams.seed, self.global_step)
+        g = step_generator(self.hparams.seed, self.global_step, self.global_rank)
         picks = torch.randint(len(views), (batch_size,), generator=g).tolist()
         texts = [captions[j] for j in torch.randint(len(captions), (batch_size,), generator=g).tolist()]
         chosen = [views[j] for j in picks]
