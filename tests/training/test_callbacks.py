@@ -42,10 +42,10 @@ def test_wandb_offline_run_gets_losses_and_grids(tmp_path, monkeypatch):
     assert main(_args(tmp_path, *extra)) == 0
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    media = list(runs[0].glob("files/media/images/samples_*.png"))
-    assert len(media) == 3  # steps 2, 4 and 6 of 4 + 3 x 1
     import wandb
 
     wandb.finish()  # the CLI process would finish the run at exit
+    media = list(runs[0].glob("files/media/images/samples_*.png"))
+    assert len(media) == 3  # steps 2, 4 and 6 of 4 + 3 x 1
     records = next(runs[0].glob("run-*.wandb")).read_bytes()
     assert b"train/loss" in records and b"samples" in records
