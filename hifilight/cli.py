@@ -12,14 +12,15 @@ commands:
   fit       learn a subject embedding from a few photos (LightningCLI; --help for all options)
   predict   generate images of a learned subject
   attention cross-attention maps of the subject tokens across steps (paper Figure 3)
+  masks     write subject masks (white = subject) and an overlay grid to check them
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import attention, fit, predict
+    from hifilight.commands import attention, fit, masks, predict
 
-    return {"fit": fit.run, "predict": predict.run, "attention": attention.run}
+    return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run}
 
 
 def main(argv: list[str] | None = None) -> int:

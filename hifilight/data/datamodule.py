@@ -95,7 +95,7 @@ class SubjectDataModule(L.LightningDataModule):
         self,
         subject_dir: Path,
         class_name: str,
-        masks: Literal["auto", "files", "none"] = "auto",
+        masks: Literal["auto", "files", "grabcut", "none"] = "auto",
         masks_dir: Path | None = None,
         caption_templates: list[str] | None = None,
         resolution: int = 512,
@@ -112,6 +112,7 @@ class SubjectDataModule(L.LightningDataModule):
             subject_dir: folder with 3-6 photos of the subject (jpg/png/webp/bmp).
             class_name: the subject's class word, e.g. "dog"; fills the caption templates.
             masks: subject masks for Eq. (5). "files": mask images (white = subject, same stem) in masks_dir;
+                "grabcut": OpenCV GrabCut from a centre prior (no weights; check with `hifilight masks`);
                 "none": whole image (unmasked, Eq. 2); "auto": "files" if masks_dir (default subject_dir/masks)
                 exists, else "none".
             masks_dir: folder of mask images (default: subject_dir/masks).

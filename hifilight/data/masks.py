@@ -1,8 +1,8 @@
 """Subject masks (white = subject) behind one interface, so segmentation models can be added as providers.
 
 Eq. (5) multiplies the diffusion loss by a binary subject mask M. A `MaskProvider` returns, for an image, a float
-mask in {0, 1} of the image's size. Providers here: "files" (mask images next to the photos) and "none"
-(the whole image, i.e. the unmasked loss of Eq. 2).
+mask in {0, 1} of the image's size. Providers: "files" (mask images next to the photos), "grabcut" (OpenCV, no
+weights; `hifilight.perception.grabcut`) and "none" (the whole image, i.e. the unmasked loss of Eq. 2).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class FilesMaskProvider:
         return torch.from_numpy(mask.astype(np.float32))[None]
 
 
-MASK_PROVIDERS = ("files", "none")
+MASK_PROVIDERS = ("files", "grabcut", "none")
 
 
 def build_mask_provider(kind: str, subject_dir: Path, masks_dir: Path | None) -> MaskProvider:
@@ -90,4 +90,8 @@ def build_mask_provider(kind: str, subject_dir: Path, masks_dir: Path | None) ->
         return FullImageMaskProvider()
     if kind == "files":
         return FilesMaskProvider(masks_dir if masks_dir is not None else Path(subject_dir) / "masks")
+    if kind == "grabcut":
+        from hifilight.perception.grabcut import GrabCutMaskProvider
+
+        return GrabCutMaskProvider()
     raise HifiError(f"--data.masks {kind}: unknown mask provider; use one of {', '.join(MASK_PROVIDERS)}")

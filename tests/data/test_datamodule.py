@@ -58,3 +58,12 @@ def test_bad_settings(subject_dir, kwargs, match):
     args = {"subject_dir": subject_dir, "class_name": "dog"} | kwargs
     with pytest.raises(HifiError, match=match):
         SubjectDataModule(**args)
+
+
+def test_grabcut_masks_in_training_data():
+    from conftest import EXAMPLE_SUBJECT
+
+    dm = SubjectDataModule(EXAMPLE_SUBJECT, "dog", resolution=64, masks="grabcut")
+    dm.setup()
+    coverage = [img.mask.mean().item() for img in dm.images]
+    assert dm.mask_provider.name == "grabcut" and all(0.02 < c < 0.95 for c in coverage), coverage

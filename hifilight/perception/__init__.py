@@ -1,0 +1,1 @@
+"""Perception models used around the diffusion model: subject segmentation (and, later, image encoders)."""
