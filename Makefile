@@ -42,6 +42,7 @@ lint: $(DEV)
 bench: $(CORE)
 	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
 	$(OFFLINE) $(BIN)/python benchmarks/stepwise.py
+	$(OFFLINE) $(BIN)/python benchmarks/masks.py
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

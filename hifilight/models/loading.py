@@ -76,21 +76,27 @@ def _from_pretrained(source: str, local: bool) -> dict:
     }
 
 
-def _resolve(pretrained: str) -> tuple[str, bool]:
-    path = Path(pretrained).expanduser()
+def resolve_source(source: str, flag: str, required_subfolder: str | None = None) -> tuple[str, bool]:
+    """(source, is_local) for a local folder or a hub id; anything else is a one-line error naming `flag`."""
+    path = Path(source).expanduser()
     if path.is_dir():
-        if not (path / "unet").is_dir():
+        if required_subfolder and not (path / required_subfolder).is_dir():
             raise HifiError(
-                f"--model.pretrained {pretrained}: folder has no unet/ subfolder; pass a diffusers pipeline folder "
+                f"{flag} {source}: folder has no {required_subfolder}/ subfolder; pass a diffusers pipeline folder "
                 "(as written by StableDiffusionPipeline.save_pretrained) or a hub id"
             )
         return str(path), True
-    if path.exists() or not _HUB_ID.match(pretrained):
-        raise HifiError(
-            f"--model.pretrained {pretrained}: no such folder and not a hub id; pass 'tiny', a local diffusers "
-            "pipeline folder, or a hub id like CompVis/stable-diffusion-v1-4"
-        )
-    return pretrained, False
+    if path.exists() or not _HUB_ID.match(source):
+        raise HifiError(f"{flag} {source}: no such folder and not a hub id; pass a local model folder or a hub id")
+    return source, False
+
+
+def load_failure(flag: str, source: str, err: OSError) -> HifiError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return HifiError(
+        f"{flag} {source}: could not load ({first}); check the id or download the model to a local folder and pass "
+        "its path"
+    )
 
 
 def load_components(pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu") -> SDComponents:
@@ -107,15 +113,11 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
     if pretrained in PRESETS:
         parts = PRESETS[pretrained]()
     else:
-        source, local = _resolve(pretrained)
+        source, local = resolve_source(pretrained, "--model.pretrained", required_subfolder="unet")
         try:
             parts = _from_pretrained(source, local)
         except OSError as err:  # missing files, hub unreachable, gated repo ...
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise HifiError(
-                f"--model.pretrained {pretrained}: could not load ({first}); check the id or download the model "
-                "to a local folder and pass its path"
-            ) from err
+            raise load_failure("--model.pretrained", pretrained, err) from err
     parts["scheduler"] = ddim_like_sd14(parts["scheduler"].config)
     comps = SDComponents(name=pretrained, **parts)
     for module in comps.modules().values():
