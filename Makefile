@@ -30,7 +30,7 @@ demo: $(CORE)
 	@echo "demo images: outputs/demo/*.png (grid: outputs/demo/grid.png)"
 
 test: $(DEV)
-	$(OFFLINE) $(BIN)/pytest -q -m "not slow"
+	$(OFFLINE) $(BIN)/pytest -q -rf -m "not slow"
 
 test-all: $(DEV)
 	$(OFFLINE) $(BIN)/pytest -q

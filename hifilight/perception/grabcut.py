@@ -49,6 +49,7 @@ def grabcut(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None,
         rect = (max(0, x0), max(0, y0), max(1, min(sw, x1) - max(0, x0)), max(1, min(sh, y1) - max(0, y0)))
     mask = np.zeros((sh, sw), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's global RNG: same photo, same mask
     cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, bgd, fgd, settings.iterations,
                 cv2.GC_INIT_WITH_RECT)  # fmt: skip
     fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
