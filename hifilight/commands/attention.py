@@ -10,7 +10,7 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
-from hifilight.commands.common import note_random_weights, resolve_device
+from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
 from hifilight.commands.predict import ModelOptions
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
@@ -87,14 +87,8 @@ def attention(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="hifilight attention", description=attention.__doc__.splitlines()[0])
-    parser.add_argument("--config", action="config")
-    parser.add_function_arguments(attention, as_positional=False)
-    return parser
+    return function_parser(attention, "hifilight attention")
 
 
 def run(argv: list[str]) -> None:
-    parser = build_parser()
-    cfg = parser.instantiate_classes(parser.parse_args(argv))
-    cfg.pop("config", None)
-    attention(**vars(cfg))
+    run_function(attention, "hifilight attention", argv)

@@ -15,6 +15,7 @@ import numpy as np
 from jsonargparse import ArgumentParser
 from PIL import Image
 
+from hifilight.commands.common import function_parser, run_function
 from hifilight.data.images import list_images, load_rgb
 from hifilight.data.masks import build_mask_provider
 from hifilight.errors import HifiError
@@ -77,14 +78,8 @@ def masks(data: MaskData, masks: str = "grabcut", out: Path = Path("masks"), ove
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="hifilight masks", description=masks.__doc__.splitlines()[0])
-    parser.add_argument("--config", action="config")
-    parser.add_function_arguments(masks, as_positional=False)
-    return parser
+    return function_parser(masks, "hifilight masks")
 
 
 def run(argv: list[str]) -> None:
-    parser = build_parser()
-    cfg = parser.instantiate_classes(parser.parse_args(argv))
-    cfg.pop("config", None)
-    masks(**vars(cfg))
+    run_function(masks, "hifilight masks", argv)

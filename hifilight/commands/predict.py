@@ -13,7 +13,7 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
-from hifilight.commands.common import note_random_weights, resolve_device
+from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, image_grid, save_png, write_atomic
@@ -109,16 +109,9 @@ def predict(
     print(f"wrote {len(images)} images and grid.png to {out_dir}")
 
 
-def build_parser():
-    """The predict argument parser (jsonargparse, from `predict`'s signature and docstring)."""
-    parser = ArgumentParser(prog="hifilight predict", description=predict.__doc__.splitlines()[0])
-    parser.add_argument("--config", action="config")
-    parser.add_function_arguments(predict, as_positional=False)
-    return parser
+def build_parser() -> ArgumentParser:
+    return function_parser(predict, "hifilight predict")
 
 
 def run(argv: list[str]) -> None:
-    parser = build_parser()
-    cfg = parser.instantiate_classes(parser.parse_args(argv))
-    cfg.pop("config", None)
-    predict(**vars(cfg))
+    run_function(predict, "hifilight predict", argv)
