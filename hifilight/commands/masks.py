@@ -20,6 +20,7 @@ from hifilight.data.images import list_images, load_rgb
 from hifilight.data.masks import build_mask_provider
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, image_grid, save_png
+from hifilight.perception.grounded_sam import GroundedSamSettings
 
 LOW, HIGH = 0.01, 0.90  # coverage outside these bounds suggests a failed or inverted mask
 
@@ -45,17 +46,25 @@ def overlay(image: Image.Image, mask: np.ndarray, tile: int = 192) -> Image.Imag
     return Image.fromarray(out.round().astype(np.uint8)).resize((tile, tile), Image.BILINEAR)
 
 
-def masks(data: MaskData, masks: str = "grabcut", out: Path = Path("masks"), overwrite: bool = False) -> None:
+def masks(
+    data: MaskData,
+    masks: str = "grabcut",
+    out: Path = Path("masks"),
+    segmentation: GroundedSamSettings | None = None,
+    overwrite: bool = False,
+) -> None:
     """Write one mask PNG per photo (white = subject, black = background) and an overlay grid.
 
     Args:
         data: the photos.
-        masks: mask provider: "grabcut" (OpenCV, no weights) or "none"; "files" re-exports existing masks.
+        masks: mask provider: "grounded_sam" (Grounding DINO + SAM from --data.class_name), "grabcut" (OpenCV, no
+            weights) or "none"; "files" re-exports existing masks.
         out: output folder; the `files` provider reads it with --data.masks files --data.masks_dir OUT.
+        segmentation: Grounded SAM settings (model ids, thresholds, box choice, fallback).
         overwrite: replace existing mask files.
     """
     paths = list_images(data.subject_dir)
-    provider = build_mask_provider(masks, data.subject_dir, None)
+    provider = build_mask_provider(masks, data.subject_dir, None, data.class_name, segmentation)
     targets = [Path(out) / f"{p.stem}.png" for p in paths]
     if len({t.name for t in targets}) != len(targets):
         raise HifiError(f"--data.subject_dir {data.subject_dir}: two photos share a file stem; rename one")

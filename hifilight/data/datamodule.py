@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from hifilight.data.images import list_images, load_rgb, to_tensor
 from hifilight.data.masks import build_mask_provider
 from hifilight.errors import HifiError
+from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.prompts import render
 
 
@@ -95,7 +96,7 @@ class SubjectDataModule(L.LightningDataModule):
         self,
         subject_dir: Path,
         class_name: str,
-        masks: Literal["auto", "files", "grabcut", "none"] = "auto",
+        masks: Literal["auto", "files", "grounded_sam", "grabcut", "none"] = "auto",
         masks_dir: Path | None = None,
         caption_templates: list[str] | None = None,
         resolution: int = 512,
@@ -105,6 +106,7 @@ class SubjectDataModule(L.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         samples_per_epoch: int = 100,
+        segmentation: GroundedSamSettings | None = None,
     ):
         """Photos of one subject for stage-1 training.
 
@@ -112,6 +114,7 @@ class SubjectDataModule(L.LightningDataModule):
             subject_dir: folder with 3-6 photos of the subject (jpg/png/webp/bmp).
             class_name: the subject's class word, e.g. "dog"; fills the caption templates.
             masks: subject masks for Eq. (5). "files": mask images (white = subject, same stem) in masks_dir;
+                "grounded_sam": Grounding DINO + SAM from the class name (the paper's choice; --data.segmentation.*);
                 "grabcut": OpenCV GrabCut from a centre prior (no weights; check with `hifilight masks`);
                 "none": whole image (unmasked, Eq. 2); "auto": "files" if masks_dir (default subject_dir/masks)
                 exists, else "none".
@@ -124,6 +127,7 @@ class SubjectDataModule(L.LightningDataModule):
             batch_size: images per training step.
             num_workers: DataLoader workers.
             samples_per_epoch: length of one (virtual) epoch; training length is set by --trainer.max_steps.
+            segmentation: Grounded SAM settings for --data.masks grounded_sam (model ids, thresholds, fallback).
         """
         super().__init__()
         if resolution < 8 or resolution % 8:
@@ -143,7 +147,7 @@ class SubjectDataModule(L.LightningDataModule):
         self.captions = [render(t, self.class_name, "--data.caption_templates") for t in self.caption_templates]
         default_masks_dir = Path(masks_dir) if masks_dir is not None else self.subject_dir / "masks"
         kind = ("files" if default_masks_dir.is_dir() else "none") if masks == "auto" else masks
-        self.mask_provider = build_mask_provider(kind, self.subject_dir, masks_dir)
+        self.mask_provider = build_mask_provider(kind, self.subject_dir, masks_dir, self.class_name, segmentation)
         self.resolution, self.flip_p, self.crop, self.crop_scale = resolution, flip_p, crop, crop_scale
         self.batch_size, self.num_workers, self.samples_per_epoch = batch_size, num_workers, samples_per_epoch
         self.images: list[SubjectImage] = []

@@ -1,7 +1,8 @@
 """Subject masks (white = subject) behind one interface, so segmentation models can be added as providers.
 
 Eq. (5) multiplies the diffusion loss by a binary subject mask M. A `MaskProvider` returns, for an image, a float
-mask in {0, 1} of the image's size. Providers: "files" (mask images next to the photos), "grabcut" (OpenCV, no
+mask in {0, 1} of the image's size. Providers: "files" (mask images next to the photos), "grounded_sam" (Grounding
+DINO + SAM from the class name, as in the paper; `hifilight.perception.grounded_sam`), "grabcut" (OpenCV, no
 weights; `hifilight.perception.grabcut`) and "none" (the whole image, i.e. the unmasked loss of Eq. 2).
 """
 
@@ -82,10 +83,13 @@ class FilesMaskProvider:
         return torch.from_numpy(mask.astype(np.float32))[None]
 
 
-MASK_PROVIDERS = ("files", "grabcut", "none")
+MASK_PROVIDERS = ("files", "grabcut", "grounded_sam", "none")
 
 
-def build_mask_provider(kind: str, subject_dir: Path, masks_dir: Path | None) -> MaskProvider:
+def build_mask_provider(
+    kind: str, subject_dir: Path, masks_dir: Path | None, class_name: str = "object", segmentation=None
+) -> MaskProvider:
+    """The provider named `kind`; `segmentation` (GroundedSamSettings) configures "grounded_sam"."""
     if kind == "none":
         return FullImageMaskProvider()
     if kind == "files":
@@ -94,4 +98,8 @@ def build_mask_provider(kind: str, subject_dir: Path, masks_dir: Path | None) ->
         from hifilight.perception.grabcut import GrabCutMaskProvider
 
         return GrabCutMaskProvider()
+    if kind == "grounded_sam":
+        from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
+
+        return GroundedSamMaskProvider(GroundedSam.from_pretrained(segmentation or GroundedSamSettings()), class_name)
     raise HifiError(f"--data.masks {kind}: unknown mask provider; use one of {', '.join(MASK_PROVIDERS)}")

@@ -1,0 +1,136 @@
+"""Text-grounded subject masks (paper Sec. 3.2/3.3: "Grounding SAM with the subject name").
+
+Grounding DINO finds boxes for the class name; SAM segments the chosen box. Both run through transformers
+(`GroundingDinoForObjectDetection`, `SamModel`), so no torchvision is needed. Model ids are configurable: the
+defaults are the small public checkpoints; the paper used SAM ViT-H (`facebook/sam-vit-huge`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoProcessor, GroundingDinoForObjectDetection, SamModel, SamProcessor
+
+from hifilight.errors import HifiError
+from hifilight.models.loading import resolve_source
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels of the original image
+
+
+@dataclass(frozen=True)
+class GroundedSamSettings:
+    """Grounded SAM options.
+
+    Args:
+        detector: Grounding DINO hub id or local folder.
+        segmenter: SAM hub id or local folder (the paper used facebook/sam-vit-huge).
+        box_threshold: minimum box score.
+        text_threshold: minimum score of the class-name tokens.
+        box_choice: "best" = the highest-scoring box; "union" = the box enclosing all boxes above the threshold.
+        fallback: what a photo gets when nothing is found: "grabcut" (centre prior) or "full" (whole image).
+    """
+
+    detector: str = "IDEA-Research/grounding-dino-tiny"
+    segmenter: str = "facebook/sam-vit-base"
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    box_choice: Literal["best", "union"] = "best"
+    fallback: Literal["grabcut", "full"] = "grabcut"
+
+
+def _load(cls, source: str, flag: str):
+    path, local = resolve_source(source, flag)
+    try:
+        return cls.from_pretrained(path, local_files_only=local)
+    except OSError as err:
+        raise HifiError(
+            f"{flag} {source}: segmentation weights could not be loaded ({str(err).splitlines()[0]}); download them "
+            "and pass the folder, or use --data.masks grabcut (no weights) or files"
+        ) from err
+
+
+def detector_text(class_name: str) -> str:
+    """Grounding DINO expects lower-case phrases ending with a period."""
+    return class_name.strip().lower().rstrip(".") + "."
+
+
+class GroundedSam:
+    """Detector + segmenter with their processors; `__call__(image, class_name)` returns a mask or None."""
+
+    def __init__(self, detector, detector_processor, segmenter, segmenter_processor, settings: GroundedSamSettings):
+        self.detector, self.detector_processor = detector.eval(), detector_processor
+        self.segmenter, self.segmenter_processor = segmenter.eval(), segmenter_processor
+        self.settings = settings
+
+    @classmethod
+    def from_pretrained(cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu"):
+        detector = _load(GroundingDinoForObjectDetection, settings.detector, "--segmentation.detector").to(device)
+        segmenter = _load(SamModel, settings.segmenter, "--segmentation.segmenter").to(device)
+        return cls(detector, _load(AutoProcessor, settings.detector, "--segmentation.detector"), segmenter,
+                   _load(SamProcessor, settings.segmenter, "--segmentation.segmenter"), settings)  # fmt: skip
+
+    @torch.no_grad()
+    def detect(self, image: Image.Image, class_name: str) -> tuple[list[Box], list[float]]:
+        """Boxes above the thresholds for the class name, best first."""
+        inputs = self.detector_processor(images=image, text=detector_text(class_name), return_tensors="pt")
+        outputs = self.detector(**inputs.to(self.detector.device))
+        result = self.detector_processor.post_process_grounded_object_detection(
+            outputs, inputs["input_ids"], threshold=self.settings.box_threshold,
+            text_threshold=self.settings.text_threshold, target_sizes=[(image.height, image.width)],
+        )[0]  # fmt: skip
+        order = torch.argsort(result["scores"], descending=True)
+        return [tuple(result["boxes"][i].tolist()) for i in order], [float(result["scores"][i]) for i in order]
+
+    def choose(self, boxes: list[Box]) -> Box:
+        if self.settings.box_choice == "union":
+            arr = np.array(boxes)
+            return (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
+        return boxes[0]
+
+    @torch.no_grad()
+    def segment(self, image: Image.Image, box: Box) -> np.ndarray:
+        """SAM's mask (H, W) bool for one box prompt."""
+        inputs = self.segmenter_processor(images=image, input_boxes=[[list(box)]], return_tensors="pt")
+        outputs = self.segmenter(
+            pixel_values=inputs["pixel_values"].to(self.segmenter.device),
+            input_boxes=inputs["input_boxes"].to(self.segmenter.device),
+            multimask_output=False,
+        )
+        masks = self.segmenter_processor.post_process_masks(
+            outputs.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
+        )
+        return masks[0][0, 0].numpy().astype(bool)
+
+    def __call__(self, image: Image.Image, class_name: str) -> tuple[np.ndarray | None, str]:
+        boxes, _ = self.detect(image, class_name)
+        if not boxes:
+            return None, f"no {class_name!r} box above --segmentation.box_threshold {self.settings.box_threshold}"
+        mask = self.segment(image, self.choose(boxes))
+        return (mask, "") if mask.any() else (None, "SAM returned an empty mask")
+
+
+class GroundedSamMaskProvider:
+    """`grounded_sam`: Grounding DINO box for the class name, segmented by SAM; per-photo fallback with a warning."""
+
+    name = "grounded_sam"
+
+    def __init__(self, model: GroundedSam, class_name: str):
+        self.model, self.class_name = model, class_name
+
+    def __call__(self, image_path: Path, image: Image.Image) -> torch.Tensor:
+        mask, why = self.model(image.convert("RGB"), self.class_name)
+        if mask is None:
+            fallback = self.model.settings.fallback
+            warnings.warn(f"{Path(image_path).name}: {why}; using {fallback} for this photo", stacklevel=2)
+            if fallback == "full":
+                return torch.ones(1, image.height, image.width)
+            from hifilight.perception.grabcut import GrabCutMaskProvider
+
+            return GrabCutMaskProvider()(image_path, image)
+        return torch.from_numpy(mask.astype(np.float32))[None]
