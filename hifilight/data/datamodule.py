@@ -117,7 +117,7 @@ class SubjectDataModule(L.LightningDataModule):
                 "grounded_sam": Grounding DINO + SAM from the class name (the paper's choice; --data.segmentation.*);
                 "grabcut": OpenCV GrabCut from a centre prior (no weights; check with `hifilight masks`);
                 "none": whole image (unmasked, Eq. 2); "auto": "files" if masks_dir (default subject_dir/masks)
-                exists, else "none".
+                exists, else "grounded_sam" if its weights are local (folder or hub cache), else "grabcut".
             masks_dir: folder of mask images (default: subject_dir/masks).
             caption_templates: training captions; {} or <subject> marks the class word (default "a photo of a {}").
             resolution: square training resolution in pixels (512 for SD1.x); a multiple of 8.
@@ -145,9 +145,7 @@ class SubjectDataModule(L.LightningDataModule):
         self.class_name = class_name.strip()
         self.caption_templates = list(caption_templates or ["a photo of a {}"])
         self.captions = [render(t, self.class_name, "--data.caption_templates") for t in self.caption_templates]
-        default_masks_dir = Path(masks_dir) if masks_dir is not None else self.subject_dir / "masks"
-        kind = ("files" if default_masks_dir.is_dir() else "none") if masks == "auto" else masks
-        self.mask_provider = build_mask_provider(kind, self.subject_dir, masks_dir, self.class_name, segmentation)
+        self.mask_provider = build_mask_provider(masks, self.subject_dir, masks_dir, self.class_name, segmentation)
         self.resolution, self.flip_p, self.crop, self.crop_scale = resolution, flip_p, crop, crop_scale
         self.batch_size, self.num_workers, self.samples_per_epoch = batch_size, num_workers, samples_per_epoch
         self.images: list[SubjectImage] = []

@@ -8,6 +8,7 @@ weights; `hifilight.perception.grabcut`) and "none" (the whole image, i.e. the u
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Protocol
@@ -83,13 +84,29 @@ class FilesMaskProvider:
         return torch.from_numpy(mask.astype(np.float32))[None]
 
 
-MASK_PROVIDERS = ("files", "grabcut", "grounded_sam", "none")
+MASK_PROVIDERS = ("auto", "files", "grounded_sam", "grabcut", "none")
 
 
 def build_mask_provider(
     kind: str, subject_dir: Path, masks_dir: Path | None, class_name: str = "object", segmentation=None
 ) -> MaskProvider:
-    """The provider named `kind`; `segmentation` (GroundedSamSettings) configures "grounded_sam"."""
+    """The provider named `kind`; `segmentation` (GroundedSamSettings) configures "grounded_sam".
+
+    "auto": mask files if `masks_dir` (default subject_dir/masks) exists; else Grounded SAM if its weights are in a
+    local folder or the hub cache (nothing is downloaded); else GrabCut.
+    """
+    if kind == "auto":
+        if (Path(masks_dir) if masks_dir is not None else Path(subject_dir) / "masks").is_dir():
+            return build_mask_provider("files", subject_dir, masks_dir)
+        from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
+
+        try:
+            model = GroundedSam.from_pretrained(segmentation or GroundedSamSettings(), offline=True)
+            return GroundedSamMaskProvider(model, class_name)
+        except HifiError:
+            print("masks: no mask files and no local Grounded SAM weights; using GrabCut (--data.masks to choose)",
+                  file=sys.stderr)  # fmt: skip
+            return build_mask_provider("grabcut", subject_dir, masks_dir)
     if kind == "none":
         return FullImageMaskProvider()
     if kind == "files":

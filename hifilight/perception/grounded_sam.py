@@ -44,10 +44,10 @@ class GroundedSamSettings:
     fallback: Literal["grabcut", "full"] = "grabcut"
 
 
-def _load(cls, source: str, flag: str):
+def _load(cls, source: str, flag: str, offline: bool = False):
     path, local = resolve_source(source, flag)
     try:
-        return cls.from_pretrained(path, local_files_only=local)
+        return cls.from_pretrained(path, local_files_only=local or offline)
     except OSError as err:
         raise HifiError(
             f"{flag} {source}: segmentation weights could not be loaded ({str(err).splitlines()[0]}); download them "
@@ -69,11 +69,14 @@ class GroundedSam:
         self.settings = settings
 
     @classmethod
-    def from_pretrained(cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu"):
-        detector = _load(GroundingDinoForObjectDetection, settings.detector, "--segmentation.detector").to(device)
-        segmenter = _load(SamModel, settings.segmenter, "--segmentation.segmenter").to(device)
-        return cls(detector, _load(AutoProcessor, settings.detector, "--segmentation.detector"), segmenter,
-                   _load(SamProcessor, settings.segmenter, "--segmentation.segmenter"), settings)  # fmt: skip
+    def from_pretrained(cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu",
+                        offline: bool = False):  # fmt: skip
+        """Load both models; `offline` only looks in local folders and the hub cache (no download)."""
+        det, seg = ("--segmentation.detector", settings.detector), ("--segmentation.segmenter", settings.segmenter)
+        detector = _load(GroundingDinoForObjectDetection, det[1], det[0], offline).to(device)
+        segmenter = _load(SamModel, seg[1], seg[0], offline).to(device)
+        return cls(detector, _load(AutoProcessor, det[1], det[0], offline), segmenter,
+                   _load(SamProcessor, seg[1], seg[0], offline), settings)  # fmt: skip
 
     @torch.no_grad()
     def detect(self, image: Image.Image, class_name: str) -> tuple[list[Box], list[float]]:

@@ -41,7 +41,7 @@ def test_real_photos_load(tmp_path):
 
     dm = SubjectDataModule(EXAMPLE_SUBJECT, "dog", resolution=64)
     dm.setup()
-    assert len(dm.images) == 5 and dm.mask_provider.name == "none"
+    assert len(dm.images) == 5 and dm.mask_provider.name == "grabcut"  # auto: no mask files, no SAM weights here
 
 
 @pytest.mark.parametrize(
