@@ -2,7 +2,9 @@
 
 Grounding DINO finds boxes for the class name; SAM segments the chosen box. Both run through transformers
 (`GroundingDinoForObjectDetection`, `SamModel`), so no torchvision is needed. Model ids are configurable: the
-defaults are the small public checkpoints; the paper used SAM ViT-H (`facebook/sam-vit-huge`).
+defaults are the small public checkpoints; the paper used SAM ViT-H (`facebook/sam-vit-huge`). An original
+segment-anything checkpoint (`sam_vit_h_4b8939.pth`) works too through the optional `segment-anything` package
+(`pip install 'hifilight[sam]'`, which needs torchvision); torch loads it with `weights_only=True`.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class GroundedSamSettings:
 
     Args:
         detector: Grounding DINO hub id or local folder.
-        segmenter: SAM hub id or local folder (the paper used facebook/sam-vit-huge).
+        segmenter: SAM hub id or local folder (the paper used facebook/sam-vit-huge), or an original
+            segment-anything checkpoint file (sam_vit_h_4b8939.pth; needs the `sam` extra).
         box_threshold: minimum box score.
         text_threshold: minimum score of the class-name tokens.
         box_choice: "best" = the highest-scoring box; "union" = the box enclosing all boxes above the threshold.
@@ -55,6 +58,70 @@ def _load(cls, source: str, flag: str, offline: bool = False):
         ) from err
 
 
+class TransformersSam:
+    """SAM through transformers: one box prompt -> one mask."""
+
+    def __init__(self, model: SamModel, processor: SamProcessor):
+        self.model, self.processor = model.eval(), processor
+
+    @torch.no_grad()
+    def __call__(self, image: Image.Image, box: Box) -> np.ndarray:
+        inputs = self.processor(images=image, input_boxes=[[list(box)]], return_tensors="pt")
+        outputs = self.model(
+            pixel_values=inputs["pixel_values"].to(self.model.device),
+            input_boxes=inputs["input_boxes"].to(self.model.device),
+            multimask_output=False,
+        )
+        masks = self.processor.post_process_masks(
+            outputs.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
+        )
+        return masks[0][0, 0].numpy().astype(bool)
+
+
+SAM_CHECKPOINT_TYPES = {"vit_h": "vit_h", "vit_l": "vit_l", "vit_b": "vit_b"}
+
+
+def checkpoint_model_type(path: Path) -> str:
+    """sam_vit_h_4b8939.pth -> vit_h (the segment-anything registry key)."""
+    for key in SAM_CHECKPOINT_TYPES:
+        if key in Path(path).name:
+            return key
+    raise HifiError(
+        f"--segmentation.segmenter {path}: cannot tell the SAM size from the name; keep vit_h/vit_l/vit_b in it"
+    )
+
+
+class OriginalSam:
+    """SAM through the original `segment-anything` package (optional extra)."""
+
+    def __init__(self, checkpoint: Path, device: str = "cpu"):
+        try:
+            from segment_anything import SamPredictor, sam_model_registry
+        except ImportError as err:
+            raise HifiError(
+                f"--segmentation.segmenter {checkpoint}: the segment-anything package is not installed; "
+                "pip install 'hifilight[sam]' (it needs torchvision, see README), or pass a transformers SAM id"
+            ) from err
+        if not Path(checkpoint).is_file():
+            raise HifiError(f"--segmentation.segmenter {checkpoint}: no such checkpoint file")
+        model = sam_model_registry[checkpoint_model_type(checkpoint)](checkpoint=str(checkpoint)).to(device)
+        self.predictor = SamPredictor(model)
+
+    def __call__(self, image: Image.Image, box: Box) -> np.ndarray:
+        self.predictor.set_image(np.asarray(image.convert("RGB")))
+        masks, _, _ = self.predictor.predict(box=np.array(box), multimask_output=False)
+        return masks[0].astype(bool)
+
+
+def load_segmenter(source: str, device: str = "cpu", offline: bool = False):
+    if source.endswith(".pth"):
+        return OriginalSam(Path(source).expanduser(), device)
+    flag = "--segmentation.segmenter"
+    return TransformersSam(
+        _load(SamModel, source, flag, offline).to(device), _load(SamProcessor, source, flag, offline)
+    )
+
+
 def detector_text(class_name: str) -> str:
     """Grounding DINO expects lower-case phrases ending with a period."""
     return class_name.strip().lower().rstrip(".") + "."
@@ -63,20 +130,19 @@ def detector_text(class_name: str) -> str:
 class GroundedSam:
     """Detector + segmenter with their processors; `__call__(image, class_name)` returns a mask or None."""
 
-    def __init__(self, detector, detector_processor, segmenter, segmenter_processor, settings: GroundedSamSettings):
+    def __init__(self, detector, detector_processor, segmenter, settings: GroundedSamSettings):
         self.detector, self.detector_processor = detector.eval(), detector_processor
-        self.segmenter, self.segmenter_processor = segmenter.eval(), segmenter_processor
+        self.segmenter = segmenter  # (image, box) -> bool mask: TransformersSam or OriginalSam
         self.settings = settings
 
     @classmethod
     def from_pretrained(cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu",
                         offline: bool = False):  # fmt: skip
         """Load both models; `offline` only looks in local folders and the hub cache (no download)."""
-        det, seg = ("--segmentation.detector", settings.detector), ("--segmentation.segmenter", settings.segmenter)
-        detector = _load(GroundingDinoForObjectDetection, det[1], det[0], offline).to(device)
-        segmenter = _load(SamModel, seg[1], seg[0], offline).to(device)
-        return cls(detector, _load(AutoProcessor, det[1], det[0], offline), segmenter,
-                   _load(SamProcessor, seg[1], seg[0], offline), settings)  # fmt: skip
+        flag = "--segmentation.detector"
+        detector = _load(GroundingDinoForObjectDetection, settings.detector, flag, offline).to(device)
+        processor = _load(AutoProcessor, settings.detector, flag, offline)
+        return cls(detector, processor, load_segmenter(settings.segmenter, device, offline), settings)
 
     @torch.no_grad()
     def detect(self, image: Image.Image, class_name: str) -> tuple[list[Box], list[float]]:
@@ -96,19 +162,9 @@ class GroundedSam:
             return (arr[:, 0].min(), arr[:, 1].min(), arr[:, 2].max(), arr[:, 3].max())
         return boxes[0]
 
-    @torch.no_grad()
     def segment(self, image: Image.Image, box: Box) -> np.ndarray:
-        """SAM's mask (H, W) bool for one box prompt."""
-        inputs = self.segmenter_processor(images=image, input_boxes=[[list(box)]], return_tensors="pt")
-        outputs = self.segmenter(
-            pixel_values=inputs["pixel_values"].to(self.segmenter.device),
-            input_boxes=inputs["input_boxes"].to(self.segmenter.device),
-            multimask_output=False,
-        )
-        masks = self.segmenter_processor.post_process_masks(
-            outputs.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
-        )
-        return masks[0][0, 0].numpy().astype(bool)
+        """The segmenter's mask (H, W) bool for one box prompt."""
+        return self.segmenter(image, box)
 
     def __call__(self, image: Image.Image, class_name: str) -> tuple[np.ndarray | None, str]:
         boxes, _ = self.detect(image, class_name)

@@ -23,8 +23,16 @@ from transformers import (
 
 from hifilight.cli import main
 from hifilight.data.masks import build_mask_provider
+from hifilight.errors import HifiError
 from hifilight.perception.grabcut import GrabCutMaskProvider
-from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
+from hifilight.perception.grounded_sam import (
+    GroundedSam,
+    GroundedSamMaskProvider,
+    GroundedSamSettings,
+    TransformersSam,
+    checkpoint_model_type,
+    load_segmenter,
+)
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "dog", "teapot", "toy"]
 
@@ -54,15 +62,14 @@ def tiny_segmenter():
     decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
                                    iou_head_hidden_dim=16)  # fmt: skip
     model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder))
-    processor = SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+    return model, SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
                                                mask_size={"longest_edge": 16},
                                                mask_pad_size={"height": 16, "width": 16}))  # fmt: skip
-    return model, processor
 
 
 def grounded(**settings):
-    return GroundedSam(*tiny_detector(), *tiny_segmenter(), GroundedSamSettings(box_threshold=0.0, text_threshold=0.0,
-                                                                                **settings))  # fmt: skip
+    settings = GroundedSamSettings(box_threshold=0.0, text_threshold=0.0, **settings)
+    return GroundedSam(*tiny_detector(), TransformersSam(*tiny_segmenter()), settings)
 
 
 def photo(seed=0):
@@ -83,7 +90,7 @@ def test_detector_boxes_are_scored_and_sorted():
 
 def test_the_detectors_best_box_is_what_sam_receives():
     model = RecordingSam(
-        *tiny_detector(), *tiny_segmenter(), GroundedSamSettings(box_threshold=0.0, text_threshold=0.0)
+        *tiny_detector(), TransformersSam(*tiny_segmenter()), GroundedSamSettings(box_threshold=0.0, text_threshold=0.0)
     )
     boxes, _ = model.detect(photo(), "dog")
     mask = GroundedSamMaskProvider(model, "dog")("p.png", photo())
@@ -101,7 +108,9 @@ def test_union_box_encloses_all_boxes():
 
 @pytest.mark.parametrize("fallback", ["grabcut", "full"])
 def test_nothing_found_falls_back_with_a_warning(fallback):
-    model = GroundedSam(*tiny_detector(), *tiny_segmenter(), GroundedSamSettings(box_threshold=1.01, fallback=fallback))
+    model = GroundedSam(
+        *tiny_detector(), TransformersSam(*tiny_segmenter()), GroundedSamSettings(box_threshold=1.01, fallback=fallback)
+    )
     image = photo()
     with pytest.warns(UserWarning, match=f"p07.png: no 'dog' box .*using {fallback}"):
         mask = GroundedSamMaskProvider(model, "dog")("photos/p07.png", image)
@@ -117,7 +126,9 @@ def test_local_folders_load_and_the_masks_command_uses_them(tmp_path):
     settings = GroundedSamSettings(detector=str(tmp_path / "gd"), segmenter=str(tmp_path / "sam"), box_threshold=0.0,
                                    text_threshold=0.0)  # fmt: skip
     provider = build_mask_provider("grounded_sam", tmp_path, None, "dog", settings)
-    direct = GroundedSamMaskProvider(GroundedSam(detector, det_proc, segmenter, seg_proc, settings), "dog")
+    direct = GroundedSamMaskProvider(
+        GroundedSam(detector, det_proc, TransformersSam(segmenter, seg_proc), settings), "dog"
+    )
     assert torch.equal(provider("a.png", photo()), direct("a.png", photo()))
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -128,3 +139,19 @@ def test_local_folders_load_and_the_masks_command_uses_them(tmp_path):
             "--out", str(tmp_path / "m")]  # fmt: skip
     assert main(args) == 0
     assert (tmp_path / "m" / "00.png").is_file() and (tmp_path / "m" / "overlay.png").is_file()
+
+
+def test_original_checkpoints_need_the_optional_package(tmp_path):
+    assert checkpoint_model_type(tmp_path / "sam_vit_h_4b8939.pth") == "vit_h"
+    with pytest.raises(HifiError, match="cannot tell the SAM size"):
+        checkpoint_model_type(tmp_path / "model.pth")
+    try:
+        import segment_anything  # noqa: F401
+    except ImportError:
+        with pytest.raises(
+            HifiError, match="segment-anything package is not installed; pip install 'hifilight\\[sam\\]'"
+        ):
+            load_segmenter(str(tmp_path / "sam_vit_h_4b8939.pth"))
+    else:
+        with pytest.raises(HifiError, match="no such checkpoint file"):
+            load_segmenter(str(tmp_path / "sam_vit_h_4b8939.pth"))
