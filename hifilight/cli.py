@@ -13,14 +13,16 @@ commands:
   predict   generate images of a learned subject
   attention cross-attention maps of the subject tokens across steps (paper Figure 3)
   masks     write subject masks (white = subject) and an overlay grid to check them
+  invert    DDIM + null-text inversion of a photo, with reconstruction PSNRs
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import attention, fit, masks, predict
+    from hifilight.commands import attention, fit, invert, masks, predict
 
-    return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run}
+    return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run,
+            "invert": invert.run}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,8 @@
 """DDIM inversion (Eq. 3) against diffusers' DDIMInverseScheduler, and its round trip through sampling."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
+from conftest import ConstantNoiseUNet
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
 from hifilight.conditioning import encode_text
@@ -33,17 +32,6 @@ def test_inversion_matches_diffusers_inverse_scheduler(tiny, prediction_type):
     assert len(ours) == 11 and torch.equal(ours[0], x0)
     for a, b in zip(ours, expected, strict=True):
         assert torch.allclose(a, b, atol=1e-5)
-
-
-class ConstantNoiseUNet(torch.nn.Module):
-    """Predicts the same noise at every x_t and t: the case where DDIM inversion is exact (eps(x_t) = eps(x_{t-1}))."""
-
-    def __init__(self, eps):
-        super().__init__()
-        self.eps, self.dtype = eps, eps.dtype
-
-    def forward(self, x, t, encoder_hidden_states=None):
-        return SimpleNamespace(sample=self.eps.expand_as(x))
 
 
 def test_when_the_noise_prediction_is_constant_inversion_then_sampling_is_the_identity():
