@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +30,10 @@ OUTPUTS = ("null_text.safetensors", "reconstruction.png", "ddim_reconstruction.p
 
 
 def center_square(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize to size x size (as the null-text inversion reference), with a notice."""
+    if image.width != image.height or image.width != size:
+        print(f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
+              file=sys.stderr)  # fmt: skip
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
