@@ -43,6 +43,7 @@ bench: $(CORE)
 	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
 	$(OFFLINE) $(BIN)/python benchmarks/stepwise.py
 	$(OFFLINE) $(BIN)/python benchmarks/masks.py
+	$(OFFLINE) $(BIN)/python benchmarks/null_text.py
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

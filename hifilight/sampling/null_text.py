@@ -76,8 +76,9 @@ def null_text_inversion(
         current = phi_t.detach()
         phis.append(current)
         losses.append(step_losses)
-        with torch.no_grad():
-            x = engine.step(x, t, cond, current, guidance).latents
+        with torch.no_grad():  # x_{t-1} with the optimised phi_t; the conditional branch is reused, not recomputed
+            out_uncond = unet(x.to(unet.dtype), t, encoder_hidden_states=current.to(unet.dtype)).sample.float()
+            x = ddim_transfer(x, cfg_combine(out_uncond, out_cond, guidance), *alphas, s.prediction_type)
     return NullTextResult(torch.cat(phis), losses)
 
 
