@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import EXAMPLE_SUBJECT, ConstantNoiseUNet
+from diffusers import DDIMScheduler
 from safetensors import safe_open
 
 from hifilight.cli import main
@@ -25,8 +26,13 @@ def setup(tiny):
     return engine, cond, phi, x0, ddim_invert(engine, x0, cond)
 
 
-def test_null_text_replay_retraces_the_pivot_better_than_plain_ddim(setup):
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_null_text_replay_retraces_the_pivot_better_than_plain_ddim(setup, tiny, prediction_type):
     engine, cond, phi, x0, trajectory = setup
+    if prediction_type == "v_prediction":  # SD2.x-style models (the reference code only handled epsilon)
+        scheduler = DDIMScheduler.from_config(sd14_ddim_scheduler().config, prediction_type=prediction_type)
+        engine = SamplingEngine(tiny.unet, DDIMSchedule.from_scheduler(scheduler, 10))
+        trajectory = ddim_invert(engine, x0, cond)
     result = null_text_inversion(engine, trajectory, cond, phi, 7.5, NullTextSettings(learning_rate=0.1))
     assert result.phis.shape == (10, 77, 32) and len(result.losses) == 10
     assert all(steps[-1] < steps[0] for steps in result.losses)  # each inner loop lowers Eq. (4)
