@@ -12,7 +12,6 @@ import re
 
 from hifilight.errors import HifiError
 
-PLACEHOLDERS = ("{}", "<subject>")
 _PLACEHOLDER_RE = re.compile(r"\{\}|<subject>")
 
 

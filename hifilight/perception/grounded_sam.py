@@ -78,7 +78,7 @@ class TransformersSam:
         return masks[0][0, 0].numpy().astype(bool)
 
 
-SAM_CHECKPOINT_TYPES = {"vit_h": "vit_h", "vit_l": "vit_l", "vit_b": "vit_b"}
+SAM_CHECKPOINT_TYPES = ("vit_h", "vit_l", "vit_b")  # segment-anything registry keys
 
 
 def checkpoint_model_type(path: Path) -> str:

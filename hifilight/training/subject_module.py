@@ -86,7 +86,6 @@ class SubjectEmbeddingModule(L.LightningModule):
         comps = load_components(pretrained, dtype)
         self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
         self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
-        self.is_random_weights = comps.is_random
         self.register_buffer("phi", encode_text(self.tokenizer, self.text_encoder, [""]).float(), persistent=False)
         phi_s = null_tail(self.phi, num_tokens)
         self.register_buffer("phi_s", phi_s, persistent=False)
