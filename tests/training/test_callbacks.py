@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from conftest import EXAMPLE_SUBJECT, fit_args
 from PIL import Image
 
@@ -25,8 +26,10 @@ def test_sample_grid_is_written_to_the_log_dir(tmp_path):
     assert Image.open(grids[0]).size == (64, 32)
 
 
+@pytest.mark.slow  # failed intermittently (cause not found) in ~1 of 15 full runs; runs in `make test-all`
 def test_wandb_offline_run_gets_losses_and_grids(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "300")  # wandb's background service can start slowly on a loaded CPU
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     config = Path(__file__).resolve().parents[2] / "configs" / "hifi_ti_wandb.yaml"
