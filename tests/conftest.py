@@ -80,3 +80,17 @@ class ConstantNoiseUNet(torch.nn.Module):
     def forward(self, x, t, encoder_hidden_states=None):
         context = 0.0 if encoder_hidden_states is None else 0.0 * encoder_hidden_states.sum()  # keeps a graph
         return SimpleNamespace(sample=self.eps.expand_as(x) + context)
+
+
+def make_artifact(tiny, steps=4, c_s_t=None):
+    """A subject artifact for the tiny model: c_s = null tail + noise, c_s^t = c_s at each of `steps` timesteps."""
+    from hifilight.artifacts import SubjectArtifact
+    from hifilight.conditioning import encode_text, null_tail
+    from hifilight.sampling import DDIMSchedule
+
+    phi = encode_text(tiny.tokenizer, tiny.text_encoder, [""])
+    c_s = null_tail(phi, 5) + 0.3 * torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
+    timesteps = DDIMSchedule.from_scheduler(tiny.scheduler, steps).timesteps
+    stepwise = c_s.expand(steps, 5, 32).clone() if c_s_t is None else c_s_t
+    return SubjectArtifact(c_s=c_s, phi_s=null_tail(phi, 5), metadata={"base_model": "tiny", "class_name": "dog"},
+                           c_s_t=stepwise, timesteps=timesteps)  # fmt: skip

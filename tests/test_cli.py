@@ -192,3 +192,49 @@ def test_stepwise_stage_can_be_skipped(tmp_path, capsys):
     args = ["predict", "--subject", str(out), "--prompts", '["a {}"]', "--steps", "2", "--stepwise", "true"]
     assert main([*args, "--out_dir", str(tmp_path / "p")]) == 2
     assert "no step-wise embeddings" in capsys.readouterr().err
+
+
+def _reference_args(fitted, out, *extra):
+    from conftest import EXAMPLE_SUBJECT
+
+    return ["predict", "--subject", str(fitted), "--prompts", '["a {} on the beach"]', "--num_images", "2",
+            "--steps", "3", "--out_dir", str(out), "--reference_guidance", "true",
+            "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.masks", "grabcut",
+            "--reference.dino_model", "tiny", "--reference.generated_masks", "none",
+            "--reference.guide.start", "2", "--reference.guide.end", "1", "--reference.guide.inner_steps", "2",
+            *extra]  # fmt: skip
+
+
+def test_predict_with_reference_guidance(fitted, tmp_path, capsys):
+    out = tmp_path / "ref"
+    assert main(_reference_args(fitted, out, "--save_intermediates", "true")) == 0
+    assert "reference caption: 'a photo of a dog'" in capsys.readouterr().err
+    manifest = json.loads((out / "predict.json").read_text())
+    assert manifest["reference_guidance"]["guide"]["start"] == 2
+    sources = {p.name for p in (Path(__file__).resolve().parents[1] / "hifilight/assets/example_subject").glob("*.jpg")}
+    for item in manifest["images"]:
+        stem = item["file"][:-4]
+        assert item["skipped"] is None and item["reference"] in sources
+        assert item["eq10_loss_after"] < item["eq10_loss_before"]
+        assert set(item["alignment"]) == {"scale", "angle_deg", "tx", "ty", "loss", "iou"}
+        for kind in ("g1", "mask_g", "reference", "reference_aligned", "mask_r_aligned"):
+            assert Image.open(out / f"{stem}_{kind}.png").size == (32, 32)
+        assert (out / f"{stem}_g1.png").read_bytes() != (out / item["file"]).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--reference.guide.start", "1", "--reference.guide.end", "2"], "need 1 <= end <= start <= --steps"),
+        (["--reference.guide.start", "9"], "need 1 <= end <= start <= --steps (3)"),
+        (["--guidance", "1"], "guidance 1 ignores"),
+        (["--data.subject_dir", "/nowhere"], "no such folder"),
+        (["--reference.generated_masks", "files"], "unknown provider for generated images"),
+    ],
+)
+def test_reference_guidance_bad_input(fitted, tmp_path, capsys, extra, message):
+    assert main(_reference_args(fitted, tmp_path / "o", *extra)) == 2
+    stderr = capsys.readouterr().err
+    err = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(err) == 1 and message in err[0] and "Traceback" not in stderr
+    assert not (tmp_path / "o").exists()

@@ -48,3 +48,6 @@ def test_config_loads(path, tmp_path, monkeypatch):
         assert command == "predict"
         cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])
         assert cfg.prompts and cfg.steps >= 1
+        if cfg.reference_guidance:
+            init = predict.build_parser().instantiate_classes(cfg)
+            init.reference.guide.check(cfg.steps, cfg.guidance)

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
+from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide, output_names, save_record
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
+from hifilight.sampling.reference import reference_guided
 
 
 @dataclass
@@ -56,6 +58,10 @@ def predict(
     resolution: int | None = None,
     batch_size: int = 4,
     stepwise: bool | None = None,
+    reference_guidance: bool = False,
+    data: SourceOptions | None = None,
+    reference: ReferenceOptions | None = None,
+    save_intermediates: bool = False,
     overwrite: bool = False,
 ) -> None:
     """Generate images of a learned subject (Sec. 3.2 conditioning [c, c_s]) with guided DDIM (Eq. 1).
@@ -72,6 +78,12 @@ def predict(
         resolution: image size in pixels (default: the resolution the subject was trained at).
         batch_size: images denoised together.
         stepwise: use the step-wise embeddings c_s^t at each step (Eq. 7). Default: when the artifact has them.
+        reference_guidance: reference-guided generation (Algorithm 2): each image is re-generated with guidance
+            from the closest source photo (needs --data.subject_dir); also writes the unguided image as *_g1.png.
+        data: the subject's source photos and masks, for --reference_guidance.
+        reference: reference-guided generation settings (paper: --reference.guide.start 40 end 10 inner_steps 10).
+        save_intermediates: with --reference_guidance, also write M_g, the chosen reference, its aligned version
+            and M_r* per image.
         overwrite: replace existing files in out_dir.
     """
     model = model or ModelOptions()
@@ -79,17 +91,35 @@ def predict(
         raise HifiError(f"--steps must be >= 1, got {steps}")
     if batch_size < 1:
         raise HifiError(f"--batch_size must be >= 1, got {batch_size}")
+    reference = reference or ReferenceOptions()
+    if reference_guidance:
+        try:
+            reference.guide.check(steps, guidance)
+        except ValueError as err:
+            raise HifiError(str(err)) from None
     artifact = SubjectArtifact.load(subject)
     per_step = use_stepwise(artifact, stepwise)
     jobs = make_jobs(prompts, artifact.class_name, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
-    for path in [*paths, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
+    extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
+    for path in [*paths, *extras, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
         check_writable(path, overwrite, "--overwrite")
     pretrained = model.pretrained or artifact.metadata.get("base_model", "tiny")
     note_random_weights(pretrained)
-    comps = load_components(pretrained, model.dtype, resolve_device(model.device))
+    device = resolve_device(model.device)
+    comps = load_components(pretrained, model.dtype, device)
     size = resolution or artifact.metadata.get("resolution", 512)
-    images = [to_pil(x) for x in generate(comps, artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)]
+    summaries = [{} for _ in jobs]
+    if reference_guidance:
+        guide = build_guide(artifact, data or SourceOptions(), reference, size, device)
+        records = reference_guided(comps, artifact, jobs, guide, steps, guidance, size, batch_size, per_step)
+        for i, (record, path) in enumerate(zip(records, paths, strict=True)):
+            save_record(record, guide.sources, path, save_intermediates, overwrite)
+            summaries[i] = {"unguided": output_names(path, False)[0].name, **record.summary(guide.sources)}
+        images = [r.final for r in records]
+    else:
+        out = generate(comps, artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)
+        images = [to_pil(x) for x in out]
     for image, path in zip(images, paths, strict=True):
         save_png(image, path, overwrite)
     save_png(image_grid(images, cols=num_images), Path(out_dir) / "grid.png", overwrite)
@@ -100,9 +130,10 @@ def predict(
         "guidance": guidance,
         "resolution": size,
         "stepwise": per_step,
+        "reference_guidance": asdict(reference) if reference_guidance else False,
         "images": [
-            {"file": p.name, "prompt": j.prompt, "text": j.text, "seed": j.seed}
-            for p, j in zip(paths, jobs, strict=True)
+            {"file": p.name, "prompt": j.prompt, "text": j.text, "seed": j.seed, **extra}
+            for p, j, extra in zip(paths, jobs, summaries, strict=True)
         ],
     }
     write_atomic(Path(out_dir) / "predict.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)), overwrite)

@@ -98,15 +98,7 @@ def build_mask_provider(
     if kind == "auto":
         if (Path(masks_dir) if masks_dir is not None else Path(subject_dir) / "masks").is_dir():
             return build_mask_provider("files", subject_dir, masks_dir)
-        from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
-
-        try:
-            model = GroundedSam.from_pretrained(segmentation or GroundedSamSettings(), offline=True)
-            return GroundedSamMaskProvider(model, class_name)
-        except HifiError:
-            print("masks: no mask files and no local Grounded SAM weights; using GrabCut (--data.masks to choose)",
-                  file=sys.stderr)  # fmt: skip
-            return build_mask_provider("grabcut", subject_dir, masks_dir)
+        return local_grounded_sam_or_grabcut(class_name, segmentation)
     if kind == "none":
         return FullImageMaskProvider()
     if kind == "files":
@@ -120,3 +112,33 @@ def build_mask_provider(
 
         return GroundedSamMaskProvider(GroundedSam.from_pretrained(segmentation or GroundedSamSettings()), class_name)
     raise HifiError(f"--data.masks {kind}: unknown mask provider; use one of {', '.join(MASK_PROVIDERS)}")
+
+
+def local_grounded_sam_or_grabcut(class_name: str, segmentation=None) -> MaskProvider:
+    """Grounded SAM if its weights are in a local folder or the hub cache (nothing is downloaded), else GrabCut."""
+    from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
+
+    try:
+        model = GroundedSam.from_pretrained(segmentation or GroundedSamSettings(), offline=True)
+        return GroundedSamMaskProvider(model, class_name)
+    except HifiError:
+        print("masks: no mask files and no local Grounded SAM weights; using GrabCut (--data.masks to choose)",
+              file=sys.stderr)  # fmt: skip
+        from hifilight.perception.grabcut import GrabCutMaskProvider
+
+        return GrabCutMaskProvider()
+
+
+GENERATED_MASKS = ("auto", "grounded_sam", "grabcut", "none")
+
+
+def build_generated_mask_provider(kind: str, class_name: str, segmentation=None) -> MaskProvider:
+    """Masks of generated images (M_g of Algorithm 2): no files exist, so "auto" = local Grounded SAM else GrabCut."""
+    if kind == "auto":
+        return local_grounded_sam_or_grabcut(class_name, segmentation)
+    if kind not in GENERATED_MASKS:
+        raise HifiError(
+            f"--reference.generated_masks {kind}: unknown provider for generated images; use one of "
+            f"{', '.join(GENERATED_MASKS)}"
+        )
+    return build_mask_provider(kind, Path("."), None, class_name, segmentation)

@@ -19,6 +19,9 @@ from torch import Tensor
 from transformers import CLIPModel, CLIPTokenizer, ViTModel
 
 from hifilight.models.loading import load_failure, resolve_source
+from hifilight.models.tiny import tiny_clip, tiny_vit
+
+TINY = "tiny"  # random-weight preset: proves code paths, its similarities mean nothing
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -92,6 +95,9 @@ class DinoEncoder:
 
     @classmethod
     def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", **kwargs) -> DinoEncoder:
+        """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs)."""
+        if source == TINY:
+            return cls(tiny_vit().to(device), name=source, **kwargs)
         path, local = resolve_source(source, "--dino_model")
         try:
             model = ViTModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local)
@@ -120,6 +126,10 @@ class ClipEncoder:
 
     @classmethod
     def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", **kwargs) -> ClipEncoder:
+        """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs)."""
+        if source == TINY:
+            model, tokenizer = tiny_clip()
+            return cls(model.to(device), tokenizer, name=source, **kwargs)
         path, local = resolve_source(source, "--clip_model")
         try:
             model = CLIPModel.from_pretrained(path, local_files_only=local)

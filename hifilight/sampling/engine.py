@@ -53,6 +53,7 @@ class StepResult:
 
     latents: Tensor  # x_{t-1}
     model_output: Tensor
+    cond_output: Tensor | None = None  # the conditional branch eps(x_t, c) alone, when guidance != 1
 
 
 class StepCallback:
@@ -81,20 +82,31 @@ class SamplingEngine:
 
     def model_output(self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float) -> Tensor:
         """eps_theta (or v) combined with classifier-free guidance; one batched UNet call like diffusers."""
+        return self.model_branches(latents, timestep, cond, uncond, guidance)[0]
+
+    def model_branches(
+        self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float
+    ) -> tuple[Tensor, Tensor | None]:
+        """(guided output, conditional branch or None when guidance == 1)."""
         dtype = self.unet.dtype
         if guidance == 1.0:
-            return self.unet(latents.to(dtype), timestep, encoder_hidden_states=cond.to(dtype)).sample.to(latents.dtype)
+            out = self.unet(latents.to(dtype), timestep, encoder_hidden_states=cond.to(dtype)).sample
+            return out.to(latents.dtype), None
         x_in = torch.cat([latents, latents]).to(dtype)
         context = torch.cat([uncond, cond]).to(dtype)
         out_uncond, out_cond = self.unet(x_in, timestep, encoder_hidden_states=context).sample.chunk(2)
-        return cfg_combine(out_uncond, out_cond, guidance).to(latents.dtype)
+        return cfg_combine(out_uncond, out_cond, guidance).to(latents.dtype), out_cond.to(latents.dtype)
+
+    def transfer(self, latents: Tensor, model_output: Tensor, timestep: int) -> Tensor:
+        """The DDIM move of Eq. (1) from timestep t to the previous DDIM timestep, given the model output."""
+        s = self.schedule
+        return ddim_transfer(latents, model_output, s.alpha(timestep), s.alpha(s.prev_timestep(timestep)),
+                             s.prediction_type)  # fmt: skip
 
     def step(self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float) -> StepResult:
         """F^(t)(x_t, c, phi) of Eq. (1): one guided DDIM step from timestep t to the previous DDIM timestep."""
-        out = self.model_output(latents, timestep, cond, uncond, guidance)
-        s = self.schedule
-        x_prev = ddim_transfer(latents, out, s.alpha(timestep), s.alpha(s.prev_timestep(timestep)), s.prediction_type)
-        return StepResult(latents=x_prev, model_output=out)
+        out, out_cond = self.model_branches(latents, timestep, cond, uncond, guidance)
+        return StepResult(latents=self.transfer(latents, out, timestep), model_output=out, cond_output=out_cond)
 
     @torch.no_grad()
     def sample(
@@ -105,12 +117,17 @@ class SamplingEngine:
         guidance: float,
         callbacks: Sequence[StepCallback] = (),
         progress: bool = False,
+        start: int = 0,
     ) -> Tensor:
-        """Denoise x_T to x_0. `cond`/`uncond` are (B, L, D) (or (1, L, D), broadcast to the batch)."""
+        """Denoise x_T to x_0. `cond`/`uncond` are (B, L, D) (or (1, L, D), broadcast to the batch).
+
+        `start` > 0 resumes a run: `latents` are then the x_t of step index `start` (e.g. recorded by `Recorder`).
+        """
         batch = latents.shape[0]
         cond, uncond = _expand(cond, batch), _expand(uncond, batch)
         num_steps = len(self.schedule.timesteps)
-        for index, t in enumerate(tqdm(self.schedule.timesteps.tolist(), disable=not progress, desc="sampling")):
+        timesteps = self.schedule.timesteps.tolist()[start:]
+        for index, t in enumerate(tqdm(timesteps, disable=not progress, desc="sampling"), start=start):
             state = StepState(index, t, num_steps, latents, cond, uncond, guidance)
             for cb in callbacks:
                 state = apply_override(state, cb.on_step_begin(state, self))
@@ -121,6 +138,18 @@ class SamplingEngine:
                     result = replace(result, latents=new)
             latents = result.latents
         return latents
+
+
+class Recorder(StepCallback):
+    """Keeps x_t (before any later callback changes it) at the given step indices, in `latents[index]`."""
+
+    def __init__(self, indices: Sequence[int]):
+        self.indices = set(indices)
+        self.latents: dict[int, Tensor] = {}
+
+    def on_step_begin(self, state: StepState, engine: SamplingEngine) -> None:
+        if state.index in self.indices:
+            self.latents[state.index] = state.latents.clone()
 
 
 def _expand(x: Tensor, batch: int) -> Tensor:

@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, ViTConfig, ViTModel
+from transformers import CLIPImageProcessor, ViTConfig, ViTModel
 
 from hifilight.errors import HifiError
-from hifilight.models.tiny import tiny_tokenizer
 from hifilight.perception.encoders import ClipEncoder, DinoEncoder, Preprocess, clip_preprocess, dino_preprocess
 
 
@@ -19,23 +18,12 @@ def _images(n=3):
 
 @pytest.fixture(scope="module")
 def dino():
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37)  # fmt: skip
-    return DinoEncoder(ViTModel(config, add_pooling_layer=False), batch_size=2)
+    return DinoEncoder.from_pretrained("tiny", batch_size=2)
 
 
 @pytest.fixture(scope="module")
 def clip():
-    torch.manual_seed(0)
-    tokenizer = tiny_tokenizer()
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "max_position_embeddings": 77, "bos_token_id": len(tokenizer) - 2,
-            "eos_token_id": len(tokenizer) - 1, "pad_token_id": len(tokenizer) - 1}  # fmt: skip
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-              "num_attention_heads": 4}  # fmt: skip
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
-    return ClipEncoder(model, tokenizer, batch_size=2)
+    return ClipEncoder.from_pretrained("tiny", batch_size=2)
 
 
 def test_dino_embeddings(dino):

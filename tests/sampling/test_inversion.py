@@ -1,5 +1,7 @@
 """DDIM inversion (Eq. 3) against diffusers' DDIMInverseScheduler, and its round trip through sampling."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from conftest import ConstantNoiseUNet
@@ -52,3 +54,29 @@ def test_guided_inversion_needs_the_unconditional_embedding(tiny):
     cond = encode_text(tiny.tokenizer, tiny.text_encoder, ["a photo of a dog"])
     with pytest.raises(ValueError, match="needs `uncond`"):
         ddim_invert(engine, torch.zeros(1, 4, 8, 8), cond, guidance=7.5)
+
+
+class _Damped(torch.nn.Module):
+    """The tiny UNet's prediction scaled by k: a random network whose output varies slowly along the trajectory,
+    like a trained one's (the undamped random UNet's prediction jumps between noise levels)."""
+
+    def __init__(self, unet, k):
+        super().__init__()
+        self.unet, self.k, self.dtype = unet, k, unet.dtype
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        out = self.unet(x, t, encoder_hidden_states=encoder_hidden_states).sample
+        return SimpleNamespace(sample=self.k * out)
+
+
+def test_inversion_then_sampling_returns_close_to_the_start_and_converges_with_steps(tiny):
+    """Guidance 1, same conditioning. Measured relative errors (k = 0.1): 0.048 at 10 steps, 0.020 at 50."""
+    cond = encode_text(tiny.tokenizer, tiny.text_encoder, ["a photo of a dog"]).float()
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    errors = {}
+    for steps in (10, 50):
+        engine = SamplingEngine(_Damped(tiny.unet, 0.1), DDIMSchedule.from_scheduler(tiny.scheduler, steps))
+        back = engine.sample(ddim_invert(engine, x0, cond)[-1], cond, cond, 1.0)
+        errors[steps] = float((back - x0).norm() / x0.norm())
+    assert errors[50] < 0.03
+    assert errors[50] < errors[10] / 2

@@ -2,22 +2,11 @@
 
 import pytest
 import torch
+from conftest import make_artifact
 
-from hifilight.artifacts import SubjectArtifact
-from hifilight.conditioning import encode_text, null_tail
 from hifilight.errors import HifiError
-from hifilight.sampling import DDIMSchedule
 from hifilight.sampling.generate import generate, make_jobs
 from hifilight.sampling.stepwise import StepwiseEmbeddings
-
-
-def _artifact(tiny, steps=4, c_s_t=None):
-    phi = encode_text(tiny.tokenizer, tiny.text_encoder, [""])
-    c_s = null_tail(phi, 5) + 0.3 * torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
-    timesteps = DDIMSchedule.from_scheduler(tiny.scheduler, steps).timesteps
-    stepwise = c_s.expand(steps, 5, 32).clone() if c_s_t is None else c_s_t
-    return SubjectArtifact(c_s=c_s, phi_s=null_tail(phi, 5), metadata={"base_model": "tiny", "class_name": "dog"},
-                           c_s_t=stepwise, timesteps=timesteps)  # fmt: skip
 
 
 def _generate(tiny, art, stepwise, steps=4):
@@ -26,12 +15,12 @@ def _generate(tiny, art, stepwise, steps=4):
 
 
 def test_equal_stepwise_embeddings_are_bit_identical_to_single_embedding(tiny):
-    art = _artifact(tiny)
+    art = make_artifact(tiny)
     assert torch.equal(_generate(tiny, art, stepwise=True), _generate(tiny, art, stepwise=False))
 
 
 def test_each_step_uses_its_own_embedding(tiny):
-    art = _artifact(tiny)
+    art = make_artifact(tiny)
     base = _generate(tiny, art, stepwise=True)
     changed = art.c_s_t.clone()
     changed[3] += 1.0  # only the last step (t = 1) differs
@@ -49,7 +38,7 @@ def test_other_step_counts_use_the_nearest_trained_timestep_and_warn_once(tiny):
 
 
 def test_stepwise_requested_on_a_plain_artifact_is_refused(tiny):
-    art = _artifact(tiny)
+    art = make_artifact(tiny)
     art.c_s_t = art.timesteps = None
     with pytest.raises(HifiError, match="no step-wise embeddings"):
         _generate(tiny, art, stepwise=True)

@@ -1,0 +1,142 @@
+"""Algorithm 2's generation loop as one engine callback: latent substitution at t_s and masked null-text guidance
+(Eq. 10) for t_s >= t >= t_e.
+
+Steps are counted as in the paper: t = T for the first (noisiest) DDIM step down to t = 1 for the last, so step
+index i of the engine is t = T - i, x_t is `trajectory[t]` of `ddim_invert` and the Eq. (10) target x*_{t-1} is
+`trajectory[t - 1]`.
+
+Per guided step the conditional prediction eps(x_t, [c, c_s^t]) does not depend on phi_h: it is taken from the
+engine's ordinary step (which already computed it in its batched call) and reused across the J inner steps, so
+each inner step runs only the unconditional branch forward + backward. After the J steps one more unconditional
+forward (no grad) gives x_{t-1} with the final phi_h, which is also the "after" value of the loss.
+
+Choices the paper leaves open (settings): a fresh Adam per step (`reset_optimizer`, as null-text inversion's
+reference does) and the Eq. (10) loss as the mean over masked entries (`reduction`; "sum" is the literal squared
+norm, which Adam, nearly scale-invariant, treats alike up to its epsilon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from hifilight.sampling.ddim import cfg_combine
+from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepResult, StepState
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """Reference guidance (Algorithm 2; paper: T = 50, t_s = 40, t_e = 10, J = 10, Adam lr 1e-2).
+
+    Args:
+        start: t_s, the DDIM step (T = first, 1 = last) where subject latents are substituted and guidance starts.
+        end: t_e, the last guided DDIM step (1 <= end <= start <= T).
+        inner_steps: J, Adam steps on phi_h per guided step (0 = substitution only).
+        learning_rate: Adam learning rate for phi_h.
+        substitute: replace x_t[M_r*] by x_t*[M_r*] at t_s.
+        reset_optimizer: a fresh Adam state at each guided step (phi_h itself is always carried over).
+        reduction: "mean" or "sum" of the squared errors over the masked entries in Eq. (10).
+    """
+
+    start: int = 40
+    end: int = 10
+    inner_steps: int = 10
+    learning_rate: float = 1e-2
+    substitute: bool = True
+    reset_optimizer: bool = True
+    reduction: str = "mean"
+
+    def check(self, num_steps: int, guidance: float) -> None:
+        """Raise ValueError naming the flag when these settings cannot run with `num_steps` DDIM steps."""
+        if not 1 <= self.end <= self.start <= num_steps:
+            raise ValueError(
+                f"--reference.guide.start {self.start} / --reference.guide.end {self.end}: need "
+                f"1 <= end <= start <= --steps ({num_steps}); the paper uses start 40, end 10 with 50 steps"
+            )
+        if self.inner_steps < 0:
+            raise ValueError(f"--reference.guide.inner_steps must be >= 0, got {self.inner_steps}")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"--reference.guide.reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.inner_steps and guidance == 1.0:
+            raise ValueError(
+                "reference guidance optimises the null embedding, which guidance 1 ignores; use --guidance > 1 "
+                "or --reference.guide.inner_steps 0"
+            )
+
+
+def masked_sq_error(x: Tensor, target: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
+    """||target[M] - x[M]||^2 (Eq. 10); `mask` (B, 1, h, w) in {0, 1} broadcasts over channels."""
+    sq = ((x - target) ** 2 * mask).sum()
+    return sq / (mask.sum() * x.shape[1]).clamp(min=1) if reduction == "mean" else sq
+
+
+@dataclass
+class GuidanceLog:
+    """Eq. (10) loss before and after the inner steps, per guided step t."""
+
+    before: dict[int, float] = field(default_factory=dict)
+    after: dict[int, float] = field(default_factory=dict)
+
+
+class ReferenceGuidance(StepCallback):
+    """Algorithm 2 lines 2-9 for one image. Put it after the callback that sets [c, c_s^t] (`StepwiseEmbeddings`)."""
+
+    def __init__(self, trajectory: list[Tensor], mask: Tensor, settings: GuidanceSettings):
+        self.trajectory, self.settings = trajectory, settings
+        self.mask = (mask > 0.5).to(trajectory[0].dtype)
+        self.phi_h: Tensor | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.log = GuidanceLog()
+
+    def t_of(self, state: StepState) -> int:
+        return state.num_steps - state.index
+
+    def on_step_begin(self, state: StepState, engine: SamplingEngine) -> StepOverride | None:
+        if self.t_of(state) != self.settings.start:
+            return None
+        self.phi_h = state.uncond.detach().clone()  # Algorithm 2 line 3: phi_h = phi
+        if not self.settings.substitute:
+            return None
+        x_ref = self.trajectory[self.settings.start].to(state.latents)
+        return StepOverride(latents=torch.where(self.mask.bool(), x_ref, state.latents))  # line 4
+
+    def on_step_end(self, state: StepState, result: StepResult, engine: SamplingEngine) -> Tensor | None:
+        t, s = self.t_of(state), self.settings
+        if not (s.end <= t <= s.start) or s.inner_steps == 0:
+            return None
+        out_cond = result.cond_output
+        if out_cond is None:  # guidance 1 was refused in check(); this only happens when called directly
+            raise ValueError("ReferenceGuidance needs guidance != 1")
+        target = self.trajectory[t - 1].to(state.latents)
+        x_prev_h = self._optimise(engine, state, out_cond, target, t)
+        return torch.where(self.mask.bool(), x_prev_h, result.latents)  # line 9
+
+    def _guided(self, engine: SamplingEngine, state: StepState, out_cond: Tensor, phi: Tensor) -> Tensor:
+        unet = engine.unet
+        out_uncond = unet(state.latents.to(unet.dtype), state.timestep, encoder_hidden_states=phi.to(unet.dtype))
+        out = cfg_combine(out_uncond.sample.to(out_cond.dtype), out_cond, state.guidance_scale)
+        return engine.transfer(state.latents, out, state.timestep)
+
+    def _optimise(self, engine, state: StepState, out_cond: Tensor, target: Tensor, t: int) -> Tensor:
+        s = self.settings
+        phi_h = self.phi_h.clone().requires_grad_(True)
+        if self.optimizer is None or s.reset_optimizer:
+            self.optimizer = torch.optim.Adam([phi_h], lr=s.learning_rate)
+        else:  # keep Adam's moments, now for the carried-over tensor
+            self.optimizer.param_groups[0]["params"] = [phi_h]
+            self.optimizer.state = {phi_h: next(iter(self.optimizer.state.values()))} if self.optimizer.state else {}
+        with torch.enable_grad():
+            for j in range(s.inner_steps):  # lines 6-8
+                loss = masked_sq_error(self._guided(engine, state, out_cond, phi_h), target, self.mask, s.reduction)
+                if j == 0:
+                    self.log.before[t] = loss.item()
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+        self.phi_h = phi_h.detach()
+        with torch.no_grad():
+            x_prev_h = self._guided(engine, state, out_cond, self.phi_h)
+            self.log.after[t] = masked_sq_error(x_prev_h, target, self.mask, s.reduction).item()
+        return x_prev_h

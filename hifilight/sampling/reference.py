@@ -1,0 +1,207 @@
+"""Reference-guided generation, Algorithm 2 end to end (Sec. 3.3), per generated image:
+
+1. generate I_g1 from x_T with [c, c_s^t] (Eq. 7), keeping x_{t_s} (the guided run resumes from it: the steps
+   before t_s are identical, so they are not run twice);
+2. M_g: the subject mask of I_g1 (a `MaskProvider`, e.g. Grounded SAM with the class name);
+3. I_r: the source image whose DINO embedding is closest (cosine) to I_g1's, with its mask M_r;
+4. T_theta (Eq. 8-9, `hifilight.perception.align`) aligns M_r to M_g; I_r* = T_theta(I_r), M_r* = T_theta(M_r);
+5. caption I_r -> c_r; x_0* = VAE(I_r*); DDIM inversion (Eq. 3, guidance 1) -> [x_0*, ..., x_T*];
+6. re-generate from x_T with substitution at t_s and masked null-text guidance (Eq. 10) until t_e -> I_g2.
+
+An image whose M_g (or aligned M_r*) is empty keeps I_g1, with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from hifilight.artifacts import SubjectArtifact
+from hifilight.conditioning import encode_text, splice_subject
+from hifilight.data.images import list_images, load_rgb, to_pil, to_tensor
+from hifilight.data.masks import MaskProvider
+from hifilight.errors import HifiError
+from hifilight.models import SDComponents
+from hifilight.perception import align
+from hifilight.perception.align import Alignment, AlignSettings
+from hifilight.perception.encoders import ImageEncoder
+from hifilight.sampling.ddim import DDIMSchedule, decode_latents, encode_images
+from hifilight.sampling.engine import Recorder, SamplingEngine
+from hifilight.sampling.generate import Job, encode_prompts, initial_latents, prepare_subject, use_stepwise
+from hifilight.sampling.guidance import GuidanceLog, GuidanceSettings, ReferenceGuidance
+from hifilight.sampling.inversion import ddim_invert
+from hifilight.sampling.stepwise import StepwiseEmbeddings
+
+
+@dataclass
+class SourceSet:
+    """The subject's photos at the generation resolution, their masks M_r (1, H, W) and DINO embeddings (N, D)."""
+
+    names: list[str]
+    images: list[Image.Image]
+    masks: list[Tensor]
+    embeddings: Tensor
+
+
+def square(image: Image.Image, size: int, resample=Image.BICUBIC) -> Image.Image:
+    """Centre-crop to a square and resize to size x size (sources are aligned in the generated image's frame)."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), resample)
+
+
+def load_sources(subject_dir: Path, masks: MaskProvider, resolution: int, encoder: ImageEncoder) -> SourceSet:
+    """The subject photos, centre-cropped to resolution x resolution, with masks cropped the same way."""
+    paths = list_images(subject_dir)
+    images, mask_list = [], []
+    for path in paths:
+        image = load_rgb(path)
+        mask = masks(path, image)[0].numpy().astype("uint8") * 255
+        images.append(square(image, resolution))
+        mask_img = square(Image.fromarray(mask), resolution, Image.NEAREST)
+        mask_list.append(torch.from_numpy((np.asarray(mask_img) >= 128).astype("float32"))[None])
+        if not mask_list[-1].any():
+            raise HifiError(f"{path}: its subject mask is empty after cropping; fix the mask or choose --data.masks")
+    return SourceSet([p.name for p in paths], images, mask_list, encoder.encode_images(images))
+
+
+def select_reference(query: Tensor, embeddings: Tensor) -> tuple[int, float]:
+    """Index and cosine similarity of the source embedding closest to `query` (Sec. 3.3, "Guided regions")."""
+    sims = F.normalize(embeddings.float(), dim=-1) @ F.normalize(query.float().reshape(-1), dim=0)
+    k = int(torch.argmax(sims))
+    return k, float(sims[k])
+
+
+@dataclass
+class ReferenceRecord:
+    """What happened for one job; images are PIL, masks are (1, H, W) {0, 1} tensors at image size."""
+
+    job: Job
+    first: Image.Image  # I_g1
+    final: Image.Image  # I_g2 (= I_g1 when skipped)
+    skipped: str | None = None
+    mask_g: Tensor | None = None
+    reference: int | None = None
+    similarity: float | None = None
+    alignment: Alignment | None = None
+    aligned_reference: Image.Image | None = None
+    mask_r_aligned: Tensor | None = None
+    caption: str | None = None
+    log: GuidanceLog = field(default_factory=GuidanceLog)
+
+    def summary(self, sources: SourceSet) -> dict:
+        out = {"skipped": self.skipped}
+        if self.reference is not None:
+            out |= {"reference": sources.names[self.reference], "dino_similarity": self.similarity}
+        if self.alignment is not None:
+            out |= {"alignment": self.alignment.as_dict(), "caption": self.caption}
+        if self.log.before:
+            out |= {"eq10_loss_before": _mean(self.log.before), "eq10_loss_after": _mean(self.log.after)}
+        return out
+
+
+def _mean(values: dict[int, float]) -> float:
+    return sum(values.values()) / len(values)
+
+
+@dataclass
+class ReferenceGuide:
+    """Everything Algorithm 2 needs besides the base model and the subject."""
+
+    sources: SourceSet
+    encoder: ImageEncoder  # DINO
+    generated_masks: MaskProvider  # M_g of I_g1
+    caption: Callable[[Image.Image], str]  # I_r -> its caption (BLIP-2, the user's, or a fallback)
+    guide: GuidanceSettings = field(default_factory=GuidanceSettings)
+    align: AlignSettings = field(default_factory=AlignSettings)
+    captions: dict[int, str] = field(default_factory=dict)
+
+    def caption_of(self, index: int) -> str:
+        if index not in self.captions:
+            self.captions[index] = self.caption(self.sources.images[index])
+        return self.captions[index]
+
+
+def latent_mask(mask: Tensor, size: int) -> Tensor:
+    """An image-size mask (1, H, W) resized to the latent grid (1, 1, size, size): area average >= 0.5."""
+    return (F.interpolate(mask.float()[None], size=(size, size), mode="area") >= 0.5).float()
+
+
+def reference_guided(
+    comps: SDComponents,
+    artifact: SubjectArtifact,
+    jobs: Sequence[Job],
+    ref: ReferenceGuide,
+    steps: int = 50,
+    guidance: float = 7.5,
+    resolution: int = 512,
+    batch_size: int = 4,
+    stepwise: bool | None = None,
+    progress: bool = True,
+) -> list[ReferenceRecord]:
+    """Algorithm 2 for every job; I_g1 is generated in batches, the guided re-generation one image at a time."""
+    ref.guide.check(steps, guidance)
+    per_step = use_stepwise(artifact, stepwise)
+    engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
+    start_index = steps - ref.guide.start
+    size = resolution // comps.vae_scale_factor
+    shape = (1, comps.unet.config.in_channels, size, size)
+    phi = prepare_subject(comps, artifact)
+    records = []
+    for first in range(0, len(jobs), batch_size):
+        chunk = jobs[first : first + batch_size]
+        c = encode_prompts(comps, artifact, [j.text for j in chunk])
+        x_T = torch.cat([initial_latents(j.seed, shape, comps.unet.device) for j in chunk])
+        recorder = Recorder([start_index])
+        extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
+        cond = splice_subject(c, artifact.c_s.to(c.device))
+        x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[recorder, *extra], progress=progress)
+        firsts = decode_latents(comps.vae, x_0).cpu()
+        for k, job in enumerate(chunk):
+            resume = recorder.latents[start_index][k : k + 1]
+            first_image = to_pil(firsts[k])
+            record = ReferenceRecord(job, first_image, first_image)
+            _guide_one(comps, engine, artifact, ref, record, c[k : k + 1], phi, resume, start_index, guidance,
+                       per_step)  # fmt: skip
+            records.append(record)
+    return records
+
+
+def _skip(record: ReferenceRecord, why: str) -> None:
+    warnings.warn(f"{record.job.text!r} (seed {record.job.seed}): {why}; keeping the unguided image", stacklevel=3)
+    record.skipped = why
+
+
+def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, c, phi, resume, start_index,
+               guidance, per_step) -> None:  # fmt: skip
+    """Steps 2-6 of Algorithm 2 for one image; fills `record`."""
+    record.mask_g = ref.generated_masks(Path(f"generated_{record.job.seed}.png"), record.first)
+    if not record.mask_g.any():
+        return _skip(record, "the segmenter found no subject in the generated image (empty M_g)")
+    query = ref.encoder.encode_images([record.first])[0]
+    record.reference, record.similarity = select_reference(query, ref.sources.embeddings)
+    m_r = ref.sources.masks[record.reference]
+    record.alignment = align.align_masks(m_r, record.mask_g, ref.align)
+    ref_pixels = to_tensor(ref.sources.images[record.reference])[None]
+    aligned = align.apply(ref_pixels, record.alignment, padding="border").clamp(-1, 1)
+    record.aligned_reference = to_pil(aligned[0] / 2 + 0.5)
+    record.mask_r_aligned = (align.apply(m_r[None], record.alignment)[0] > 0.5).float()
+    mask = latent_mask(record.mask_r_aligned, resume.shape[-1]).to(resume.device)
+    if not mask.any():
+        return _skip(record, "the aligned reference mask M_r* covers no latent cell")
+    record.caption = ref.caption_of(record.reference)
+    c_r = encode_text(comps.tokenizer, comps.text_encoder, [record.caption]).float()
+    trajectory = ddim_invert(engine, encode_images(comps.vae, aligned).float(), c_r)
+    guide = ReferenceGuidance(trajectory, mask, ref.guide)
+    extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
+    cond = splice_subject(c, artifact.c_s.to(c.device))
+    x_0 = engine.sample(resume, cond, phi, guidance, callbacks=[*extra, guide], start=start_index)
+    record.final, record.log = to_pil(decode_latents(comps.vae, x_0)[0].cpu()), guide.log
