@@ -15,15 +15,16 @@ commands:
   masks     write subject masks (white = subject) and an overlay grid to check them
   invert    DDIM + null-text inversion of a photo, with reconstruction PSNRs
   replace   put a learned subject into a real photo (Algorithm 3)
+  evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import attention, fit, invert, masks, predict, replace
+    from hifilight.commands import attention, evaluate, fit, invert, masks, predict, replace
 
     return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run,
-            "invert": invert.run, "replace": replace.run}  # fmt: skip
+            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

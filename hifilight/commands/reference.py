@@ -70,9 +70,10 @@ def output_names(path: Path, save_intermediates: bool) -> list[Path]:
 
 
 def build_guide(
-    artifact: SubjectArtifact, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str
-) -> ReferenceGuide:
-    """Load the sources, DINO, the mask provider and the captioner; fail early with the flag to fix."""
+    artifact: SubjectArtifact, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str,
+    encoder=None,
+) -> ReferenceGuide:  # fmt: skip
+    """Load the sources, DINO (unless `encoder` is given), the mask provider and the captioner."""
     if data.subject_dir is None:
         raise HifiError("--reference_guidance true needs the subject's photos: pass --data.subject_dir photos/")
     if artifact.c_s_t is None:
@@ -84,7 +85,7 @@ def build_guide(
     from hifilight.perception.encoders import DinoEncoder
 
     class_name = artifact.class_name
-    encoder = DinoEncoder.from_pretrained(options.dino_model, device)
+    encoder = encoder or DinoEncoder.from_pretrained(options.dino_model, device)
     source_masks = build_mask_provider(data.masks, data.subject_dir, data.masks_dir, class_name, options.segmentation)
     sources = load_sources(Path(data.subject_dir), source_masks, resolution, encoder)
     generated = build_generated_mask_provider(options.generated_masks, class_name, options.segmentation)

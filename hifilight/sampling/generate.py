@@ -68,7 +68,7 @@ def use_stepwise(artifact: SubjectArtifact, stepwise: bool | None) -> bool:
 
 def generate(
     comps: SDComponents,
-    artifact: SubjectArtifact,
+    artifact: SubjectArtifact | None,
     jobs: list[Job],
     steps: int = 50,
     guidance: float = 7.5,
@@ -81,21 +81,26 @@ def generate(
     """Images in [0, 1], (len(jobs), 3, resolution, resolution), in job order.
 
     With step-wise embeddings (`stepwise`, default: when the artifact has them) each step uses [c, c_s^t]
-    (Eq. 7); otherwise every step uses [c, c_s].
+    (Eq. 7); otherwise every step uses [c, c_s]. Without an artifact, the base model alone (c).
     """
-    per_step = use_stepwise(artifact, stepwise)
+    per_step = artifact is not None and use_stepwise(artifact, stepwise)
     if resolution % comps.vae_scale_factor:
         raise HifiError(f"--resolution must be a multiple of {comps.vae_scale_factor}, got {resolution}")
     device = comps.unet.device
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
     size = resolution // comps.vae_scale_factor
     shape = (1, comps.unet.config.in_channels, size, size)
-    phi = prepare_subject(comps, artifact)
+    phi = (
+        prepare_subject(comps, artifact) if artifact else encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
+    )
     images = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        c = encode_prompts(comps, artifact, [j.text for j in chunk])
-        cond = splice_subject(c, artifact.c_s.to(c.device))
+        if artifact is None:
+            cond = c = encode_text(comps.tokenizer, comps.text_encoder, [j.text for j in chunk]).float()
+        else:
+            c = encode_prompts(comps, artifact, [j.text for j in chunk])
+            cond = splice_subject(c, artifact.c_s.to(c.device))
         extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
         x_T = torch.cat([initial_latents(j.seed, shape, device) for j in chunk])
         x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[*extra, *callbacks], progress=progress)

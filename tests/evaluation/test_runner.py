@@ -1,0 +1,119 @@
+"""`hifilight evaluate` end to end on the tiny preset: 2 subjects x 2 prompts x 1 image, table, resume."""
+
+import csv
+import json
+import shutil
+
+import pytest
+from conftest import EXAMPLE_SUBJECT
+
+from hifilight.cli import main
+from hifilight.evaluation import runner as runner_module
+from hifilight.evaluation.runner import markdown_table, method_rows, weighted
+
+FIT = '["--model.stage1_steps", "2", "--model.stepwise_steps", "1", "--trainer.accelerator", "cpu", ' \
+      '"--trainer.enable_progress_bar", "false"]'  # fmt: skip
+
+
+def _dataset(tmp_path):
+    root = tmp_path / "bench"
+    for name, files in (("dog_a", ["00.jpg", "01.jpg"]), ("can_b", ["02.jpg", "03.jpg", "04.jpg"])):
+        (root / name).mkdir(parents=True)
+        for f in files:
+            shutil.copy(EXAMPLE_SUBJECT / f, root / name / f)
+    (root / "subjects.csv").write_text("subject_name,class\ndog_a,dog\ncan_b,can\n")
+    return root
+
+
+def _args(root, out, *extra):
+    return ["evaluate", "--dataset", str(root), "--method", "table1", "--out", str(out), "--images_per_prompt", "1",
+            "--prompts", "[0, 20]", "--model.pretrained", "tiny", "--steps", "2", "--resolution", "32",
+            "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny", "--fit_args", FIT, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    root, out = _dataset(tmp), tmp / "out"
+    assert main(_args(root, out)) == 0
+    return root, out
+
+
+def _rows(out):
+    with (out / "results.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_files_cells_and_table(evaluated):
+    _, out = evaluated
+    rows = _rows(out)
+    # real: one cell per subject; sd and hifi_ti: 2 subjects x 2 prompts
+    assert sorted((r["method"], r["subject"], r["prompt_index"]) for r in rows if r["method"] == "real") == [
+        ("real", "can_b", "-1"), ("real", "dog_a", "-1")]  # fmt: skip
+    assert sum(r["method"] == "hifi_ti" for r in rows) == 4 and sum(r["method"] == "sd" for r in rows) == 4
+    assert {r["prompt"] for r in rows if r["subject"] == "can_b" and r["method"] == "sd"} == {
+        "a {0} {1} in the jungle", "a red {0} {1}"}  # fmt: skip
+    for name in ("hifi_ti", "sd"):
+        for subject in ("dog_a", "can_b"):
+            assert (out / name / subject / "p00_0.png").is_file() and (out / name / subject / "p20_0.png").is_file()
+    assert (out / "artifacts" / "dog_a" / "mask1_reg1_stepwise1.safetensors").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["method"] for m in summary["methods"]] == ["real", "sd", "hifi_ti"]
+    assert summary["methods"][0]["clip_t"] is None
+    table = (out / "table.md").read_text().splitlines()
+    assert table[0] == "| Method | DINO ↑ | CLIP-I ↑ | CLIP-T ↑ |"
+    assert len([t for t in table if t.startswith("| ")]) == 5
+    assert "Real images" in table[2] and "N/A" in table[2] and "pairing all" in table[6]
+    assert "Random-weight models" in table[-1]
+    # real-vs-real of a subject with 3 photos: 6 ordered pairs; 1 generated image vs 3 real photos: 3 pairs
+    real_can = next(r for r in rows if r["method"] == "real" and r["subject"] == "can_b")
+    assert real_can["dino_pairs"] == "6"
+    hifi_can = next(r for r in rows if r["method"] == "hifi_ti" and r["subject"] == "can_b")
+    assert hifi_can["dino_pairs"] == "3" and hifi_can["clip_t_pairs"] == "1"
+
+
+def test_rerun_reuses_everything_on_disk(evaluated, monkeypatch):
+    root, out = evaluated
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    calls = []
+    original = runner_module.Runner._make_images
+    monkeypatch.setattr(runner_module.Runner, "_make_images", lambda *a: calls.append(a) or original(*a))
+    # drop one scored cell: only it is rescored, from the images already on disk; nothing is fitted again
+    rows = _rows(out)
+    kept = [r for r in rows if not (r["method"] == "hifi_ti" and r["subject"] == "dog_a" and r["prompt_index"] == "0")]
+    with (out / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    assert main(_args(root, out, "--fit_args", '["--this_flag_would_fail"]')) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+    assert len(calls) == 1  # the one cell's subject: its image exists, so nothing is generated
+    again = {(r["method"], r["subject"], r["prompt_index"]): r["dino"] for r in _rows(out)}
+    assert again == {(r["method"], r["subject"], r["prompt_index"]): r["dino"] for r in rows}
+
+
+def test_another_protocol_is_refused(evaluated, capsys):
+    root, out = evaluated
+    assert main(_args(root, out, "--metrics.pairing", "one_to_one")) == 2
+    assert "another protocol" in capsys.readouterr().err
+
+
+def test_weighted_mean_and_table_rows():
+    cells = [{"dino": "0.5", "dino_pairs": "2"}, {"dino": "1.0", "dino_pairs": "6"}, {"dino": "", "dino_pairs": "0"}]
+    assert weighted(cells, "dino") == pytest.approx((0.5 * 2 + 6) / 8)
+    assert weighted([], "dino") is None
+    labels = [r.label for r in method_rows("table2")]
+    assert labels[1:] == ["+ mask", "+ regularization", "+ step-wise representations", "+ reference guidance"]
+    summary = {"protocol": {"dino": {"encoder": "d", "pairing": "all", "scale100": False}, "clip_i": {"encoder": "c"},
+                            "clip_t": {"text": "class"}, "images_per_prompt": 4, "steps": 50, "guidance": 7.5,
+                            "resolution": 512, "base_model": "sd"},
+               "methods": [{"label": "X", "dino": 0.6654, "clip_i": 0.8, "clip_t": None}]}  # fmt: skip
+    assert "| X | 0.665 | 0.800 | N/A |" in markdown_table(summary)
+
+
+def test_dataset_without_classes_says_what_to_add(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    (root / "subjects.csv").unlink()
+    assert main(_args(root, tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "prompts_and_classes.txt or subjects.csv" in err and "--class_name" in err
