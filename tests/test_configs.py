@@ -43,7 +43,9 @@ def test_config_loads(path, tmp_path, monkeypatch):
             ],
             run=False,
         )
-        assert cli.model.hparams.num_tokens >= 1 and cli.datamodule.class_name
+        assert cli.datamodule.class_name and cli.trainer.max_steps >= 1
+        method = fit.peek_method(["--config", str(path)])
+        assert type(cli.model).__name__ == fit.module_class(method).__name__
     else:
         assert command == "predict"
         cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])

@@ -1,21 +1,32 @@
-"""`hifilight fit`: stage-1 subject-embedding training through LightningCLI.
+"""`hifilight fit`: subject learning through LightningCLI, one LightningModule per method.
 
 hifilight fit --config configs/hifi_ti.yaml --data.subject_dir photos/ --data.class_name dog --out dog.safetensors
+
+`--method` (or a top-level `method:` in a --config file) picks the module: hifi_ti (HiFi Tuner's embeddings, the
+default), textual_inversion (the classic baseline) or dreambooth. Each module links its own step settings to
+--trainer.max_steps and writes its own output (`save_outputs`).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from hifilight.commands.common import note_random_weights
 from hifilight.data import SubjectDataModule
+from hifilight.errors import HifiError
 from hifilight.io import check_writable
-from hifilight.training import SubjectEmbeddingModule
-from hifilight.training.stepwise import total_steps
+
+METHODS = {
+    "hifi_ti": "hifilight.training.subject_module:SubjectEmbeddingModule",
+    "textual_inversion": "hifilight.training.textual_inversion:TextualInversionModule",
+    "dreambooth": "hifilight.training.dreambooth:DreamBoothModule",
+}
 
 TRAINER_DEFAULTS = {
     "log_every_n_steps": 10,
@@ -33,12 +44,8 @@ class FitCLI(LightningCLI):
             help="Where to write the subject artifact (.safetensors).",
         )
         parser.add_argument("--overwrite", type=bool, default=False, help="Replace --out if it already exists.")
-        # Stage 1 + step-wise stage run as one fit: their lengths set max_steps (see StepwisePlan).
-        parser.link_arguments(
-            ("model.stage1_steps", "model.stepwise_steps", "model.stepwise_num_steps"),
-            "trainer.max_steps",
-            compute_fn=total_steps,
-        )
+        parser.add_argument("--method", type=str, default="hifi_ti", help=f"One of {', '.join(METHODS)}.")
+        self.model_class.link_arguments(parser)  # the module's step settings set --trainer.max_steps
 
     def _fit_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
@@ -47,7 +54,7 @@ class FitCLI(LightningCLI):
         cfg = self._fit_config()
         check_writable(cfg.out, cfg.overwrite, "--overwrite")  # fail before any training, not after
         note_random_weights(cfg.model.pretrained)
-        if cfg.model.stepwise_steps == 0:
+        if getattr(cfg.model, "stepwise_steps", None) == 0:
             print(
                 "step-wise stage skipped (--model.stepwise_steps 0): the artifact will hold c_s only", file=sys.stderr
             )
@@ -56,15 +63,34 @@ class FitCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         cfg = self._fit_config()
-        dm = self.datamodule
-        artifact = self.model.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
-        path = artifact.save(cfg.out, overwrite=cfg.overwrite)
-        kind = f"c_s and {len(artifact.timesteps)} step-wise c_s^t" if artifact.c_s_t is not None else "c_s only"
-        print(f"wrote subject artifact {path} ({kind})")
+        print(self.model.save_outputs(self.datamodule, cfg.out, cfg.overwrite))
 
 
 def run(argv: list[str]) -> None:
     build_cli(["fit", *argv])
+
+
+def peek_method(args: list[str]) -> str:
+    """The --method of these arguments: the last --method flag, else the last `method:` of a --config file."""
+    method = "hifi_ti"
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        if arg.startswith("--config") and Path(value).is_file():
+            try:
+                loaded = yaml.safe_load(Path(value).read_text())
+            except yaml.YAMLError as err:
+                raise HifiError(f"--config {value}: not valid YAML ({str(err).splitlines()[0]})") from err
+            method = loaded.get("method", method) if isinstance(loaded, dict) else method
+        elif arg.startswith("--method"):
+            method = value
+    if method not in METHODS:
+        raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
+    return method
+
+
+def module_class(method: str):
+    module, name = METHODS[method].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_cli(args: list[str], run: bool = True) -> FitCLI:
@@ -73,7 +99,7 @@ def build_cli(args: list[str], run: bool = True) -> FitCLI:
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
     return FitCLI(
-        SubjectEmbeddingModule,
+        module_class(peek_method(args)),
         SubjectDataModule,
         args=args,
         run=run,

@@ -22,9 +22,10 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.models import load_components
-from hifilight.sampling.ddim import DDIMSchedule, add_noise, encode_images, training_target
-from hifilight.training.losses import embedding_regularizer, latent_mask, masked_mse
-from hifilight.training.stepwise import StepwisePlan, step_generator
+from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
+from hifilight.training.latents import LatentCache
+from hifilight.training.losses import embedding_regularizer, masked_mse
+from hifilight.training.stepwise import StepwisePlan, step_generator, total_steps
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -98,7 +99,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         self.register_buffer("c_s_t", phi_s.expand(len(timesteps), -1, -1).clone())
         self.register_buffer("stepwise_timesteps", timesteps.clone())
         self._caption_cache: dict[str, Tensor] = {}
-        self._latent_cache: dict[str, Tensor] = {}
+        self._latent_cache = LatentCache()
         self._views: list[dict] | None = None
         self.strict_loading = False  # checkpoints hold only the trained tensors (see on_save_checkpoint)
 
@@ -115,15 +116,7 @@ class SubjectEmbeddingModule(L.LightningModule):
 
     def encode_latents(self, pixels: Tensor, masks: Tensor, keys: list[str]) -> tuple[Tensor, Tensor]:
         """x_0 = E(I) and M at latent size, cached by the data module's cache key ("" = not cacheable)."""
-        todo = [i for i, k in enumerate(keys) if not k or k not in self._latent_cache]
-        fresh = {}
-        if todo:
-            latents = encode_images(self.vae, pixels[todo]).float()
-            small = latent_mask(masks[todo], tuple(latents.shape[-2:]))
-            fresh = {i: (lat, m) for i, lat, m in zip(todo, latents, small, strict=True)}
-            self._latent_cache.update({keys[i]: fresh[i] for i in todo if keys[i]})
-        pairs = [fresh[i] if i in fresh else self._latent_cache[k] for i, k in enumerate(keys)]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        return self._latent_cache(self.vae, pixels, masks, keys)
 
     # --- Eq. (6) ------------------------------------------------------------------------------------------
     def subject_loss(
@@ -220,6 +213,19 @@ class SubjectEmbeddingModule(L.LightningModule):
     # --- checkpoints hold only what is trained ------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
+
+    @staticmethod
+    def link_arguments(parser) -> None:
+        """Stage 1 + step-wise stage run as one fit: their lengths set --trainer.max_steps (see StepwisePlan)."""
+        parser.link_arguments(("model.stage1_steps", "model.stepwise_steps", "model.stepwise_num_steps"),
+                              "trainer.max_steps", compute_fn=total_steps)  # fmt: skip
+
+    def save_outputs(self, datamodule, out, overwrite: bool) -> str:
+        dm = datamodule
+        artifact = self.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
+        path = artifact.save(out, overwrite=overwrite)
+        kind = f"c_s and {len(artifact.timesteps)} step-wise c_s^t" if artifact.c_s_t is not None else "c_s only"
+        return f"wrote subject artifact {path} ({kind})"
 
     def to_artifact(self, class_name: str, caption_templates: list[str], resolution: int) -> SubjectArtifact:
         meta = {

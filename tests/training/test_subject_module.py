@@ -82,4 +82,4 @@ def test_latent_cache_reuses_encodings():
     again, again_mask = module.encode_latents(torch.zeros_like(pixels), torch.zeros_like(masks), ["0:0", ""])
     assert torch.equal(first[0], again[0]) and torch.equal(first_mask[0], again_mask[0])
     assert not torch.equal(first[1], again[1])
-    assert list(module._latent_cache) == ["0:0"]
+    assert list(module._latent_cache.entries) == ["0:0"]

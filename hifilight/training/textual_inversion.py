@@ -1,0 +1,130 @@
+"""Classic Textual Inversion (Gal et al. 2023), the paper's baseline: new placeholder token(s) whose rows of the text
+encoder's input embedding table are the only trained parameters, with the plain diffusion loss (Eq. 2).
+
+The table itself is never modified during training: a forward hook on the token embedding puts the trainable
+vectors at the placeholder positions, so gradients reach only them (through the frozen text encoder) and the
+optimiser holds state for num_vectors x d numbers rather than the whole vocabulary. Training captions are the data
+module's templates with the placeholder for the subject ("a photo of a <sks>").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from hifilight.conditioning import tokenize
+from hifilight.errors import HifiError
+from hifilight.models import load_components
+from hifilight.prompts import render
+from hifilight.sampling.ddim import add_noise, training_target
+from hifilight.token_embeddings import TokenEmbedding, add_tokens, token_names
+from hifilight.training.latents import LatentCache
+from hifilight.training.losses import masked_mse
+
+FROZEN = ("unet", "vae", "text_encoder")
+
+
+class TextualInversionModule(L.LightningModule):
+    def __init__(
+        self,
+        pretrained: str = "tiny",
+        dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+        placeholder: str = "<sks>",
+        num_vectors: int = 1,
+        initializer: str | None = None,
+        learning_rate: float = 5e-3,
+        max_steps: int = 1000,
+        use_mask: bool = False,
+    ):
+        """Learn input-space token embedding(s) for the subject (classic Textual Inversion).
+
+        Args:
+            pretrained: base model: "tiny", a local diffusers pipeline folder, or a hub id.
+            dtype: dtype of the frozen models (the vectors are float32).
+            placeholder: the new token (must not be in the vocabulary); prompts use it for the subject.
+            num_vectors: vectors per placeholder (Gal et al.: 1); extra ones are named <tok>_1, <tok>_2, ...
+            initializer: word whose token embedding(s) initialise the vectors (default: the class word; a word of
+                several tokens gives their mean).
+            learning_rate: Adam learning rate (Gal et al.: 5e-3 before batch scaling).
+            max_steps: optimizer steps (--trainer.max_steps follows it; HiFi Tuner's baseline: fewer than the
+                original 5000, 1000 in configs/textual_inversion.yaml).
+            use_mask: multiply the loss by the subject mask (off for the classic baseline).
+        """
+        super().__init__()
+        if num_vectors < 1 or learning_rate <= 0 or max_steps < 1:
+            raise HifiError("--model.num_vectors and --model.max_steps must be >= 1, --model.learning_rate > 0")
+        self.save_hyperparameters()
+        comps = load_components(pretrained, dtype)
+        self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
+        self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
+        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
+        self.tokens = token_names(placeholder, num_vectors)
+        self.token_ids = add_tokens(self.tokenizer, self.text_encoder, self.tokens)
+        self.text_encoder.requires_grad_(False)
+        self.vectors = torch.nn.Parameter(torch.zeros(num_vectors, self.text_encoder.config.hidden_size))
+        self._initialised = False
+        self._latents = LatentCache()
+        self._captions: dict[str, str] = {}
+        self.text_encoder.get_input_embeddings().register_forward_hook(self._insert_vectors)
+        self.strict_loading = False
+
+    def _insert_vectors(self, module, inputs, output: Tensor) -> Tensor:
+        ids = inputs[0]
+        for k, token_id in enumerate(self.token_ids):
+            output = torch.where((ids == token_id)[..., None], self.vectors[k].to(output.dtype), output)
+        return output
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self.class_name = dm.class_name
+        text = " ".join(self.tokens)
+        self._captions = {render(t, dm.class_name): render(t, text) for t in dm.caption_templates}
+        if not self._initialised:
+            self.initialise(self.hparams.initializer or dm.class_name)
+
+    def initialise(self, word: str) -> None:
+        ids = self.tokenizer(word, add_special_tokens=False).input_ids
+        if not ids:
+            raise HifiError(f"--model.initializer {word!r} has no tokens; pass a word such as the class name")
+        with torch.no_grad():
+            row = self.text_encoder.get_input_embeddings().weight[ids].float().mean(0)
+            self.vectors.copy_(row.expand_as(self.vectors))
+        self._initialised = True
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))
+        ids = tokenize(self.tokenizer, [self._captions[c] for c in batch["caption"]]).to(self.device)
+        c = self.text_encoder(ids).last_hidden_state
+        t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
+        noise = torch.randn_like(latents)
+        x_t = add_noise(latents, noise, t, self.alphas_cumprod)
+        pred = self.unet(x_t.to(self.unet.dtype), t, encoder_hidden_states=c.to(self.unet.dtype)).sample
+        target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
+        loss = masked_mse(pred.float(), target, mask if self.hparams.use_mask else None, "mask")
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([self.vectors], lr=self.hparams.learning_rate)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(FROZEN)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._initialised = True  # the checkpoint's vectors replace the initial ones
+
+    @staticmethod
+    def link_arguments(parser) -> None:
+        parser.link_arguments("model.max_steps", "trainer.max_steps")
+
+    def to_embedding(self, resolution: int) -> TokenEmbedding:
+        meta = {"base_model": self.base_model, "class_name": self.class_name, "resolution": resolution,
+                "training": dict(self.hparams) | {"global_step": int(self.global_step)}}  # fmt: skip
+        return TokenEmbedding(self.hparams.placeholder, self.vectors.detach().float().cpu(), meta)
+
+    def save_outputs(self, datamodule, out, overwrite: bool) -> str:
+        path = self.to_embedding(datamodule.resolution).save(out, overwrite)
+        return f"wrote token embedding {path} ({', '.join(self.tokens)}; use it in prompts)"
