@@ -45,6 +45,7 @@ bench: $(CORE)
 	$(OFFLINE) $(BIN)/python benchmarks/masks.py
 	$(OFFLINE) $(BIN)/python benchmarks/null_text.py
 	$(OFFLINE) $(BIN)/python benchmarks/reference_guidance.py
+	$(OFFLINE) $(BIN)/python benchmarks/evaluate.py
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

@@ -238,3 +238,29 @@ def test_reference_guidance_bad_input(fitted, tmp_path, capsys, extra, message):
     err = [line for line in stderr.splitlines() if "error" in line.lower()]
     assert len(err) == 1 and message in err[0] and "Traceback" not in stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_with_textual_inversion_and_dreambooth_subjects(tmp_path):
+    from conftest import EXAMPLE_SUBJECT
+
+    common = ["--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--data.resolution", "32",
+              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+              "--trainer.default_root_dir", str(tmp_path / "logs"), "--model.max_steps", "1"]  # fmt: skip
+    ti, db = tmp_path / "ti.safetensors", tmp_path / "db"
+    assert main(["fit", "--method", "textual_inversion", *common, "--out", str(ti)]) == 0
+    assert main(["fit", "--method", "dreambooth", *common, "--model.num_class_images", "1",
+                 "--model.class_steps", "2", "--out", str(db)]) == 0  # fmt: skip
+    for subject, word in ((ti, "<sks> dog"), (db, "sks dog")):
+        out = tmp_path / f"pred_{subject.stem}"
+        args = ["predict", "--subject", str(subject), "--prompts", '["a {} on the beach"]', "--steps", "2",
+                "--out_dir", str(out)]  # fmt: skip
+        assert main(args) == 0
+        manifest = json.loads((out / "predict.json").read_text())
+        assert manifest["images"][0]["text"] == f"a {word} on the beach" and manifest["stepwise"] is False
+        assert Image.open(out / manifest["images"][0]["file"]).size == (32, 32)
+    # reference guidance on DreamBooth: the conditioning simply has no c_s
+    out = tmp_path / "db_ref"
+    assert main(_reference_args(db, out, "--steps", "3")) == 0
+    item = json.loads((out / "predict.json").read_text())["images"][0]
+    assert item["skipped"] is None and item["eq10_loss_after"] < item["eq10_loss_before"]
+    assert main(["predict", "--subject", str(ti), "--prompts", '["a {}"]', "--stepwise", "true"]) == 2

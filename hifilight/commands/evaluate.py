@@ -53,7 +53,10 @@ def evaluate(
     reference_guidance: bool = False,
     reference_on_live: bool = False,
     fit_config: Path | None = None,
+    ti_config: Path | None = None,
+    dreambooth_config: Path | None = None,
     fit_args: list[str] | None = None,
+    method_fit_args: dict[str, list[str]] | None = None,
     model: ModelOptions | None = None,
     steps: int = 50,
     guidance: float = 7.5,
@@ -68,9 +71,11 @@ def evaluate(
     Args:
         dataset: DreamBench-layout folder: <subject>/<NN>.jpg plus prompts_and_classes.txt (or subjects.csv with
             subject_name,class[,live], or --class_name for all subjects).
-        method: "hifi_ti" (with the switches below), "sd" (base model, no subject), "real" (real-vs-real),
-            "table1" (real, sd, hifi_ti) or "table2" (the paper's cumulative ablation: baseline, + mask,
-            + regularization, + step-wise, + reference guidance).
+        method: "hifi_ti" (with the switches below), "textual_inversion" (classic TI), "dreambooth",
+            "hifi_dreambooth" (DreamBooth + reference guidance), "sd" (base model, no subject), "real"
+            (real-vs-real), "table1" (the paper's Table 1: real, sd, TI, ours (TI), DreamBooth, ours (DreamBooth))
+            or "table2" (its cumulative ablation: baseline, + mask, + regularization, + step-wise, + reference
+            guidance).
         out: results folder; rerunning with the same folder resumes (nothing on disk is recomputed).
         images_per_prompt: images per prompt (DreamBench: 4).
         subjects: only these subjects (folder names); default all.
@@ -81,8 +86,12 @@ def evaluate(
         stepwise: hifi_ti switch: step-wise embeddings (Algorithm 1, Eq. 7).
         reference_guidance: hifi_ti switch: reference-guided generation (Algorithm 2).
         reference_on_live: also guide live subjects (the paper guides only the rigid objects).
-        fit_config: `hifilight fit` YAML for the subject fits (e.g. configs/hifi_ti.yaml); default: module defaults.
-        fit_args: extra `hifilight fit` arguments, e.g. '["--model.stage1_steps", "500"]'.
+        fit_config: `hifilight fit` YAML for the HiFi fits (e.g. configs/hifi_ti.yaml); default: module defaults.
+        ti_config: YAML for the Textual Inversion fits (e.g. configs/textual_inversion.yaml).
+        dreambooth_config: YAML for the DreamBooth fits (e.g. configs/dreambooth.yaml).
+        fit_args: extra `hifilight fit` arguments for every fit, e.g. '["--trainer.precision", "16-mixed"]'.
+        method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
+            '{"hifi_ti": ["--model.stage1_steps", "500"]}'.
         model: base model (default CompVis/stable-diffusion-v1-4), used for the fits and generation.
         steps: DDIM steps (also the step-wise stage's T).
         guidance: classifier-free guidance weight.
@@ -106,12 +115,14 @@ def evaluate(
     clip = ClipEncoder.from_pretrained(metrics.clip_model, device)
     settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
                             metrics.clip_t_text, reference_on_live, pretrained)  # fmt: skip
-    settings.fit = _fitter(Path(out), pretrained, model.dtype, fit_config, fit_args or [], steps, resolution)
+    configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config}
+    settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
+                           steps, resolution)  # fmt: skip
     runner = Runner(
-        settings, lambda: load_components(pretrained, model.dtype, device), dino, clip, metrics.pairing,
+        settings, lambda name: load_components(name, model.dtype, device), dino, clip, metrics.pairing,
         metrics.scale100,
-        reference_guide=lambda comps, artifact, subject: build_guide(
-            artifact, SourceOptions(subject_dir=subject.folder), reference, resolution, device, encoder=dino
+        reference_guide=lambda fitted, bench: build_guide(
+            fitted, SourceOptions(subject_dir=bench.folder), reference, resolution, device, encoder=dino
         ),
     )  # fmt: skip
     runner.run(rows, bench)
@@ -134,22 +145,28 @@ def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference
             raise HifiError(str(err)) from None
 
 
-def _fitter(out: Path, pretrained: str, dtype: str, fit_config, fit_args: list[str], steps: int, resolution: int):
-    """`hifilight fit` for one subject and one row's switches (the switches are applied after --fit_args)."""
+FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth"}
+
+
+def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: list[str], method_args: dict,
+            steps: int, resolution: int):  # fmt: skip
+    """`hifilight fit` for one subject and one row (the row's switches are applied after the user's arguments)."""
 
     def fit(subject, row: Row, path: Path) -> None:
         from hifilight.commands.fit import build_cli
 
-        args = ["fit", *(["--config", str(fit_config)] if fit_config else [])]
-        args += ["--trainer.default_root_dir", str(out / "fit_logs" / subject.name / row.artifact_key), *fit_args]
-        args += ["--model.pretrained", pretrained, "--model.dtype", dtype, "--data.subject_dir", str(subject.folder),
+        method = FIT_METHOD[row.kind]
+        args = ["fit", "--method", method, *(["--config", str(configs[method])] if configs.get(method) else [])]
+        args += ["--trainer.default_root_dir", str(out / "fit_logs" / subject.name / path.stem)]
+        args += [*fit_args, *method_args.get(method, [])]
+        args += ["--model.pretrained", pretrained, "--data.subject_dir", str(subject.folder),
                  "--data.class_name", subject.class_name, "--data.resolution", str(resolution),
-                 "--model.stepwise_num_steps", str(steps), "--model.use_mask", str(row.mask).lower(),
-                 "--model.use_regularizer", str(row.regularizer).lower(), "--out", str(path)]  # fmt: skip
-        if not row.stepwise:
-            args += ["--model.stepwise_steps", "0"]
-        if not row.mask:
-            args += ["--data.masks", "none"]
+                 "--out", str(path)]  # fmt: skip
+        if method == "hifi_ti":
+            args += ["--model.dtype", dtype, "--model.stepwise_num_steps", str(steps), "--model.use_mask",
+                     str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
+            args += [] if row.stepwise else ["--model.stepwise_steps", "0"]
+            args += [] if row.mask else ["--data.masks", "none"]
         path.parent.mkdir(parents=True, exist_ok=True)
         build_cli(args)
 

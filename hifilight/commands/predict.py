@@ -12,7 +12,6 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
-from hifilight.artifacts import SubjectArtifact
 from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
 from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide, output_names, save_record
 from hifilight.data.images import to_pil
@@ -21,6 +20,7 @@ from hifilight.io import check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
 from hifilight.sampling.reference import reference_guided
+from hifilight.subjects import Subject, load_subject
 
 
 @dataclass
@@ -46,6 +46,14 @@ def output_paths(out_dir: Path, jobs: list[Job]) -> list[Path]:
     return [out_dir / f"{i:03d}_{_slug(j.text)}_s{j.seed}.png" for i, j in enumerate(jobs)]
 
 
+def _stepwise(subj: Subject, stepwise: bool | None) -> bool:
+    if subj.artifact is not None:
+        return use_stepwise(subj.artifact, stepwise)
+    if stepwise:
+        raise HifiError(f"--stepwise true: a {subj.kind} subject has no step-wise embeddings; drop the flag")
+    return False
+
+
 def predict(
     subject: Path,
     prompts: list[str],
@@ -67,8 +75,10 @@ def predict(
     """Generate images of a learned subject (Sec. 3.2 conditioning [c, c_s]) with guided DDIM (Eq. 1).
 
     Args:
-        subject: subject artifact (.safetensors) written by `hifilight fit`.
-        prompts: prompts; {} or <subject> marks the subject ("a {} on the beach"), else the class word must appear.
+        subject: what `hifilight fit` wrote: a HiFi subject artifact or a Textual Inversion embedding (.safetensors),
+            or a DreamBooth model folder.
+        prompts: prompts; {} or <subject> marks the subject ("a {} on the beach"; it becomes the class word, with
+            the method's identifier before it for Textual Inversion / DreamBooth), else the class word must appear.
         out_dir: folder for one PNG per image, grid.png and predict.json.
         model: base model options.
         seed: seed of the first image of each prompt; image i uses seed + i.
@@ -97,28 +107,29 @@ def predict(
             reference.guide.check(steps, guidance)
         except ValueError as err:
             raise HifiError(str(err)) from None
-    artifact = SubjectArtifact.load(subject)
-    per_step = use_stepwise(artifact, stepwise)
-    jobs = make_jobs(prompts, artifact.class_name, seed, num_images)
+    subj = load_subject(subject)
+    per_step = _stepwise(subj, stepwise)
+    jobs = make_jobs(prompts, subj.word, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
     extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
     for path in [*paths, *extras, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
         check_writable(path, overwrite, "--overwrite")
-    pretrained = model.pretrained or artifact.metadata.get("base_model", "tiny")
+    pretrained = model.pretrained or subj.base_model
     note_random_weights(pretrained)
     device = resolve_device(model.device)
     comps = load_components(pretrained, model.dtype, device)
-    size = resolution or artifact.metadata.get("resolution", 512)
+    subj.prepare(comps)
+    size = resolution or subj.resolution
     summaries = [{} for _ in jobs]
     if reference_guidance:
-        guide = build_guide(artifact, data or SourceOptions(), reference, size, device)
-        records = reference_guided(comps, artifact, jobs, guide, steps, guidance, size, batch_size, per_step)
+        guide = build_guide(subj, data or SourceOptions(), reference, size, device)
+        records = reference_guided(comps, subj.artifact, jobs, guide, steps, guidance, size, batch_size, per_step)
         for i, (record, path) in enumerate(zip(records, paths, strict=True)):
             save_record(record, guide.sources, path, save_intermediates, overwrite)
             summaries[i] = {"unguided": output_names(path, False)[0].name, **record.summary(guide.sources)}
         images = [r.final for r in records]
     else:
-        out = generate(comps, artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)
+        out = generate(comps, subj.artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)
         images = [to_pil(x) for x in out]
     for image, path in zip(images, paths, strict=True):
         save_png(image, path, overwrite)

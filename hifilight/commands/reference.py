@@ -11,13 +11,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from hifilight.artifacts import SubjectArtifact
 from hifilight.data.masks import build_generated_mask_provider, build_mask_provider
 from hifilight.errors import HifiError
 from hifilight.perception.align import AlignSettings
 from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.sampling.reference import ReferenceGuide, ReferenceRecord, SourceSet, load_sources
+from hifilight.subjects import Subject
 
 
 @dataclass
@@ -70,13 +70,12 @@ def output_names(path: Path, save_intermediates: bool) -> list[Path]:
 
 
 def build_guide(
-    artifact: SubjectArtifact, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str,
-    encoder=None,
-) -> ReferenceGuide:  # fmt: skip
+    subject: Subject, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str, encoder=None
+) -> ReferenceGuide:
     """Load the sources, DINO (unless `encoder` is given), the mask provider and the captioner."""
     if data.subject_dir is None:
         raise HifiError("--reference_guidance true needs the subject's photos: pass --data.subject_dir photos/")
-    if artifact.c_s_t is None:
+    if subject.artifact is not None and subject.artifact.c_s_t is None:
         warnings.warn(
             "this subject artifact has no step-wise embeddings; reference guidance samples with c_s at every step "
             "(fit with --model.stepwise_steps > 0 for Eq. 7)",
@@ -84,7 +83,7 @@ def build_guide(
         )
     from hifilight.perception.encoders import DinoEncoder
 
-    class_name = artifact.class_name
+    class_name = subject.class_name
     encoder = encoder or DinoEncoder.from_pretrained(options.dino_model, device)
     source_masks = build_mask_provider(data.masks, data.subject_dir, data.masks_dir, class_name, options.segmentation)
     sources = load_sources(Path(data.subject_dir), source_masks, resolution, encoder)

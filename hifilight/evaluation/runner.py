@@ -32,31 +32,43 @@ class Row:
 
     name: str  # folder-safe key
     label: str  # as printed in the table
-    kind: str  # "real" (real-vs-real), "sd" (base model, no subject), "hifi" (subject embedding)
+    kind: str  # "real" (real-vs-real), "sd" (base model, no subject), "hifi", "textual_inversion", "dreambooth"
     mask: bool = True
     regularizer: bool = True
     stepwise: bool = True
     reference: bool = False
-    identifier: str = ""  # the subject's word in prompts, if the method has one (DreamBooth "sks", TI's token)
 
     @property
     def artifact_key(self) -> str:
-        return f"mask{int(self.mask)}_reg{int(self.regularizer)}_stepwise{int(self.stepwise)}"
+        """The fitted output this row uses (rows that differ only in sampling share it)."""
+        if self.kind == "hifi":
+            return f"mask{int(self.mask)}_reg{int(self.regularizer)}_stepwise{int(self.stepwise)}.safetensors"
+        return "textual_inversion.safetensors" if self.kind == "textual_inversion" else "dreambooth"
 
 
-METHODS = ("hifi_ti", "sd", "real", "table1", "table2")
+METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2")
+REAL, SD = Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd")
+TI = Row("textual_inversion", "Textual Inversion", "textual_inversion", False, False, False)
+DB = Row("dreambooth", "DreamBooth", "dreambooth", False, False, False)
+HIFI_DB = Row("hifi_dreambooth", "Ours (DreamBooth)", "dreambooth", False, False, False, True)
 
 
 def method_rows(method: str, mask=True, regularizer=True, stepwise=True, reference=False) -> list[Row]:
-    """The rows a --method runs. "table2" = the paper's cumulative ablation on the embedding method."""
-    hifi = Row("hifi_ti", "Ours (HiFi TI)" + (" + reference guidance" if reference else ""), "hifi", mask,
-               regularizer, stepwise, reference)  # fmt: skip
+    """The rows a --method runs. "table1" = the paper's Table 1, "table2" = its cumulative ablation, preceded by
+    classic Textual Inversion: the paper's ablation baseline is TI; ours is also shown without the three
+    techniques (c_s in the output space, no mask, no regulariser, no step-wise embeddings), so each step adds one."""
+    hifi = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", mask, regularizer, stepwise, reference)
+    ours_ti = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", True, True, True, True)
     rows = {
         "hifi_ti": [hifi],
-        "sd": [Row("sd", "Stable Diffusion (no subject)", "sd")],
-        "real": [Row("real", "Real images", "real")],
-        "table1": [Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd"), hifi],
+        "textual_inversion": [TI],
+        "dreambooth": [DB],
+        "hifi_dreambooth": [HIFI_DB],
+        "sd": [SD],
+        "real": [REAL],
+        "table1": [REAL, SD, TI, ours_ti, DB, HIFI_DB],
         "table2": [
+            TI,
             Row("baseline", "Baseline (output-space c_s)", "hifi", False, False, False),
             Row("mask", "+ mask", "hifi", True, False, False),
             Row("regularization", "+ regularization", "hifi", True, True, False),
@@ -84,7 +96,7 @@ class EvalSettings:
     clip_t_text: str = "class"
     reference_on_live: bool = False
     base_model: str = ""
-    fit: Callable[[BenchSubject, Row, Path], None] | None = None  # writes the artifact of (subject, row) at path
+    fit: Callable[[BenchSubject, Row, Path], None] | None = None  # writes the fitted output of (subject, row)
 
 
 COLUMNS = ["method", "label", "subject", "class", "live", "prompt_index", "prompt", "images", "reference_applied",
@@ -94,12 +106,12 @@ COLUMNS = ["method", "label", "subject", "class", "live", "prompt_index", "promp
 @dataclass
 class Runner:
     settings: EvalSettings
-    comps_loader: Callable[[], object]
+    comps_loader: Callable[[str], object]  # model name or folder -> SDComponents
     dino: object
     clip: object
     pairing: str = "all"
     scale100: bool = False
-    reference_guide: Callable | None = None  # (comps, artifact, subject) -> ReferenceGuide
+    reference_guide: Callable | None = None  # (Subject, BenchSubject) -> ReferenceGuide
     rows: dict[tuple, dict] = field(default_factory=dict)
     _comps: object = None
     _real: dict[str, tuple] = field(default_factory=dict)
@@ -107,7 +119,7 @@ class Runner:
     @property
     def comps(self):
         if self._comps is None:
-            self._comps = self.comps_loader()
+            self._comps = self.comps_loader(self.settings.base_model)
         return self._comps
 
     def protocol(self) -> dict:
@@ -180,55 +192,67 @@ class Runner:
         if not todo:
             return
         folder = self.settings.out / row.name / subject.name
-        artifact = self._artifact(row, subject) if row.kind == "hifi" else None
+        fitted = self._fitted(row, subject) if row.kind != "sd" else None
+        identifier = fitted.identifier if fitted is not None else ""
         applied = row.reference and (not subject.live or self.settings.reference_on_live)
-        self._make_images(row, subject, artifact, todo, folder, applied)
+        self._make_images(subject, fitted, todo, folder, applied, row.stepwise)
         for i in todo:
-            self._score(row, subject, i, folder, applied)
+            self._score(row, subject, i, folder, applied, identifier)
             self._save_rows()
 
-    def _artifact(self, row: Row, subject: BenchSubject):
-        from hifilight.artifacts import SubjectArtifact
+    def _fitted(self, row: Row, subject: BenchSubject):
+        """The subject as fitted for this row (fitting it first when it is not on disk)."""
+        from hifilight.subjects import load_subject
 
-        path = self.settings.out / "artifacts" / subject.name / f"{row.artifact_key}.safetensors"
-        if not path.is_file():
+        path = self.settings.out / "artifacts" / subject.name / row.artifact_key
+        if not path.exists():
             if self.settings.fit is None:
-                raise HifiError(f"{path}: no fitted artifact and no fit configured")
+                raise HifiError(f"{path}: not fitted and no fit configured")
             self.settings.fit(subject, row, path)
-        return SubjectArtifact.load(path)
+        return load_subject(path)
+
+    def _model_for(self, fitted):
+        """The components to generate with: shared for the base model and HiFi embeddings; a fresh copy with the
+        tokens added for Textual Inversion; the fine-tuned folder for DreamBooth."""
+        if fitted is None or fitted.kind == "hifi":
+            return self.comps
+        comps = self.comps_loader(fitted.base_model if fitted.kind == "dreambooth" else self.settings.base_model)
+        fitted.prepare(comps)
+        return comps
 
     def image_paths(self, folder: Path, index: int) -> list[Path]:
         return [folder / f"p{index:02d}_{k}.png" for k in range(self.settings.images_per_prompt)]
 
-    def _make_images(self, row, subject, artifact, todo, folder, applied) -> None:
+    def _make_images(self, subject, fitted, todo, folder, applied, stepwise) -> None:
         from hifilight.sampling.generate import generate
 
         s = self.settings
+        identifier = fitted.identifier if fitted is not None else ""
         jobs, paths = [], []
         for i in todo:
-            text = render(subject.prompts[i], "", subject.class_name)
+            text = render(subject.prompts[i], identifier, subject.class_name)
             for k, path in enumerate(self.image_paths(folder, i)):
                 if not path.is_file():
                     jobs.append(Job(subject.prompts[i], text, s.seed + k))
                     paths.append(path)
         if not jobs:
             return
+        comps, artifact = self._model_for(fitted), fitted.artifact if fitted is not None else None
+        stepwise = stepwise if artifact is not None else None
         if applied:
             from hifilight.sampling.reference import reference_guided
 
-            guide = self.reference_guide(self.comps, artifact, subject)
-            records = reference_guided(self.comps, artifact, jobs, guide, s.steps, s.guidance, s.resolution,
-                                       s.batch_size, stepwise=row.stepwise)  # fmt: skip
+            guide = self.reference_guide(fitted, subject)
+            records = reference_guided(comps, artifact, jobs, guide, s.steps, s.guidance, s.resolution, s.batch_size,
+                                       stepwise=stepwise)  # fmt: skip
             images = [r.final for r in records]
         else:
-            stepwise = row.stepwise if artifact is not None else None
-            out = generate(self.comps, artifact, jobs, s.steps, s.guidance, s.resolution, s.batch_size,
-                           stepwise=stepwise)  # fmt: skip
+            out = generate(comps, artifact, jobs, s.steps, s.guidance, s.resolution, s.batch_size, stepwise=stepwise)
             images = [to_pil(x) for x in out]
         for image, path in zip(images, paths, strict=True):
             save_png(image, path, overwrite=True)
 
-    def _score(self, row, subject, index, folder, applied) -> None:
+    def _score(self, row, subject, index, folder, applied, identifier) -> None:
         real_dino, real_clip = self._real_embeddings(subject)
         images = [Image.open(p).convert("RGB") for p in self.image_paths(folder, index)]
         gen_clip = self.clip.encode_images(images)
@@ -237,16 +261,16 @@ class Runner:
         clip_i = CLIPImageScore(pairing=self.pairing, scale100=self.scale100)
         clip_i.update(gen_clip, real_clip)
         clip_t = CLIPTextScore(scale100=self.scale100)
-        clip_t.update(gen_clip, self.clip.encode_texts([self.clip_t_text(row, subject, index)]))
+        clip_t.update(gen_clip, self.clip.encode_texts([self.clip_t_text(identifier, subject, index)]))
         self.rows[(row.name, subject.name, index)] = self._record(
             row, subject, index, subject.prompts[index], len(images), applied, dino.compute().item(),
             int(dino.count), clip_i.compute().item(), int(clip_i.count), clip_t.compute().item(), int(clip_t.count),
         )  # fmt: skip
 
-    def clip_t_text(self, row: Row, subject: BenchSubject, index: int) -> str:
+    def clip_t_text(self, identifier: str, subject: BenchSubject, index: int) -> str:
         """CLIP-T's text: the prompt with the class word only ("class"), or with the method's identifier too
         ("identifier"; same as "class" for methods without one, such as output-space embeddings)."""
-        identifier = row.identifier if self.settings.clip_t_text == "identifier" else ""
+        identifier = identifier if self.settings.clip_t_text == "identifier" else ""
         return render(subject.prompts[index], identifier, subject.class_name)
 
     @staticmethod

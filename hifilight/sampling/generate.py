@@ -56,6 +56,25 @@ def encode_prompts(comps: SDComponents, artifact: SubjectArtifact, texts: list[s
     return encode_text(comps.tokenizer, comps.text_encoder, texts).float()
 
 
+def null_embedding(comps: SDComponents, artifact: SubjectArtifact | None) -> Tensor:
+    """phi (1, L, D); with an artifact, after checking that it fits this base model."""
+    if artifact is not None:
+        return prepare_subject(comps, artifact)
+    return encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
+
+
+def conditioning(
+    comps: SDComponents, artifact: SubjectArtifact | None, texts: list[str], per_step: bool
+) -> tuple[Tensor, list[StepCallback]]:
+    """The conditioning of `texts` and the callbacks it needs: [c, c_s] (+ c_s^t per step, Eq. 7) with an
+    artifact; plain c without one (base model, Textual Inversion tokens, DreamBooth)."""
+    if artifact is None:
+        return encode_text(comps.tokenizer, comps.text_encoder, texts).float(), []
+    c = encode_prompts(comps, artifact, texts)
+    extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
+    return splice_subject(c, artifact.c_s.to(c.device)), extra
+
+
 def use_stepwise(artifact: SubjectArtifact, stepwise: bool | None) -> bool:
     """None = use the step-wise embeddings when the artifact has them."""
     if stepwise and artifact.c_s_t is None:
@@ -90,18 +109,11 @@ def generate(
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
     size = resolution // comps.vae_scale_factor
     shape = (1, comps.unet.config.in_channels, size, size)
-    phi = (
-        prepare_subject(comps, artifact) if artifact else encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
-    )
+    phi = null_embedding(comps, artifact)
     images = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        if artifact is None:
-            cond = c = encode_text(comps.tokenizer, comps.text_encoder, [j.text for j in chunk]).float()
-        else:
-            c = encode_prompts(comps, artifact, [j.text for j in chunk])
-            cond = splice_subject(c, artifact.c_s.to(c.device))
-        extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
+        cond, extra = conditioning(comps, artifact, [j.text for j in chunk], per_step)
         x_T = torch.cat([initial_latents(j.seed, shape, device) for j in chunk])
         x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[*extra, *callbacks], progress=progress)
         images.append(decode_latents(comps.vae, x_0).cpu())

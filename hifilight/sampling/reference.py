@@ -25,7 +25,7 @@ from PIL import Image
 from torch import Tensor
 
 from hifilight.artifacts import SubjectArtifact
-from hifilight.conditioning import encode_text, splice_subject
+from hifilight.conditioning import encode_text
 from hifilight.data.images import list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.masks import MaskProvider
 from hifilight.errors import HifiError
@@ -35,10 +35,9 @@ from hifilight.perception.align import Alignment, AlignSettings
 from hifilight.perception.encoders import ImageEncoder
 from hifilight.sampling.ddim import DDIMSchedule, decode_latents, encode_images
 from hifilight.sampling.engine import Recorder, SamplingEngine
-from hifilight.sampling.generate import Job, encode_prompts, initial_latents, prepare_subject, use_stepwise
+from hifilight.sampling.generate import Job, conditioning, initial_latents, null_embedding, use_stepwise
 from hifilight.sampling.guidance import GuidanceLog, GuidanceSettings, ReferenceGuidance
 from hifilight.sampling.inversion import ddim_invert
-from hifilight.sampling.stepwise import StepwiseEmbeddings
 
 
 @dataclass
@@ -137,7 +136,7 @@ def latent_mask(mask: Tensor, size: int) -> Tensor:
 
 def reference_guided(
     comps: SDComponents,
-    artifact: SubjectArtifact,
+    artifact: SubjectArtifact | None,
     jobs: Sequence[Job],
     ref: ReferenceGuide,
     steps: int = 50,
@@ -149,28 +148,25 @@ def reference_guided(
 ) -> list[ReferenceRecord]:
     """Algorithm 2 for every job; I_g1 is generated in batches, the guided re-generation one image at a time."""
     ref.guide.check(steps, guidance)
-    per_step = use_stepwise(artifact, stepwise)
+    per_step = artifact is not None and use_stepwise(artifact, stepwise)
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
     start_index = steps - ref.guide.start
     size = resolution // comps.vae_scale_factor
     shape = (1, comps.unet.config.in_channels, size, size)
-    phi = prepare_subject(comps, artifact)
+    phi = null_embedding(comps, artifact)
     records = []
     for first in range(0, len(jobs), batch_size):
         chunk = jobs[first : first + batch_size]
-        c = encode_prompts(comps, artifact, [j.text for j in chunk])
+        cond, extra = conditioning(comps, artifact, [j.text for j in chunk], per_step)
         x_T = torch.cat([initial_latents(j.seed, shape, comps.unet.device) for j in chunk])
         recorder = Recorder([start_index])
-        extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
-        cond = splice_subject(c, artifact.c_s.to(c.device))
         x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[recorder, *extra], progress=progress)
         firsts = decode_latents(comps.vae, x_0).cpu()
         for k, job in enumerate(chunk):
             resume = recorder.latents[start_index][k : k + 1]
             first_image = to_pil(firsts[k])
             record = ReferenceRecord(job, first_image, first_image)
-            _guide_one(comps, engine, artifact, ref, record, c[k : k + 1], phi, resume, start_index, guidance,
-                       per_step)  # fmt: skip
+            _guide_one(comps, engine, artifact, ref, record, phi, resume, start_index, guidance, per_step)
             records.append(record)
     return records
 
@@ -180,7 +176,7 @@ def _skip(record: ReferenceRecord, why: str) -> None:
     record.skipped = why
 
 
-def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, c, phi, resume, start_index,
+def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, phi, resume, start_index,
                guidance, per_step) -> None:  # fmt: skip
     """Steps 2-6 of Algorithm 2 for one image; fills `record`."""
     record.mask_g = ref.generated_masks(Path(f"generated_{record.job.seed}.png"), record.first)
@@ -201,7 +197,6 @@ def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRe
     c_r = encode_text(comps.tokenizer, comps.text_encoder, [record.caption]).float()
     trajectory = ddim_invert(engine, encode_images(comps.vae, aligned).float(), c_r)
     guide = ReferenceGuidance(trajectory, mask, ref.guide)
-    extra = [StepwiseEmbeddings(c, artifact.c_s_t, artifact.timesteps)] if per_step else []
-    cond = splice_subject(c, artifact.c_s.to(c.device))
+    cond, extra = conditioning(comps, artifact, [record.job.text], per_step)
     x_0 = engine.sample(resume, cond, phi, guidance, callbacks=[*extra, guide], start=start_index)
     record.final, record.log = to_pil(decode_latents(comps.vae, x_0)[0].cpu()), guide.log

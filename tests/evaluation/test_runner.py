@@ -11,8 +11,11 @@ from hifilight.cli import main
 from hifilight.evaluation import runner as runner_module
 from hifilight.evaluation.runner import markdown_table, method_rows, weighted
 
-FIT = '["--model.stage1_steps", "2", "--model.stepwise_steps", "1", "--trainer.accelerator", "cpu", ' \
-      '"--trainer.enable_progress_bar", "false"]'  # fmt: skip
+FIT = '["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]'
+METHOD_FIT = json.dumps({"hifi_ti": ["--model.stage1_steps", "2", "--model.stepwise_steps", "1"],
+                         "textual_inversion": ["--model.max_steps", "2"],
+                         "dreambooth": ["--model.max_steps", "1", "--model.num_class_images", "1",
+                                        "--model.class_steps", "2"]})  # fmt: skip
 
 
 def _dataset(tmp_path):
@@ -28,7 +31,9 @@ def _dataset(tmp_path):
 def _args(root, out, *extra):
     return ["evaluate", "--dataset", str(root), "--method", "table1", "--out", str(out), "--images_per_prompt", "1",
             "--prompts", "[0, 20]", "--model.pretrained", "tiny", "--steps", "2", "--resolution", "32",
-            "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny", "--fit_args", FIT, *extra]  # fmt: skip
+            "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny", "--fit_args", FIT,
+            "--method_fit_args", METHOD_FIT, "--reference.dino_model", "tiny", "--reference.guide.start", "2",
+            "--reference.guide.end", "1", "--reference.guide.inner_steps", "1", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +49,36 @@ def _rows(out):
         return list(csv.DictReader(f))
 
 
+ROWS = ["real", "sd", "textual_inversion", "hifi_ti", "dreambooth", "hifi_dreambooth"]
+
+
 def test_files_cells_and_table(evaluated):
     _, out = evaluated
     rows = _rows(out)
-    # real: one cell per subject; sd and hifi_ti: 2 subjects x 2 prompts
+    # real: one cell per subject; every other row: 2 subjects x 2 prompts
     assert sorted((r["method"], r["subject"], r["prompt_index"]) for r in rows if r["method"] == "real") == [
         ("real", "can_b", "-1"), ("real", "dog_a", "-1")]  # fmt: skip
-    assert sum(r["method"] == "hifi_ti" for r in rows) == 4 and sum(r["method"] == "sd" for r in rows) == 4
-    assert {r["prompt"] for r in rows if r["subject"] == "can_b" and r["method"] == "sd"} == {
-        "a {0} {1} in the jungle", "a red {0} {1}"}  # fmt: skip
-    for name in ("hifi_ti", "sd"):
+    for name in ROWS[1:]:
+        assert sum(r["method"] == name for r in rows) == 4, name
         for subject in ("dog_a", "can_b"):
             assert (out / name / subject / "p00_0.png").is_file() and (out / name / subject / "p20_0.png").is_file()
-    assert (out / "artifacts" / "dog_a" / "mask1_reg1_stepwise1.safetensors").is_file()
+    # reference guidance is applied to the rigid object only (paper Sec. 4), unless --reference_on_live
+    applied = {(r["method"], r["subject"]) for r in rows if r["reference_applied"] == "True"}
+    assert applied == {("hifi_ti", "can_b"), ("hifi_dreambooth", "can_b")}
+    assert {r["prompt"] for r in rows if r["subject"] == "can_b" and r["method"] == "sd"} == {
+        "a {0} {1} in the jungle", "a red {0} {1}"}  # fmt: skip
+    artifacts = out / "artifacts" / "dog_a"
+    assert (artifacts / "mask1_reg1_stepwise1.safetensors").is_file()
+    assert (artifacts / "textual_inversion.safetensors").is_file() and (artifacts / "dreambooth").is_dir()
     summary = json.loads((out / "summary.json").read_text())
-    assert [m["method"] for m in summary["methods"]] == ["real", "sd", "hifi_ti"]
+    assert [m["method"] for m in summary["methods"]] == ROWS
     assert summary["methods"][0]["clip_t"] is None
     table = (out / "table.md").read_text().splitlines()
     assert table[0] == "| Method | DINO ↑ | CLIP-I ↑ | CLIP-T ↑ |"
-    assert len([t for t in table if t.startswith("| ")]) == 5
-    assert "Real images" in table[2] and "N/A" in table[2] and "pairing all" in table[6]
-    assert "Random-weight models" in table[-1]
+    labels = [t.split(" | ")[0][2:] for t in table[2:8]]
+    assert labels == ["Real images", "Stable Diffusion (no subject)", "Textual Inversion", "Ours (Textual Inversion)",
+                      "DreamBooth", "Ours (DreamBooth)"]  # fmt: skip
+    assert "N/A" in table[2] and "pairing all" in table[9] and "Random-weight models" in table[-1]
     # real-vs-real of a subject with 3 photos: 6 ordered pairs; 1 generated image vs 3 real photos: 3 pairs
     real_can = next(r for r in rows if r["method"] == "real" and r["subject"] == "can_b")
     assert real_can["dino_pairs"] == "6"
@@ -103,7 +117,8 @@ def test_weighted_mean_and_table_rows():
     assert weighted(cells, "dino") == pytest.approx((0.5 * 2 + 6) / 8)
     assert weighted([], "dino") is None
     labels = [r.label for r in method_rows("table2")]
-    assert labels[1:] == ["+ mask", "+ regularization", "+ step-wise representations", "+ reference guidance"]
+    assert labels[:2] == ["Textual Inversion", "Baseline (output-space c_s)"]
+    assert labels[2:] == ["+ mask", "+ regularization", "+ step-wise representations", "+ reference guidance"]
     summary = {"protocol": {"dino": {"encoder": "d", "pairing": "all", "scale100": False}, "clip_i": {"encoder": "c"},
                             "clip_t": {"text": "class"}, "images_per_prompt": 4, "steps": 50, "guidance": 7.5,
                             "resolution": 512, "base_model": "sd"},

@@ -1,0 +1,77 @@
+"""What `--subject` can be, for generation: the output of `hifilight fit` with any method.
+
+- a HiFi subject artifact (`c_s`, optional `c_s^t`; `hifilight.artifacts`): prompts keep the class word and the
+  embedding is spliced into the conditioning;
+- a Textual Inversion token embedding (`hifilight.token_embeddings`): its token(s) are added to the tokenizer and
+  stand for the subject in prompts ("a <sks> dog on the beach");
+- a DreamBooth model folder (`hifilight.training.dreambooth`): it is the base model, and the identifier stands for
+  the subject ("a sks dog on the beach").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+
+from hifilight.artifacts import FORMAT as SUBJECT_FORMAT
+from hifilight.artifacts import SubjectArtifact
+from hifilight.errors import HifiError
+from hifilight.token_embeddings import TokenEmbedding
+
+
+@dataclass
+class Subject:
+    kind: str  # "hifi" | "textual_inversion" | "dreambooth"
+    class_name: str
+    identifier: str  # word(s) before the class word in prompts ("" for HiFi embeddings)
+    base_model: str  # the model to load by default
+    resolution: int
+    artifact: SubjectArtifact | None = None
+    embedding: TokenEmbedding | None = None
+
+    @property
+    def word(self) -> str:
+        """What `{}` in a prompt becomes."""
+        return f"{self.identifier} {self.class_name}".strip()
+
+    def prepare(self, comps) -> None:
+        """Make the loaded components ready for this subject (adds Textual Inversion tokens)."""
+        if self.embedding is not None:
+            self.embedding.apply(comps.tokenizer, comps.text_encoder)
+
+
+def load_subject(path: Path) -> Subject:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        meta_path = path / "hifilight.json"
+        if not meta_path.is_file():
+            raise HifiError(f"--subject {path}: a folder, but not a DreamBooth model written by `hifilight fit`")
+        meta = json.loads(meta_path.read_text())
+        return Subject("dreambooth", meta["class_name"], meta["identifier"], str(path), meta.get("resolution", 512))
+    if _format(path) == SUBJECT_FORMAT:
+        art = SubjectArtifact.load(path)
+        return Subject("hifi", art.class_name, "", art.metadata.get("base_model", "tiny"),
+                       art.metadata.get("resolution", 512), artifact=art)  # fmt: skip
+    emb = TokenEmbedding.load(path)
+    if "class_name" not in emb.metadata:
+        raise HifiError(f"--subject {path}: a token embedding without hifilight metadata; fit it with hifilight")
+    meta = emb.metadata
+    return Subject("textual_inversion", meta["class_name"], emb.prompt_text, meta.get("base_model", "tiny"),
+                   meta.get("resolution", 512), embedding=emb)  # fmt: skip
+
+
+def _format(path: Path) -> str | None:
+    if not path.is_file():
+        raise HifiError(f"--subject {path}: no such file; pass the .safetensors (or folder) written by `hifilight fit`")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HifiError(f"--subject {path}: not a readable safetensors file ({err})") from err
+    try:
+        return json.loads(header.get("hifilight", "{}")).get("format")
+    except json.JSONDecodeError:
+        return None
