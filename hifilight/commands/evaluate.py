@@ -5,8 +5,15 @@ hifilight evaluate --dataset dreambench/ --method table2 --images_per_prompt 4 -
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+import yaml
 
 from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
 from hifilight.commands.predict import ModelOptions
@@ -14,6 +21,7 @@ from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
 from hifilight.evaluation.runner import EvalSettings, Row, Runner, method_rows
+from hifilight.io import write_atomic
 from hifilight.perception.encoders import CLIP_DEFAULT, DINO_DEFAULT
 
 SD14 = "CompVis/stable-diffusion-v1-4"
@@ -65,6 +73,8 @@ def evaluate(
     seed: int = 0,
     metrics: MetricOptions | None = None,
     reference: ReferenceOptions | None = None,
+    devices: int = 1,
+    shard: str | None = None,
 ) -> None:
     """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T.
 
@@ -100,11 +110,20 @@ def evaluate(
         seed: image k of every prompt uses seed + k, so all methods share their x_T.
         metrics: scoring protocol.
         reference: reference-guided generation settings (see `hifilight predict --help`).
+        devices: processes to spread the subjects over (one GPU each when CUDA is there, via CUDA_VISIBLE_DEVICES);
+            each writes its own results file, merged when all are done (logs in <out>/shards/).
+        shard: "k/n": run only subjects k, k+n, ... (what each of --devices' processes runs).
     """
+    config = {k: _plain(v) for k, v in locals().items() if k not in ("devices", "shard")}
     model, metrics, reference = model or ModelOptions(), metrics or MetricOptions(), reference or ReferenceOptions()
     rows = method_rows(method, mask, regularizer, stepwise, reference_guidance)
     _check(images_per_prompt, metrics, rows, reference, steps, guidance, resolution)
     bench = load_dreambench(Path(dataset), subjects, class_name)
+    part = _parse_shard(shard)
+    if devices < 1:
+        raise HifiError(f"--devices must be >= 1, got {devices}")
+    if devices > 1 and part is None:
+        _launch_shards(config, devices, Path(out), model.device)
     pretrained = model.pretrained or SD14
     note_random_weights(pretrained)
     device = resolve_device(model.device)
@@ -114,7 +133,7 @@ def evaluate(
     dino = DinoEncoder.from_pretrained(metrics.dino_model, device)
     clip = ClipEncoder.from_pretrained(metrics.clip_model, device)
     settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
-                            metrics.clip_t_text, reference_on_live, pretrained)  # fmt: skip
+                            metrics.clip_t_text, reference_on_live, pretrained, part)  # fmt: skip
     configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config}
     settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
                            steps, resolution)  # fmt: skip
@@ -126,7 +145,8 @@ def evaluate(
         ),
     )  # fmt: skip
     runner.run(rows, bench)
-    print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
+    if part is None:
+        print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
 
 
 def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference, steps, guidance, resolution):
@@ -143,6 +163,55 @@ def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference
             reference.guide.check(steps, guidance)
         except ValueError as err:
             raise HifiError(str(err)) from None
+
+
+def _plain(value):
+    """A config value as plain YAML data (dataclasses -> dicts, paths -> strings)."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        raise HifiError(f"--shard {shard}: expected k/n with 0 <= k < n, e.g. 0/2") from None
+    return k, n
+
+
+def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
+    """Run n `hifilight evaluate --shard k/n` processes on the same config and wait for all of them."""
+    folder = out / "shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "evaluate.yaml"
+    write_atomic(config_path, lambda tmp: tmp.write_text(yaml.safe_dump(config)), overwrite=True)
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    procs = []
+    for k in range(n):
+        env = os.environ | ({"CUDA_VISIBLE_DEVICES": str(k % gpus)} if gpus else {})
+        log = (folder / f"shard{k}.log").open("w")
+        cmd = [sys.executable, "-m", "hifilight.cli", "evaluate", "--config", str(config_path), "--shard", f"{k}/{n}"]
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    print(f"evaluate: {n} processes running (logs: {folder}/shard<k>.log)", file=sys.stderr)
+    failed = []
+    for k, (proc, log) in enumerate(procs):
+        if proc.wait() != 0:
+            failed.append(k)
+        log.close()
+    if failed:
+        raise HifiError(
+            f"evaluate shard(s) {failed} failed; see {folder}/shard<k>.log (finished cells are kept: rerun to resume)"
+        )
 
 
 FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth"}

@@ -96,6 +96,7 @@ class EvalSettings:
     clip_t_text: str = "class"
     reference_on_live: bool = False
     base_model: str = ""
+    shard: tuple[int, int] | None = None  # (k, n): this process scores subjects k, k+n, ... into its own file
     fit: Callable[[BenchSubject, Row, Path], None] | None = None  # writes the fitted output of (subject, row)
 
 
@@ -140,8 +141,25 @@ class Runner:
                 f"--out {out}: holds results made with another protocol ({path}); use a new --out to compare"
             )
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(protocol, indent=2)), overwrite=True)
-        if (out / "results.csv").is_file():
-            with (out / "results.csv").open(newline="") as f:
+        self._load(out / "results.csv")
+        if self.settings.shard is not None:
+            self._load(out / self.results_file)
+            return
+        shards = sorted(out.glob("results.shard*.csv"))  # left by shard processes: merge them
+        for shard in shards:
+            self._load(shard)
+        if shards:
+            self._save_rows()
+            for shard in shards:
+                shard.unlink()
+
+    @property
+    def results_file(self) -> str:
+        return "results.csv" if self.settings.shard is None else f"results.shard{self.settings.shard[0]}.csv"
+
+    def _load(self, path: Path) -> None:
+        if path.is_file():
+            with path.open(newline="") as f:
                 for r in csv.DictReader(f):
                     self.rows[(r["method"], r["subject"], int(r["prompt_index"]))] = r
 
@@ -150,16 +168,19 @@ class Runner:
         writer = csv.DictWriter(buf, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(self.rows.values())
-        write_atomic(self.settings.out / "results.csv", lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
+        path = self.settings.out / self.results_file
+        write_atomic(path, lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
 
     # ---- work ---------------------------------------------------------------------------------------------------
     def run(self, rows: list[Row], subjects: list[BenchSubject]) -> dict:
+        """Score every (row, subject, prompt) not on disk yet; a shard does only its share and reports nothing."""
         self.start()
+        mine = subjects if self.settings.shard is None else subjects[self.settings.shard[0] :: self.settings.shard[1]]
         for row in rows:
-            for subject in subjects:
+            for subject in mine:
                 print(f"evaluate: {row.label} / {subject.name}", file=sys.stderr)
                 self._real_vs_real(row, subject) if row.kind == "real" else self._generated(row, subject)
-        return self.finish(rows)
+        return {} if self.settings.shard is not None else self.finish(rows, subjects)
 
     def _real_embeddings(self, subject: BenchSubject) -> tuple:
         if subject.name not in self._real:
@@ -282,10 +303,14 @@ class Runner:
                 "clip_i_pairs": clip_i_n, "clip_t": clip_t, "clip_t_pairs": clip_t_n}  # fmt: skip
 
     # ---- report -------------------------------------------------------------------------------------------------
-    def finish(self, rows: list[Row]) -> dict:
-        summary = {"protocol": self.protocol(), "methods": []}
+    def finish(self, rows: list[Row], subjects: list[BenchSubject]) -> dict:
+        """summary.json and table.md over the requested rows, subjects and prompts."""
+        summary = {"protocol": self.protocol(), "subjects": [s.name for s in subjects], "methods": []}
+        names = {s.name for s in subjects}
         for row in rows:
-            cells = [r for r in self.rows.values() if r["method"] == row.name]
+            cells = [r for r in self.rows.values() if r["method"] == row.name and r["subject"] in names
+                     and (int(r["prompt_index"]) < 0 or self.settings.prompts is None
+                          or int(r["prompt_index"]) in self.settings.prompts)]  # fmt: skip
             summary["methods"].append({"method": row.name, "label": row.label, "cells": len(cells),
                                        **{m: weighted(cells, m) for m in ("dino", "clip_i", "clip_t")}})  # fmt: skip
         out = self.settings.out

@@ -132,3 +132,31 @@ def test_dataset_without_classes_says_what_to_add(tmp_path, capsys):
     assert main(_args(root, tmp_path / "o")) == 2
     err = capsys.readouterr().err
     assert "prompts_and_classes.txt or subjects.csv" in err and "--class_name" in err
+
+
+def test_two_processes_give_the_single_process_result(tmp_path):
+    """--devices 2 runs two shard processes (CPU here) and merges their cells: the same table as one process."""
+    root = _dataset(tmp_path)
+    common = ["--method", "sd", "--images_per_prompt", "1", "--prompts", "[0, 3]", "--model.pretrained", "tiny",
+              "--steps", "2", "--resolution", "32", "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny",
+              "--model.device", "cpu"]  # fmt: skip
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    assert main(["evaluate", "--dataset", str(root), "--out", str(single), *common]) == 0
+    assert main(["evaluate", "--dataset", str(root), "--out", str(multi), *common, "--devices", "2"]) == 0
+    key = lambda r: (r["method"], r["subject"], r["prompt_index"])  # noqa: E731
+    one = {key(r): r for r in _rows(single)}
+    two = {key(r): r for r in _rows(multi)}
+    assert one.keys() == two.keys() and len(one) == 4
+    for k in one:
+        for metric in ("dino", "clip_i", "clip_t"):
+            assert float(two[k][metric]) == pytest.approx(float(one[k][metric]), abs=1e-5)
+    assert not list(multi.glob("results.shard*.csv"))  # merged and removed
+    assert {p.name for p in (multi / "shards").iterdir()} == {"evaluate.yaml", "shard0.log", "shard1.log"}
+    s1, s2 = (json.loads((d / "summary.json").read_text())["methods"][0] for d in (single, multi))
+    assert s2["dino"] == pytest.approx(s1["dino"], abs=1e-6) and s2["cells"] == s1["cells"] == 4
+
+
+def test_bad_shard_and_devices(tmp_path, capsys):
+    root = _dataset(tmp_path)
+    assert main(["evaluate", "--dataset", str(root), "--shard", "2/2", "--out", str(tmp_path / "o")]) == 2
+    assert "--shard 2/2" in capsys.readouterr().err
