@@ -16,15 +16,16 @@ commands:
   invert    DDIM + null-text inversion of a photo, with reconstruction PSNRs
   replace   put a learned subject into a real photo (Algorithm 3)
   evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
+  export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import attention, evaluate, fit, invert, masks, predict, replace
+    from hifilight.commands import attention, evaluate, export, fit, invert, masks, predict, replace
 
     return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run,
-            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run}  # fmt: skip
+            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run, "export": export.run}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,7 @@ def predict(
     data: SourceOptions | None = None,
     reference: ReferenceOptions | None = None,
     save_intermediates: bool = False,
+    onnx: Path | None = None,
     overwrite: bool = False,
 ) -> None:
     """Generate images of a learned subject (Sec. 3.2 conditioning [c, c_s]) with guided DDIM (Eq. 1).
@@ -94,6 +95,8 @@ def predict(
         reference: reference-guided generation settings (paper: --reference.guide.start 40 end 10 inner_steps 10).
         save_intermediates: with --reference_guidance, also write M_g, the chosen reference, its aligned version
             and M_r* per image.
+        onnx: sample with onnxruntime from this `hifilight export onnx` folder instead of torch (HiFi and DreamBooth
+            subjects; not with --reference_guidance, which needs gradients).
         overwrite: replace existing files in out_dir.
     """
     model = model or ModelOptions()
@@ -117,7 +120,14 @@ def predict(
     pretrained = model.pretrained or subj.base_model
     note_random_weights(pretrained)
     device = resolve_device(model.device)
-    comps = load_components(pretrained, model.dtype, device)
+    if onnx is not None:
+        if reference_guidance:
+            raise HifiError("--onnx: reference guidance optimises through the UNet; sample it with torch (drop --onnx)")
+        from hifilight.export.ort import load_onnx_components
+
+        comps = load_onnx_components(onnx)
+    else:
+        comps = load_components(pretrained, model.dtype, device)
     subj.prepare(comps)
     size = resolution or subj.resolution
     summaries = [{} for _ in jobs]

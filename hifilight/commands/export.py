@@ -1,0 +1,54 @@
+"""`hifilight export onnx`: the UNet, VAE decoder and text encoder as ONNX, checked against torch.
+
+hifilight export onnx --model.pretrained CompVis/stable-diffusion-v1-4 --out onnx/
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hifilight.commands.common import note_random_weights, run_function
+from hifilight.commands.predict import ModelOptions
+from hifilight.errors import HifiError
+
+
+def export_onnx(
+    out: Path = Path("outputs/onnx"),
+    model: ModelOptions | None = None,
+    check: bool = True,
+    tolerance: float = 1e-4,
+    overwrite: bool = False,
+) -> None:
+    """Export the base model's UNet, VAE decoder and text encoder to ONNX (opset 17, dynamic batch and size).
+
+    Args:
+        out: output folder (with tokenizer/, scheduler/ and hifilight_onnx.json, enough to sample with onnxruntime).
+        model: base model to export ("tiny", a hub id or a local folder, e.g. a DreamBooth output); exported in
+            float32 on the CPU.
+        check: run each part with onnxruntime and torch on fresh inputs and print the max abs difference.
+        tolerance: fail (keeping nothing) when a difference exceeds this.
+        overwrite: replace an existing output folder.
+    """
+    from hifilight.export.onnx import export_onnx as export
+    from hifilight.models import load_components
+
+    model = model or ModelOptions()
+    pretrained = model.pretrained or "tiny"
+    note_random_weights(pretrained)
+    comps = load_components(pretrained, "float32", "cpu")
+    diffs = export(comps, Path(out), overwrite, check)
+    for name, diff in diffs.items():
+        print(f"{name}: max |onnxruntime - torch| = {diff:.2e}")
+    bad = {k: v for k, v in diffs.items() if v > tolerance}
+    if bad:
+        import shutil
+
+        shutil.rmtree(out)
+        raise HifiError(f"ONNX parity above --tolerance {tolerance}: {bad}; nothing was kept")
+    print(f"wrote {out}")
+
+
+def run(argv: list[str]) -> None:
+    if not argv or argv[0] != "onnx":
+        raise HifiError("usage: hifilight export onnx [--model.pretrained ...] [--out folder]; onnx is the one format")
+    run_function(export_onnx, "hifilight export onnx", argv[1:])

@@ -1,0 +1,1 @@
+"""Export to ONNX and sample from the exported files with onnxruntime."""
