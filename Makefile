@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compi
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench serve clean
 
 setup: $(CORE)
 
@@ -36,8 +36,8 @@ test-all: $(DEV)
 	$(OFFLINE) $(BIN)/pytest -q
 
 lint: $(DEV)
-	$(BIN)/ruff check hifilight tests benchmarks
-	$(BIN)/ruff format --check hifilight tests benchmarks
+	$(BIN)/ruff check hifilight tests benchmarks serve
+	$(BIN)/ruff format --check hifilight tests benchmarks serve
 
 bench: $(CORE)
 	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
@@ -46,6 +46,10 @@ bench: $(CORE)
 	$(OFFLINE) $(BIN)/python benchmarks/null_text.py
 	$(OFFLINE) $(BIN)/python benchmarks/reference_guidance.py
 	$(OFFLINE) $(BIN)/python benchmarks/evaluate.py
+
+# the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
+serve: $(DEV)
+	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

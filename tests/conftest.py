@@ -94,3 +94,27 @@ def make_artifact(tiny, steps=4, c_s_t=None):
     stepwise = c_s.expand(steps, 5, 32).clone() if c_s_t is None else c_s_t
     return SubjectArtifact(c_s=c_s, phi_s=null_tail(phi, 5), metadata={"base_model": "tiny", "class_name": "dog"},
                            c_s_t=stepwise, timesteps=timesteps)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def serve_subjects(tiny, tmp_path_factory):
+    """A service subjects folder: a HiFi artifact with photos (reference guidance), a Textual Inversion embedding,
+    a corrupt file and an artifact of another base model."""
+    import shutil
+
+    from hifilight.token_embeddings import TokenEmbedding
+
+    folder = tmp_path_factory.mktemp("subjects")
+    make_artifact(tiny, steps=4).save(folder / "dog.safetensors")
+    (folder / "dog").mkdir()
+    for image in sorted(EXAMPLE_SUBJECT.glob("*.jpg"))[:3]:
+        shutil.copy(image, folder / "dog" / image.name)
+    vectors = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
+    TokenEmbedding("<toy>", vectors, {"class_name": "toy", "base_model": "tiny", "resolution": 32}).save(
+        folder / "toy.safetensors"
+    )
+    (folder / "broken.safetensors").write_bytes(b"not a safetensors file")
+    other = make_artifact(tiny, steps=4)
+    other.phi_s = other.phi_s + 1.0  # as if trained on another text encoder
+    other.save(folder / "other.safetensors")
+    return folder

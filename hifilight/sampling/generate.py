@@ -91,24 +91,25 @@ def generate(
     jobs: list[Job],
     steps: int = 50,
     guidance: float = 7.5,
-    resolution: int = 512,
+    resolution: int | tuple[int, int] = 512,
     batch_size: int = 4,
     callbacks: Sequence[StepCallback] = (),
     progress: bool = True,
     stepwise: bool | None = None,
 ) -> Tensor:
-    """Images in [0, 1], (len(jobs), 3, resolution, resolution), in job order.
+    """Images in [0, 1], (len(jobs), 3, H, W), in job order; `resolution` is the side or (height, width).
 
     With step-wise embeddings (`stepwise`, default: when the artifact has them) each step uses [c, c_s^t]
     (Eq. 7); otherwise every step uses [c, c_s]. Without an artifact, the base model alone (c).
     """
     per_step = artifact is not None and use_stepwise(artifact, stepwise)
-    if resolution % comps.vae_scale_factor:
+    height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if height % comps.vae_scale_factor or width % comps.vae_scale_factor:
         raise HifiError(f"--resolution must be a multiple of {comps.vae_scale_factor}, got {resolution}")
     device = comps.unet.device
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
-    size = resolution // comps.vae_scale_factor
-    shape = (1, comps.unet.config.in_channels, size, size)
+    f = comps.vae_scale_factor
+    shape = (1, comps.unet.config.in_channels, height // f, width // f)
     phi = null_embedding(comps, artifact)
     images = []
     for start in range(0, len(jobs), batch_size):

@@ -1,0 +1,185 @@
+"""The model side of the BentoML service (`serve/service.py`): settings from the environment, the loaded subjects,
+request validation and generation. Kept free of BentoML so it can be tested and reused directly.
+
+Subjects are the `*.safetensors` files of a folder (HiFi subject artifacts and Textual Inversion embeddings); a
+file that is corrupt or belongs to another base model is skipped with a logged reason and the rest still serve.
+Requests name subjects by their file stem only; no path from a request ever reaches the file system. Photos for
+reference-guided generation go in `<subjects>/<name>/` (optional).
+
+Concurrency: one generation runs on the model at a time (a lock around it); BentoML queues the other requests.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from hifilight.data.images import to_pil
+from hifilight.errors import HifiError
+from hifilight.prompts import render
+from hifilight.sampling.generate import Job, generate, make_jobs
+from hifilight.subjects import Subject, load_subject
+
+log = logging.getLogger("hifilight.serve")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Service configuration; each field has an environment variable (HIFILIGHT_<NAME>)."""
+
+    model: str = "tiny"  # base model: preset, hub id or local folder
+    subjects_dir: Path = Path("serve/subjects")
+    backend: str = "torch"  # "torch" or "onnx"
+    onnx_dir: Path | None = None  # `hifilight export onnx` folder for backend onnx
+    device: str = "auto"
+    max_size: int = 768  # largest width/height in pixels
+    max_prompt_chars: int = 300
+    dino_model: str = "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset)
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> ServeSettings:
+        get = lambda name, default: env.get(f"HIFILIGHT_{name.upper()}", default)  # noqa: E731
+        onnx = get("onnx_dir", None)
+        model = get("model", cls.model)
+        return cls(model=model, subjects_dir=Path(get("subjects_dir", cls.subjects_dir)),
+                   backend=get("backend", cls.backend), onnx_dir=Path(onnx) if onnx else None,
+                   device=get("device", cls.device), max_size=int(get("max_size", cls.max_size)),
+                   max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
+                   dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model))  # fmt: skip
+
+
+class RequestError(ValueError):
+    """A bad request: `status` is 400 (invalid value) or 404 (unknown subject)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Loaded:
+    subject: Subject
+    comps: object  # SDComponents to generate with (a copy with its tokens for Textual Inversion)
+    photos: Path | None
+
+
+@dataclass
+class SubjectServer:
+    settings: ServeSettings
+    subjects: dict[str, Loaded] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _dino: object = None
+
+    def load(self) -> SubjectServer:
+        from hifilight.commands.common import resolve_device
+        from hifilight.models import load_components
+
+        s = self.settings
+        if s.backend == "onnx":
+            if s.onnx_dir is None:
+                raise HifiError("HIFILIGHT_BACKEND=onnx needs HIFILIGHT_ONNX_DIR (a `hifilight export onnx` folder)")
+            from hifilight.export.ort import load_onnx_components
+
+            self.comps = load_onnx_components(s.onnx_dir)
+        elif s.backend == "torch":
+            self.comps = load_components(s.model, "float32", resolve_device(s.device))
+        else:
+            raise HifiError(f"HIFILIGHT_BACKEND={s.backend}: use torch or onnx")
+        folder = Path(s.subjects_dir)
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                self.subjects[path.stem] = self._load_one(path)
+            except (HifiError, KeyError, ValueError) as err:
+                self.skipped[path.stem] = str(err)
+                log.warning("skipping subject %s: %s", path.name, err)
+        log.info("serving %d subjects from %s (%d skipped)", len(self.subjects), folder, len(self.skipped))
+        return self
+
+    def _load_one(self, path: Path) -> Loaded:
+        from hifilight.sampling.generate import prepare_subject
+
+        subject = load_subject(path)
+        comps = self.comps
+        if subject.artifact is not None:
+            prepare_subject(comps, subject.artifact)  # refuses another base model's artifact
+        elif subject.embedding is not None:
+            comps = copy.copy(comps)
+            comps.tokenizer, comps.text_encoder = copy.deepcopy(comps.tokenizer), copy.deepcopy(comps.text_encoder)
+            subject.prepare(comps)
+        else:
+            raise HifiError("DreamBooth folders are served by pointing HIFILIGHT_MODEL at them")
+        photos = path.with_suffix("")
+        return Loaded(subject, comps, photos if photos.is_dir() else None)
+
+    def describe(self) -> list[dict]:
+        out = []
+        for name, item in self.subjects.items():
+            s = item.subject
+            meta = (s.artifact.metadata if s.artifact is not None else s.embedding.metadata) or {}
+            stepwise = s.artifact is not None and s.artifact.c_s_t is not None
+            out.append({"name": name, "kind": s.kind, "class_name": s.class_name, "word": s.word,
+                        "resolution": s.resolution, "stepwise": stepwise, "reference_guidance": item.photos is not None,
+                        "base_model": meta.get("base_model")})  # fmt: skip
+        return out
+
+    def validate(self, prompt: str, subject: str, steps: int, guidance_scale: float, width: int, height: int,
+                 reference_guidance: bool) -> Loaded:  # fmt: skip
+        s = self.settings
+        if subject not in self.subjects:
+            known = ", ".join(sorted(self.subjects)) or "none loaded"
+            raise RequestError(f"unknown subject {subject!r}; known: {known}", status=404)
+        if not prompt.strip() or len(prompt) > s.max_prompt_chars:
+            raise RequestError(f"prompt must have 1..{s.max_prompt_chars} characters, got {len(prompt)}")
+        if not 1 <= steps <= 100:
+            raise RequestError(f"steps must be in 1..100, got {steps}")
+        if not 0 <= guidance_scale <= 30:
+            raise RequestError(f"guidance_scale must be in 0..30, got {guidance_scale}")
+        for name, value in (("width", width), ("height", height)):
+            if value % 8 or not 8 <= value <= s.max_size:
+                raise RequestError(f"{name} must be a multiple of 8 in 8..{s.max_size}, got {value}")
+        item = self.subjects[subject]
+        if reference_guidance and (item.photos is None or width != height or self.settings.backend != "torch"
+                                   or guidance_scale == 1.0):  # fmt: skip
+            raise RequestError(
+                "reference_guidance needs the subject's photos in <subjects>/<name>/, width == height, "
+                "guidance_scale != 1 and the torch backend"
+            )
+        try:
+            render(prompt, item.subject.word)
+        except HifiError as err:
+            raise RequestError(str(err)) from None
+        return item
+
+    def generate(self, prompt: str, subject: str, seed: int = 0, steps: int = 50, guidance_scale: float = 7.5,
+                 width: int = 512, height: int = 512, reference_guidance: bool = False) -> Image.Image:  # fmt: skip
+        item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance)
+        job = make_jobs([prompt], item.subject.word, seed, 1)
+        with self.lock:
+            if reference_guidance:
+                return self._guided(item, job, steps, guidance_scale, width)
+            out = generate(item.comps, item.subject.artifact, job, steps, guidance_scale, (height, width),
+                           progress=False)  # fmt: skip
+        return to_pil(out[0])
+
+    def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int) -> Image.Image:
+        from hifilight.commands.common import resolve_device
+        from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide
+        from hifilight.perception.encoders import DinoEncoder
+        from hifilight.sampling.guidance import GuidanceSettings
+        from hifilight.sampling.reference import reference_guided
+
+        start, end = max(1, round(steps * 0.8)), max(1, round(steps * 0.2))  # the paper's 40 and 10 of 50
+        options = ReferenceOptions(dino_model=self.settings.dino_model, guide=GuidanceSettings(start=start, end=end))
+        device = resolve_device(self.settings.device)
+        if self._dino is None:
+            self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device)
+        guide = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size, device, self._dino)
+        return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size,
+                                progress=False)[0].final  # fmt: skip

@@ -1,0 +1,50 @@
+"""BentoML service for tuned subjects: `bentoml serve serve.service:HifiService` (or `make serve`).
+
+Configuration by environment (see `hifilight.serving.ServeSettings`): HIFILIGHT_MODEL (default the random-weight
+`tiny` preset; a hub id or local folder for real use), HIFILIGHT_SUBJECTS_DIR (default serve/subjects),
+HIFILIGHT_BACKEND torch|onnx with HIFILIGHT_ONNX_DIR, HIFILIGHT_MAX_SIZE, HIFILIGHT_DEVICE, HIFILIGHT_DINO_MODEL.
+Bad values get a 400 (unknown subject: 404) with a one-line message. One generation runs at a time (a lock).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, NotFound
+from PIL.Image import Image
+from pydantic import Field
+
+from hifilight.serving import RequestError, ServeSettings, SubjectServer
+
+SETTINGS = ServeSettings.from_env()
+
+
+@bentoml.service(name="hifilight", traffic={"timeout": 600})
+class HifiService:
+    def __init__(self) -> None:
+        self.server = SubjectServer(SETTINGS).load()
+
+    @bentoml.api
+    def generate(
+        self,
+        prompt: Annotated[str, Field(min_length=1, max_length=SETTINGS.max_prompt_chars)],
+        subject: Annotated[str, Field(min_length=1, max_length=200)],
+        seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
+        steps: Annotated[int, Field(ge=1, le=100)] = 50,
+        guidance_scale: Annotated[float, Field(ge=0, le=30)] = 7.5,
+        width: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
+        height: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
+        reference_guidance: bool = False,
+    ) -> Image:
+        """A PNG of `prompt` ({} marks the subject) with the named subject."""
+        try:
+            return self.server.generate(prompt, subject, seed, steps, guidance_scale, width, height,
+                                        reference_guidance)  # fmt: skip
+        except RequestError as err:
+            raise (NotFound if err.status == 404 else InvalidArgument)(str(err)) from None
+
+    @bentoml.api
+    def subjects(self) -> dict:
+        """The loaded subjects with their metadata, and the files that were skipped (with why)."""
+        return {"subjects": self.server.describe(), "skipped": self.server.skipped}

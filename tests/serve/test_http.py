@@ -1,0 +1,108 @@
+"""The real BentoML service as a subprocess on a loopback port: every API over HTTP, 4xx for bad input."""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(serve_subjects, tmp_path_factory):
+    port = _free_port()
+    env = os.environ | {"BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True",
+                        "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects), "HIFILIGHT_MAX_SIZE": "128",
+                        "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
+    bentoml = Path(sys.executable).parent / "bentoml"
+    proc = subprocess.Popen([str(bentoml), "serve", "serve.service:HifiService", "--host", "127.0.0.1", "--port",
+                             str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200:
+                    break
+            except OSError:  # refused, reset or timed out while starting
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"service did not start; see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _post(url: str, path: str, body) -> tuple[int, bytes, str]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/{path}", data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, r.read(), r.headers.get("content-type", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), err.headers.get("content-type", "")
+
+
+def test_subjects_api(service):
+    status, body, _ = _post(service, "subjects", {})
+    out = json.loads(body)
+    assert status == 200 and sorted(s["name"] for s in out["subjects"]) == ["dog", "toy"]
+    assert set(out["skipped"]) == {"broken", "other"}
+
+
+def test_generate_png_of_the_requested_size_and_deterministic(service):
+    request = {"prompt": "a {} on the beach", "subject": "dog", "seed": 7, "steps": 3, "width": 64, "height": 32}
+    status, first, kind = _post(service, "generate", request)
+    assert status == 200 and kind == "image/png"
+    assert Image.open(io.BytesIO(first)).size == (64, 32)
+    assert _post(service, "generate", request)[1] == first
+    assert _post(service, "generate", request | {"seed": 8})[1] != first
+
+
+def test_reference_guidance_over_http(service):
+    request = {"prompt": "a {}", "subject": "dog", "steps": 5, "width": 64, "height": 64, "reference_guidance": True}
+    status, body, _ = _post(service, "generate", request)
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 400),
+        ({"subject": "dog"}, 400),  # missing prompt
+        ({"prompt": "a {}", "subject": "dog", "steps": 0}, 400),
+        ({"prompt": "a {}", "subject": "dog", "width": 60}, 400),
+        ({"prompt": "a {}", "subject": "dog", "width": 4096}, 400),
+        ({"prompt": "x" * 5000, "subject": "dog"}, 400),
+        ({"prompt": "a {}", "subject": "cat"}, 404),
+        ({"prompt": "a {}", "subject": "../../etc/passwd"}, 404),
+        ({"prompt": "a beach", "subject": "dog", "steps": 2}, 400),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_message(service, body, status):
+    code, text, _ = _post(service, "generate", body)
+    assert code == status and b"error" in text and b"Traceback" not in text

@@ -1,0 +1,60 @@
+"""The service's model side without HTTP: loading, skipping bad subjects, validation, determinism."""
+
+import numpy as np
+import pytest
+
+from hifilight.serving import RequestError, ServeSettings, SubjectServer
+
+
+@pytest.fixture(scope="module")
+def server(serve_subjects):
+    return SubjectServer(ServeSettings(subjects_dir=serve_subjects, max_size=128)).load()
+
+
+def test_loads_good_subjects_and_skips_bad_ones_with_a_reason(server):
+    assert sorted(server.subjects) == ["dog", "toy"]
+    assert "not a readable safetensors" in server.skipped["broken"]
+    assert "text encoder differs" in server.skipped["other"]
+    described = {d["name"]: d for d in server.describe()}
+    assert described["dog"]["stepwise"] and described["dog"]["reference_guidance"]
+    assert described["toy"]["kind"] == "textual_inversion" and described["toy"]["word"] == "<toy> toy"
+
+
+def test_textual_inversion_tokens_stay_in_their_own_copy(server):
+    assert "<toy>" in server.subjects["toy"].comps.tokenizer.get_vocab()
+    assert "<toy>" not in server.subjects["dog"].comps.tokenizer.get_vocab()
+
+
+def test_same_seed_same_image_and_requested_size(server):
+    a = server.generate("a {} on the beach", "dog", seed=3, steps=3, width=48, height=32)
+    b = server.generate("a {} on the beach", "dog", seed=3, steps=3, width=48, height=32)
+    c = server.generate("a {} on the beach", "dog", seed=4, steps=3, width=48, height=32)
+    assert a.size == (48, 32) and np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    assert server.generate("a {} in the snow", "toy", steps=2, width=32, height=32).size == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"subject": "../dog"}, 404, "unknown subject"),
+        ({"prompt": "x" * 400}, 400, "prompt must have"),
+        ({"steps": 0}, 400, "steps must be"),
+        ({"guidance_scale": 31.0}, 400, "guidance_scale"),
+        ({"width": 60}, 400, "multiple of 8"),
+        ({"height": 256}, 400, "multiple of 8 in 8..128"),
+        ({"prompt": "a beach"}, 400, "no subject placeholder"),
+        ({"subject": "toy", "reference_guidance": True}, 400, "reference_guidance needs"),
+    ],
+)
+def test_bad_requests(server, kwargs, status, message):
+    args = {"prompt": "a {}", "subject": "dog", "steps": 2, "width": 32, "height": 32} | kwargs
+    with pytest.raises(RequestError, match=message) as err:
+        server.generate(**args)
+    assert err.value.status == status
+
+
+def test_settings_from_environment(tmp_path):
+    s = ServeSettings.from_env({"HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(tmp_path),
+                                "HIFILIGHT_MAX_SIZE": "256", "HIFILIGHT_BACKEND": "onnx"})  # fmt: skip
+    assert s.subjects_dir == tmp_path and s.max_size == 256 and s.backend == "onnx" and s.dino_model == "tiny"
