@@ -39,13 +39,14 @@ lint: $(DEV)
 	$(BIN)/ruff check hifilight tests benchmarks serve
 	$(BIN)/ruff format --check hifilight tests benchmarks serve
 
-bench: $(CORE)
+bench: $(DEV)
 	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
 	$(OFFLINE) $(BIN)/python benchmarks/stepwise.py
 	$(OFFLINE) $(BIN)/python benchmarks/masks.py
 	$(OFFLINE) $(BIN)/python benchmarks/null_text.py
 	$(OFFLINE) $(BIN)/python benchmarks/reference_guidance.py
 	$(OFFLINE) $(BIN)/python benchmarks/evaluate.py
+	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py
 
 # the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
 serve: $(DEV)

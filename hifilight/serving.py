@@ -183,3 +183,42 @@ class SubjectServer:
         guide = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size, device, self._dino)
         return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size,
                                 progress=False)[0].final  # fmt: skip
+
+
+def start_service(port: int, env: dict, log, cwd: Path | None = None):
+    """`bentoml serve serve.service:HifiService` on 127.0.0.1:port as a subprocess in its own session (stop it with
+    `stop_service`)."""
+    import subprocess
+    import sys
+
+    bentoml = Path(sys.executable).parent / "bentoml"
+    cmd = [str(bentoml), "serve", "serve.service:HifiService", "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.Popen(cmd, cwd=cwd or Path(__file__).resolve().parents[1], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+
+def wait_ready(url: str, proc, timeout: float = 120.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200:
+                return
+        except OSError:  # refused, reset or timed out while starting
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"the service at {url} did not become ready")
+        time.sleep(0.5)
+
+
+def stop_service(proc, timeout: float = 20.0) -> None:
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)

@@ -3,19 +3,14 @@
 import io
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from hifilight.serving import start_service, stop_service, wait_ready
 
 
 def _free_port() -> int:
@@ -31,29 +26,12 @@ def service(serve_subjects, tmp_path_factory):
                         "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects), "HIFILIGHT_MAX_SIZE": "128",
                         "HF_HUB_OFFLINE": "1"}  # fmt: skip
     log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
-    bentoml = Path(sys.executable).parent / "bentoml"
-    proc = subprocess.Popen([str(bentoml), "serve", "serve.service:HifiService", "--host", "127.0.0.1", "--port",
-                             str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    proc = start_service(port, env, log)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200:
-                    break
-            except OSError:  # refused, reset or timed out while starting
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"service did not start; see {log.name}")
-            time.sleep(0.5)
-        yield url
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_service(proc)
         log.close()
 
 
