@@ -41,6 +41,7 @@ class ServeSettings:
     max_size: int = 768  # largest width/height in pixels
     max_prompt_chars: int = 300
     dino_model: str = "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset)
+    threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
 
     @classmethod
     def from_env(cls, env=os.environ) -> ServeSettings:
@@ -51,7 +52,8 @@ class ServeSettings:
                    backend=get("backend", cls.backend), onnx_dir=Path(onnx) if onnx else None,
                    device=get("device", cls.device), max_size=int(get("max_size", cls.max_size)),
                    max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
-                   dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model))  # fmt: skip
+                   dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
+                   threads=int(get("threads", 0)))  # fmt: skip
 
 
 class RequestError(ValueError):
@@ -82,6 +84,7 @@ class SubjectServer:
         from hifilight.models import load_components
 
         s = self.settings
+        self.threads = s.threads or os.cpu_count() or 1
         if s.backend == "onnx":
             if s.onnx_dir is None:
                 raise HifiError("HIFILIGHT_BACKEND=onnx needs HIFILIGHT_ONNX_DIR (a `hifilight export onnx` folder)")
@@ -110,6 +113,8 @@ class SubjectServer:
         if subject.artifact is not None:
             prepare_subject(comps, subject.artifact)  # refuses another base model's artifact
         elif subject.embedding is not None:
+            if self.settings.backend != "torch":
+                raise HifiError("Textual Inversion subjects need the torch backend (the ONNX text encoder is fixed)")
             comps = copy.copy(comps)
             comps.tokenizer, comps.text_encoder = copy.deepcopy(comps.tokenizer), copy.deepcopy(comps.text_encoder)
             subject.prepare(comps)
@@ -162,6 +167,9 @@ class SubjectServer:
         item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance)
         job = make_jobs([prompt], item.subject.word, seed, 1)
         with self.lock:
+            import torch
+
+            torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
             if reference_guidance:
                 return self._guided(item, job, steps, guidance_scale, width)
             out = generate(item.comps, item.subject.artifact, job, steps, guidance_scale, (height, width),

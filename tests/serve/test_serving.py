@@ -58,3 +58,14 @@ def test_settings_from_environment(tmp_path):
     s = ServeSettings.from_env({"HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(tmp_path),
                                 "HIFILIGHT_MAX_SIZE": "256", "HIFILIGHT_BACKEND": "onnx"})  # fmt: skip
     assert s.subjects_dir == tmp_path and s.max_size == 256 and s.backend == "onnx" and s.dino_model == "tiny"
+
+
+def test_onnx_backend_serves_the_same_image(serve_subjects, tiny, tmp_path, server):
+    from hifilight.export.onnx import export_onnx
+
+    export_onnx(tiny, tmp_path / "onnx", check=False)
+    ort = SubjectServer(ServeSettings(subjects_dir=serve_subjects, backend="onnx", onnx_dir=tmp_path / "onnx")).load()
+    assert "dog" in ort.subjects and "toy" in ort.skipped  # Textual Inversion needs the torch text encoder
+    a = np.asarray(ort.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
+    b = np.asarray(server.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
+    assert np.abs(a - b).max() <= 1
