@@ -29,6 +29,9 @@ METHODS = {
 }
 
 TRAINER_DEFAULTS = {
+    # the data module shards global sample indices itself (hifilight.data.sampling); Lightning's
+    # DistributedSampler would replace that
+    "use_distributed_sampler": False,
     "log_every_n_steps": 10,
     "enable_model_summary": False,
     "default_root_dir": "outputs/fit",

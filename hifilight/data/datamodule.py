@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hifilight.data.images import list_images, load_rgb, to_tensor
 from hifilight.data.masks import build_mask_provider
+from hifilight.data.sampling import StepBatchSampler, sample_generator
 from hifilight.errors import HifiError
 from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.prompts import render
@@ -57,19 +57,22 @@ class SubjectDataset(Dataset):
         crop: str,
         crop_scale: float,
         length: int,
+        seed: int = 0,
     ):
         self.images, self.captions, self.resolution = images, captions, resolution
-        self.flip_p, self.crop, self.crop_scale, self.length = flip_p, crop, crop_scale, length
+        self.flip_p, self.crop, self.crop_scale, self.length, self.seed = flip_p, crop, crop_scale, length, seed
 
     def __len__(self) -> int:
         return self.length
 
-    def _window(self, h: int, w: int) -> tuple[int, int, int]:
+    def _window(self, h: int, w: int, g: torch.Generator) -> tuple[int, int, int]:
         if self.crop == "center":
             return _center_window(h, w)
         short = min(h, w)
-        side = max(8, round(short * random.uniform(self.crop_scale, 1.0) ** 0.5))
-        return random.randint(0, h - side), random.randint(0, w - side), side
+        scale = self.crop_scale + (1.0 - self.crop_scale) * torch.rand((), generator=g).item()
+        side = max(8, round(short * scale**0.5))
+        top = int(torch.randint(0, h - side + 1, (), generator=g))
+        return top, int(torch.randint(0, w - side + 1, (), generator=g)), side
 
     def view(self, idx: int, flipped: bool, window: tuple[int, int, int] | None = None) -> dict:
         """Image `idx` cropped to `window` (default: the centre square), resized and optionally flipped."""
@@ -84,11 +87,15 @@ class SubjectDataset(Dataset):
         cacheable = window is None or self.crop == "center"
         return {"pixels": pixels, "mask": mask, "cache_key": f"{idx}:{int(flipped)}" if cacheable else ""}
 
-    def __getitem__(self, i: int) -> dict:
-        idx = i % len(self.images)
-        window = self._window(*self.images[idx].pixels.shape[-2:])
-        item = self.view(idx, random.random() < self.flip_p, window)
-        return item | {"caption": random.choice(self.captions)}
+    def __getitem__(self, n: int) -> dict:
+        """Global sample n (see `hifilight.data.sampling`): drawn from (seed, n) alone."""
+        count = len(self.images)
+        idx = int(torch.randperm(count, generator=sample_generator(self.seed, n // count, stream=2))[n % count])
+        g = sample_generator(self.seed, n)
+        window = self._window(*self.images[idx].pixels.shape[-2:], g)
+        flipped = torch.rand((), generator=g).item() < self.flip_p
+        caption = self.captions[int(torch.randint(len(self.captions), (), generator=g))]
+        return self.view(idx, flipped, window) | {"caption": caption, "sample_id": n}
 
 
 class SubjectDataModule(L.LightningDataModule):
@@ -107,6 +114,7 @@ class SubjectDataModule(L.LightningDataModule):
         num_workers: int = 0,
         samples_per_epoch: int = 100,
         segmentation: GroundedSamSettings | None = None,
+        seed: int = 0,
     ):
         """Photos of one subject for stage-1 training.
 
@@ -128,6 +136,8 @@ class SubjectDataModule(L.LightningDataModule):
             num_workers: DataLoader workers.
             samples_per_epoch: length of one (virtual) epoch; training length is set by --trainer.max_steps.
             segmentation: Grounded SAM settings for --data.masks grounded_sam (model ids, thresholds, fallback).
+            seed: seed of the per-sample draws (image order, flip, crop, caption); sample n depends on (seed, n)
+                only, so N devices with batch b see what one device with batch N*b sees.
         """
         super().__init__()
         if resolution < 8 or resolution % 8:
@@ -148,6 +158,7 @@ class SubjectDataModule(L.LightningDataModule):
         self.mask_provider = build_mask_provider(masks, self.subject_dir, masks_dir, self.class_name, segmentation)
         self.resolution, self.flip_p, self.crop, self.crop_scale = resolution, flip_p, crop, crop_scale
         self.batch_size, self.num_workers, self.samples_per_epoch = batch_size, num_workers, samples_per_epoch
+        self.seed = seed
         self.images: list[SubjectImage] = []
 
     def load_images(self) -> list[SubjectImage]:
@@ -168,7 +179,7 @@ class SubjectDataModule(L.LightningDataModule):
         self.setup()
         length = length or max(self.samples_per_epoch, self.batch_size)
         return SubjectDataset(
-            self.images, self.captions, self.resolution, self.flip_p, self.crop, self.crop_scale, length
+            self.images, self.captions, self.resolution, self.flip_p, self.crop, self.crop_scale, length, self.seed
         )
 
     def fixed_views(self) -> list[dict]:
@@ -178,7 +189,16 @@ class SubjectDataModule(L.LightningDataModule):
         return [ds.view(idx, flipped) for idx in range(len(self.images)) for flipped in flips]
 
     def train_dataloader(self) -> DataLoader:
+        """Batches of global sample indices from the current step on, this process's share (see
+        `hifilight.data.sampling`); Lightning must not swap in its DistributedSampler (the fit CLI sets
+        use_distributed_sampler false)."""
         dataset = self.dataset()
-        return DataLoader(
-            dataset, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers, drop_last=True
-        )
+        steps = max(1, self.samples_per_epoch // self.batch_size)
+        sampler = StepBatchSampler(self.batch_size, steps, self._position)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers)
+
+    def _position(self) -> tuple[int, int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0, 1
+        return trainer.global_step * trainer.accumulate_grad_batches, trainer.global_rank, trainer.world_size

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from hifilight.conditioning import encode_text, tokenize
 from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
+from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png
 from hifilight.models import load_components
@@ -69,7 +70,8 @@ class DreamBoothModule(L.LightningModule):
             class_steps: DDIM steps to generate class images.
             class_guidance: guidance weight to generate class images.
             use_mask: multiply the instance loss by the subject mask (not in DreamBooth; off by default).
-            seed: seed of the class images (image k uses seed + k).
+            seed: seed of the class images (image k uses seed + k) and of the per-sample draws (timestep, noise,
+                class image; see hifilight.data.sampling).
         """
         super().__init__()
         if learning_rate <= 0 or max_steps < 1 or num_class_images < 1 or prior_loss_weight < 0:
@@ -148,9 +150,10 @@ class DreamBoothModule(L.LightningModule):
         return torch.stack([self._text_cache[t] for t in texts])
 
     # --- loss ---------------------------------------------------------------------------------------------
-    def diffusion_loss(self, latents: Tensor, c: Tensor, mask: Tensor | None = None) -> Tensor:
-        t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
-        noise = torch.randn_like(latents)
+    def diffusion_loss(self, latents: Tensor, c: Tensor, ids: list[int], mask: Tensor | None = None,
+                       stream: int = 1) -> Tensor:  # fmt: skip
+        noise, t = noise_and_timesteps(self.hparams.seed, ids, tuple(latents.shape[1:]), len(self.alphas_cumprod),
+                                       latents.device, stream)  # fmt: skip
         x_t = add_noise(latents, noise, t, self.alphas_cumprod)
         pred = self.unet(x_t, t, encoder_hidden_states=c).sample.float()
         target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
@@ -159,12 +162,14 @@ class DreamBoothModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode([self._captions[cap] for cap in batch["caption"]])
-        loss = instance = self.diffusion_loss(latents, c, mask if self.hparams.use_mask else None)
+        ids = batch["sample_id"].tolist()
+        loss = instance = self.diffusion_loss(latents, c, ids, mask if self.hparams.use_mask else None)
         logs = {"train/instance": instance.detach()}
-        if self.hparams.prior_preservation:
-            picks = torch.randint(len(self._class_latents), (latents.shape[0],))
-            prior = self.diffusion_loss(self._class_latents[picks].to(latents), self.encode([self.class_prompt]
-                                        * latents.shape[0]))  # fmt: skip
+        if self.hparams.prior_preservation:  # the class image of sample n is drawn from (seed, n) too
+            picks = [int(torch.randint(len(self._class_latents), (), generator=sample_generator(self.hparams.seed, n,
+                     stream=4))) for n in ids]  # fmt: skip
+            class_c = self.encode([self.class_prompt] * latents.shape[0])
+            prior = self.diffusion_loss(self._class_latents[picks].to(latents), class_c, ids, stream=5)
             loss = instance + self.hparams.prior_loss_weight * prior
             logs["train/prior"] = prior.detach()
         self.log_dict(logs | {"train/loss": loss.detach()}, prog_bar=True, on_step=True)

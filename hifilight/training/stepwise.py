@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 
 @dataclass(frozen=True)
 class StepwisePlan:
@@ -44,10 +42,3 @@ class StepwisePlan:
 def total_steps(stage1_steps: int, stepwise_steps: int, stepwise_num_steps: int) -> int:
     """Trainer.max_steps for a run (linked from the model's flags by the fit CLI)."""
     return stage1_steps + (stepwise_steps * stepwise_num_steps if stepwise_steps > 0 else 0)
-
-
-def step_generator(seed: int, global_step: int, rank: int = 0) -> torch.Generator:
-    """A generator that depends only on (seed, step, process rank): the step-wise stage draws its source image,
-    caption and noise from it, so a resumed run draws exactly what an uninterrupted one would, and each process of
-    a multi-device run draws its own samples."""
-    return torch.Generator("cpu").manual_seed((seed * 1_000_003 + global_step) * 1_009 + rank)

@@ -20,12 +20,13 @@ from torch import Tensor
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
+from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError
 from hifilight.models import load_components
 from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import embedding_regularizer, masked_mse
-from hifilight.training.stepwise import StepwisePlan, step_generator, total_steps
+from hifilight.training.stepwise import StepwisePlan, total_steps
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -155,9 +156,11 @@ class SubjectEmbeddingModule(L.LightningModule):
     def stage1_step(self, batch: dict) -> dict[str, Tensor]:
         latents, mask = self.encode_latents(batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode_captions(list(batch["caption"]))
-        # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion).
-        t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
-        return self.subject_loss(self.c_s, latents, mask, c, t, torch.randn_like(latents))
+        # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion),
+        # drawn with the noise from the sample's own generator (see hifilight.data.sampling).
+        noise, t = noise_and_timesteps(self.hparams.seed, batch["sample_id"].tolist(), tuple(latents.shape[1:]),
+                                       len(self.alphas_cumprod), latents.device)  # fmt: skip
+        return self.subject_loss(self.c_s, latents, mask, c, t, noise.to(latents.dtype))
 
     def source_views(self, datamodule) -> list[dict]:
         if self._views is None:
@@ -170,14 +173,16 @@ class SubjectEmbeddingModule(L.LightningModule):
         if i == 0:  # c_s^t = c_s^{t+1}, with c_s^{T+1} = c_s
             with torch.no_grad():
                 self.c_work.copy_(self.c_s if k == 0 else self.c_s_t[k - 1])
-        g = step_generator(self.hparams.seed, self.global_step, self.global_rank)
-        picks = torch.randint(len(views), (batch_size,), generator=g).tolist()
-        texts = [captions[j] for j in torch.randint(len(captions), (batch_size,), generator=g).tolist()]
-        chosen = [views[j] for j in picks]
+        # sample i of this process is global sample (step * world + rank) * b + i (see hifilight.data.sampling)
+        world = self._trainer.world_size if self._trainer is not None else 1
+        first = (self.global_step * world + self.global_rank) * batch_size
+        gens = [sample_generator(self.hparams.seed, first + i, stream=3) for i in range(batch_size)]
+        chosen = [views[int(torch.randint(len(views), (), generator=g))] for g in gens]
+        texts = [captions[int(torch.randint(len(captions), (), generator=g))] for g in gens]
         pixels = torch.stack([v["pixels"] for v in chosen]).to(self.device)
         masks = torch.stack([v["mask"] for v in chosen]).to(self.device)
         latents, mask = self.encode_latents(pixels, masks, [v["cache_key"] for v in chosen])
-        noise = torch.randn(latents.shape, generator=g).to(latents.device)
+        noise = torch.stack([torch.randn(latents.shape[1:], generator=g) for g in gens]).to(latents.device)
         t = torch.full((batch_size,), self.plan.timesteps[k], device=latents.device, dtype=torch.long)
         return self.subject_loss(self.c_work, latents, mask, self.encode_captions(texts), t, noise)
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from hifilight.conditioning import tokenize
+from hifilight.data.sampling import noise_and_timesteps
 from hifilight.errors import HifiError
 from hifilight.models import load_components
 from hifilight.prompts import render
@@ -38,6 +39,7 @@ class TextualInversionModule(L.LightningModule):
         learning_rate: float = 5e-3,
         max_steps: int = 1000,
         use_mask: bool = False,
+        seed: int = 0,
     ):
         """Learn input-space token embedding(s) for the subject (classic Textual Inversion).
 
@@ -52,6 +54,7 @@ class TextualInversionModule(L.LightningModule):
             max_steps: optimizer steps (--trainer.max_steps follows it; HiFi Tuner's baseline: fewer than the
                 original 5000, 1000 in configs/textual_inversion.yaml).
             use_mask: multiply the loss by the subject mask (off for the classic baseline).
+            seed: seed of the per-sample timestep and noise draws (see hifilight.data.sampling).
         """
         super().__init__()
         if num_vectors < 1 or learning_rate <= 0 or max_steps < 1:
@@ -98,8 +101,8 @@ class TextualInversionModule(L.LightningModule):
         latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))
         ids = tokenize(self.tokenizer, [self._captions[c] for c in batch["caption"]]).to(self.device)
         c = self.text_encoder(ids).last_hidden_state
-        t = torch.randint(0, len(self.alphas_cumprod), (latents.shape[0],), device=latents.device)
-        noise = torch.randn_like(latents)
+        noise, t = noise_and_timesteps(self.hparams.seed, batch["sample_id"].tolist(), tuple(latents.shape[1:]),
+                                       len(self.alphas_cumprod), latents.device)  # fmt: skip
         x_t = add_noise(latents, noise, t, self.alphas_cumprod)
         pred = self.unet(x_t.to(self.unet.dtype), t, encoder_hidden_states=c.to(self.unet.dtype)).sample
         target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
