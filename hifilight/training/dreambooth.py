@@ -30,6 +30,7 @@ from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, encode_images, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import masked_mse
+from hifilight.training.unet_options import configure_unet
 
 
 class DreamBoothModule(L.LightningModule):
@@ -51,6 +52,8 @@ class DreamBoothModule(L.LightningModule):
         class_guidance: float = 7.5,
         use_mask: bool = False,
         seed: int = 0,
+        gradient_checkpointing: bool = False,
+        attention: Literal["sdpa", "classic"] = "sdpa",
     ):
         """Fine-tune the diffusion model on the subject (DreamBooth).
 
@@ -70,6 +73,8 @@ class DreamBoothModule(L.LightningModule):
             class_steps: DDIM steps to generate class images.
             class_guidance: guidance weight to generate class images.
             use_mask: multiply the instance loss by the subject mask (not in DreamBooth; off by default).
+            gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
+            attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the class images (image k uses seed + k) and of the per-sample draws (timestep, noise,
                 class image; see hifilight.data.sampling).
         """
@@ -85,6 +90,7 @@ class DreamBoothModule(L.LightningModule):
         comps = load_components(pretrained, dtype)
         self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
         self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
+        configure_unet(self.unet, gradient_checkpointing, attention)
         self.unet.requires_grad_(True).train()
         self.text_encoder.requires_grad_(train_text_encoder)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)

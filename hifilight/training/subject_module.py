@@ -27,6 +27,7 @@ from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import embedding_regularizer, masked_mse
 from hifilight.training.stepwise import StepwisePlan, total_steps
+from hifilight.training.unet_options import configure_unet
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -48,6 +49,8 @@ class SubjectEmbeddingModule(L.LightningModule):
         stepwise_learning_rate: float = 5e-3,
         stepwise_reset_optimizer: bool = True,
         seed: int = 0,
+        gradient_checkpointing: bool = False,
+        attention: Literal["sdpa", "classic"] = "sdpa",
     ):
         """Learn a subject embedding c_s (Eq. 6).
 
@@ -71,6 +74,8 @@ class SubjectEmbeddingModule(L.LightningModule):
             stepwise_reset_optimizer: start every timestep with a fresh Adam state (true), or carry the moments
                 over from the previous timestep (false). The paper does not say; a fresh state per timestep
                 matches null-text inversion's per-step optimiser.
+            gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
+            attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the step-wise stage's draws (source image, caption, noise), which depend only on
                 (seed, step) so that a resumed run continues exactly.
         """
@@ -88,6 +93,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         comps = load_components(pretrained, dtype)
         self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
         self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
+        configure_unet(self.unet, gradient_checkpointing, attention)
         self.register_buffer("phi", encode_text(self.tokenizer, self.text_encoder, [""]).float(), persistent=False)
         phi_s = null_tail(self.phi, num_tokens)
         self.register_buffer("phi_s", phi_s, persistent=False)

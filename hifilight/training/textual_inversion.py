@@ -24,6 +24,7 @@ from hifilight.sampling.ddim import add_noise, training_target
 from hifilight.token_embeddings import TokenEmbedding, add_tokens, token_names
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import masked_mse
+from hifilight.training.unet_options import configure_unet
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -40,6 +41,8 @@ class TextualInversionModule(L.LightningModule):
         max_steps: int = 1000,
         use_mask: bool = False,
         seed: int = 0,
+        gradient_checkpointing: bool = False,
+        attention: Literal["sdpa", "classic"] = "sdpa",
     ):
         """Learn input-space token embedding(s) for the subject (classic Textual Inversion).
 
@@ -54,6 +57,8 @@ class TextualInversionModule(L.LightningModule):
             max_steps: optimizer steps (--trainer.max_steps follows it; HiFi Tuner's baseline: fewer than the
                 original 5000, 1000 in configs/textual_inversion.yaml).
             use_mask: multiply the loss by the subject mask (off for the classic baseline).
+            gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
+            attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the per-sample timestep and noise draws (see hifilight.data.sampling).
         """
         super().__init__()
@@ -63,6 +68,7 @@ class TextualInversionModule(L.LightningModule):
         comps = load_components(pretrained, dtype)
         self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
         self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
+        configure_unet(self.unet, gradient_checkpointing, attention)
         self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
         self.tokens = token_names(placeholder, num_vectors)
         self.token_ids = add_tokens(self.tokenizer, self.text_encoder, self.tokens)

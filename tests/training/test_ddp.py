@@ -1,7 +1,6 @@
 """DDP with 2 CPU processes (gloo) equals one process with the combined batch: same draws, same updates."""
 
 import lightning as L
-import pytest
 import torch
 from conftest import EXAMPLE_SUBJECT
 from lightning.pytorch.strategies import DDPStrategy
@@ -22,7 +21,6 @@ def _fit(module, devices: int, batch: int, steps: int, root):
     return module
 
 
-@pytest.mark.slow
 def test_subject_embedding_two_processes_equal_one_with_double_batch(tmp_path):
     kwargs = {"stage1_steps": 3, "stepwise_steps": 1, "stepwise_num_steps": 2, "learning_rate": 0.05}
     one = _fit(SubjectEmbeddingModule(**kwargs), 1, 2, 5, tmp_path / "one")
@@ -33,7 +31,6 @@ def test_subject_embedding_two_processes_equal_one_with_double_batch(tmp_path):
     assert torch.allclose(one.c_s_t, two.c_s_t, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_dreambooth_two_processes_equal_one_with_double_batch(tmp_path):
     kwargs = {"learning_rate": 1e-3, "max_steps": 2, "prior_preservation": False}
     start = torch.nn.utils.parameters_to_vector(DreamBoothModule(**kwargs).unet.parameters())
