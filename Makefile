@@ -47,6 +47,7 @@ bench: $(DEV)
 	$(OFFLINE) $(BIN)/python benchmarks/reference_guidance.py
 	$(OFFLINE) $(BIN)/python benchmarks/evaluate.py
 	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py
+	$(OFFLINE) $(BIN)/python benchmarks/scale.py
 
 # the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
 serve: $(DEV)

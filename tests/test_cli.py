@@ -264,3 +264,15 @@ def test_predict_with_textual_inversion_and_dreambooth_subjects(tmp_path):
     item = json.loads((out / "predict.json").read_text())["images"][0]
     assert item["skipped"] is None and item["eq10_loss_after"] < item["eq10_loss_before"]
     assert main(["predict", "--subject", str(ti), "--prompts", '["a {}"]', "--stepwise", "true"]) == 2
+
+
+def test_ddp_strategy_allows_the_idle_embedding(tmp_path):
+    from conftest import EXAMPLE_SUBJECT
+
+    from hifilight.commands.fit import build_cli
+
+    out = tmp_path / "s.safetensors"
+    args = ["--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--trainer.accelerator", "cpu",
+            "--trainer.strategy", "ddp", "--trainer.devices", "1", "--out", str(out)]  # fmt: skip
+    cli = build_cli(args, run=False)
+    assert cli.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True

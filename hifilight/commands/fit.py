@@ -57,6 +57,11 @@ class FitCLI(LightningCLI):
         cfg = self._fit_config()
         check_writable(cfg.out, cfg.overwrite, "--overwrite")  # fail before any training, not after
         note_random_weights(cfg.model.pretrained)
+        if cfg.method == "hifi_ti" and cfg.trainer.strategy in ("ddp", "ddp_spawn"):
+            # stage 1 trains c_s and the step-wise stage c_work: DDP must allow the idle one (its grad stays None)
+            cfg.trainer.strategy = f"{cfg.trainer.strategy}_find_unused_parameters_true"
+            print(f"--trainer.strategy: using {cfg.trainer.strategy} (one embedding is idle in each stage)",
+                  file=sys.stderr)  # fmt: skip
         if getattr(cfg.model, "stepwise_steps", None) == 0:
             print(
                 "step-wise stage skipped (--model.stepwise_steps 0): the artifact will hold c_s only", file=sys.stderr

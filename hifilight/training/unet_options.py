@@ -11,7 +11,7 @@ ATTENTION = {"sdpa": AttnProcessor2_0, "classic": AttnProcessor}
 
 def configure_unet(unet, gradient_checkpointing: bool = False, attention: str = "sdpa") -> None:
     """`attention`: "sdpa" (torch scaled_dot_product_attention, diffusers' default) or "classic" (explicit softmax,
-    more memory). `gradient_checkpointing` recomputes block activations in the backward pass (less memory, ~30% more
+    more memory). `gradient_checkpointing` recomputes block activations in the backward pass (less memory, ~40% more
     time); diffusers applies it whenever gradients are enabled, frozen UNet or not."""
     if attention not in ATTENTION:
         raise HifiError(f"--model.attention {attention}: use one of {', '.join(ATTENTION)}")
