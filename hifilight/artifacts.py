@@ -67,14 +67,7 @@ class SubjectArtifact:
     @classmethod
     def load(cls, path: Path) -> SubjectArtifact:
         path = Path(path).expanduser()
-        if not path.is_file():
-            raise HifiError(f"--subject {path}: no such file; pass the .safetensors written by `hifilight fit`")
-        try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as err:
-            raise HifiError(f"--subject {path}: not a readable safetensors file ({err})") from err
+        tensors, header = read_safetensors(path, "--subject")
         try:
             meta = json.loads(header[METADATA_KEY])
             assert meta.get("format") == FORMAT
@@ -107,3 +100,15 @@ class SubjectArtifact:
                 f"subject artifact was trained on {trained_on}, whose text encoder differs from {base_model}'s "
                 f"(null-text embeddings differ); pass --model.pretrained {trained_on}"
             )
+
+
+def read_safetensors(path: Path, flag: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file; a missing or unreadable file is a one-line error."""
+    if not path.is_file():
+        raise HifiError(f"{flag} {path}: no such file; pass the .safetensors written by `hifilight fit`")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            return tensors, f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise HifiError(f"{flag} {path}: not a readable safetensors file ({err})") from err

@@ -34,6 +34,25 @@ def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = F
     return path
 
 
+def write_folder_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call `writer(tmp_folder)`, then replace `path` by that folder (a crash leaves any old folder as it was)."""
+    import shutil
+
+    path = Path(path)
+    check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        writer(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
 def save_png(image: Image.Image, path: Path, overwrite: bool = False) -> Path:
     return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"), overwrite)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from hifilight.artifacts import read_safetensors
 from hifilight.errors import HifiError
 from hifilight.io import write_atomic
 
@@ -49,17 +49,7 @@ class TokenEmbedding:
 
     @classmethod
     def load(cls, path: Path) -> TokenEmbedding:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise HifiError(
-                f"{path}: no such file; pass the .safetensors written by `hifilight fit` (textual inversion)"
-            )
-        try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as f:
-                header = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as err:
-            raise HifiError(f"{path}: not a readable safetensors file ({err})") from err
+        tensors, header = read_safetensors(Path(path).expanduser(), "--subject")
         if len(tensors) != 1:
             raise HifiError(f"{path}: expected one {{token: tensor}} entry, found {len(tensors)}")
         ((placeholder, vectors),) = tensors.items()

@@ -13,8 +13,6 @@ opset 17), which handles diffusers' UNet.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hifilight.io import check_writable
+from hifilight.io import write_folder_atomic
 
 OPSET = 17
 MANIFEST = "hifilight_onnx.json"
@@ -81,11 +79,9 @@ SPECS = {
 def export_onnx(comps, out: Path, overwrite: bool = False, check: bool = True) -> dict[str, float]:
     """Write the folder (atomically: built in a temporary folder, then renamed); return max |onnx - torch| per part
     on fresh inputs of another batch size and latent size than the export's (when `check`)."""
-    out = Path(out)
-    check_writable(out, overwrite, "--overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    diffs: dict[str, float] = {}
+
+    def write(tmp: Path) -> None:
         wrappers = {"unet": _UNet(comps.unet), "vae_decoder": _VaeDecoder(comps.vae),
                     "text_encoder": _TextEncoder(comps.text_encoder)}  # fmt: skip
         examples = _example_inputs(comps)
@@ -104,13 +100,10 @@ def export_onnx(comps, out: Path, overwrite: bool = False, check: bool = True) -
                     "block_out_channels": list(comps.vae.config.block_out_channels),
                     "text_hidden_size": comps.text_hidden_size, "opset": OPSET}  # fmt: skip
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        diffs = parity(tmp, wrappers, _example_inputs(comps, batch=1, latent=16)) if check else {}
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        if check:
+            diffs.update(parity(tmp, wrappers, _example_inputs(comps, batch=1, latent=16)))
+
+    write_folder_atomic(Path(out), write, overwrite)
     return diffs
 
 

@@ -10,8 +10,6 @@ generation at sampling time. The output is a diffusers pipeline folder (safetens
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -24,13 +22,12 @@ from hifilight.conditioning import encode_text, tokenize
 from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError
-from hifilight.io import check_writable, save_png
-from hifilight.models import load_components
+from hifilight.io import save_png, write_folder_atomic
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, encode_images, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import masked_mse
-from hifilight.training.unet_options import configure_unet
+from hifilight.training.unet_options import attach_components
 
 
 class DreamBoothModule(L.LightningModule):
@@ -87,13 +84,9 @@ class DreamBoothModule(L.LightningModule):
         if not identifier.strip():
             raise HifiError("--model.identifier is empty; pass a rare word such as sks")
         self.save_hyperparameters()
-        comps = load_components(pretrained, dtype)
-        self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
-        self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
-        configure_unet(self.unet, gradient_checkpointing, attention)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.unet.requires_grad_(True).train()
         self.text_encoder.requires_grad_(train_text_encoder)
-        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
         self._latents = LatentCache()
         self._class_latents: Tensor | None = None
         self._text_cache: dict[str, Tensor] = {}
@@ -196,24 +189,17 @@ class DreamBoothModule(L.LightningModule):
         """A diffusers pipeline folder (safetensors), written to a temporary folder and moved into place."""
         from diffusers import StableDiffusionPipeline
 
-        out = Path(out)
-        check_writable(out, overwrite, "--overwrite")
         pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
                                        unet=self.unet, scheduler=self.scheduler, safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)  # fmt: skip
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        meta = {"method": "dreambooth", "base_model": self.base_model, "identifier": self.hparams.identifier,
+                "class_name": self.class_name, "resolution": self.resolution,
+                "training": {k: str(v) if isinstance(v, Path) else v for k, v in self.hparams.items()}
+                | {"global_step": int(self.global_step)}}  # fmt: skip
+
+        def write(tmp: Path) -> None:
             pipe.save_pretrained(tmp, safe_serialization=True)
-            meta = {"method": "dreambooth", "base_model": self.base_model, "identifier": self.hparams.identifier,
-                    "class_name": self.class_name, "resolution": self.resolution,
-                    "training": {k: str(v) if isinstance(v, Path) else v for k, v in self.hparams.items()}
-                    | {"global_step": int(self.global_step)}}  # fmt: skip
             (tmp / "hifilight.json").write_text(json.dumps(meta, indent=2))
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+
+        write_folder_atomic(Path(out), write, overwrite)
         return f"wrote DreamBooth model folder {out} (prompt with '{self.hparams.identifier} {self.class_name}')"

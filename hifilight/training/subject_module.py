@@ -22,12 +22,11 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError
-from hifilight.models import load_components
 from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import embedding_regularizer, masked_mse
 from hifilight.training.stepwise import StepwisePlan, total_steps
-from hifilight.training.unet_options import configure_unet
+from hifilight.training.unet_options import attach_components
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -90,15 +89,11 @@ class SubjectEmbeddingModule(L.LightningModule):
         if stepwise_num_steps < 1:
             raise HifiError(f"--model.stepwise_num_steps must be >= 1, got {stepwise_num_steps}")
         self.save_hyperparameters()
-        comps = load_components(pretrained, dtype)
-        self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
-        self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
-        configure_unet(self.unet, gradient_checkpointing, attention)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.register_buffer("phi", encode_text(self.tokenizer, self.text_encoder, [""]).float(), persistent=False)
         phi_s = null_tail(self.phi, num_tokens)
         self.register_buffer("phi_s", phi_s, persistent=False)
         self.c_s = torch.nn.Parameter(phi_s.clone())  # Sec. 3.2: initialised from phi_s
-        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
         timesteps = DDIMSchedule.from_scheduler(self.scheduler, stepwise_num_steps).timesteps
         self.plan = StepwisePlan(stage1_steps, stepwise_steps, tuple(timesteps.tolist()))
         # Algorithm 1: c_work is the c_s^t being optimised; c_s_t[k] holds the result for timesteps[k].

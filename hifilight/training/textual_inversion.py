@@ -18,13 +18,12 @@ from torch import Tensor
 from hifilight.conditioning import tokenize
 from hifilight.data.sampling import noise_and_timesteps
 from hifilight.errors import HifiError
-from hifilight.models import load_components
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, training_target
 from hifilight.token_embeddings import TokenEmbedding, add_tokens, token_names
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import masked_mse
-from hifilight.training.unet_options import configure_unet
+from hifilight.training.unet_options import attach_components
 
 FROZEN = ("unet", "vae", "text_encoder")
 
@@ -65,11 +64,7 @@ class TextualInversionModule(L.LightningModule):
         if num_vectors < 1 or learning_rate <= 0 or max_steps < 1:
             raise HifiError("--model.num_vectors and --model.max_steps must be >= 1, --model.learning_rate > 0")
         self.save_hyperparameters()
-        comps = load_components(pretrained, dtype)
-        self.unet, self.vae, self.text_encoder = comps.unet, comps.vae, comps.text_encoder
-        self.tokenizer, self.scheduler, self.base_model = comps.tokenizer, comps.scheduler, comps.name
-        configure_unet(self.unet, gradient_checkpointing, attention)
-        self.register_buffer("alphas_cumprod", self.scheduler.alphas_cumprod.float().clone(), persistent=False)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.tokens = token_names(placeholder, num_vectors)
         self.token_ids = add_tokens(self.tokenizer, self.text_encoder, self.tokens)
         self.text_encoder.requires_grad_(False)
