@@ -17,15 +17,17 @@ commands:
   replace   put a learned subject into a real photo (Algorithm 3)
   evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
   export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
+  toyworld  toyworld dataset: procedural subjects with exact masks, in the DreamBench layout
 
 Run `hifilight <command> --help` for the options of a command."""
 
 
 def _commands():
-    from hifilight.commands import attention, evaluate, export, fit, invert, masks, predict, replace
+    from hifilight.commands import attention, evaluate, export, fit, invert, masks, predict, replace, toyworld
 
     return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run,
-            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run, "export": export.run}  # fmt: skip
+            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run, "export": export.run,
+            "toyworld": toyworld.run}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
