@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compi
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all lint bench serve clean
+.PHONY: setup demo test test-all lint bench serve toyworld-train clean
 
 setup: $(CORE)
 
@@ -52,6 +52,10 @@ bench: $(DEV)
 # the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
 serve: $(DEV)
 	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
+
+# retrain ToyWorld's classifier (ToyDINO) and segmenter (ToySAM) from seed 0; rewrites hifilight/assets/toyworld/
+toyworld-train: $(CORE)
+	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

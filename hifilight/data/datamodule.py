@@ -103,7 +103,7 @@ class SubjectDataModule(L.LightningDataModule):
         self,
         subject_dir: Path,
         class_name: str,
-        masks: Literal["auto", "files", "grounded_sam", "grabcut", "none"] = "auto",
+        masks: Literal["auto", "files", "grounded_sam", "grabcut", "toyworld", "none"] = "auto",
         masks_dir: Path | None = None,
         caption_templates: list[str] | None = None,
         resolution: int = 512,
@@ -124,8 +124,9 @@ class SubjectDataModule(L.LightningDataModule):
             masks: subject masks for Eq. (5). "files": mask images (white = subject, same stem) in masks_dir;
                 "grounded_sam": Grounding DINO + SAM from the class name (the paper's choice; --data.segmentation.*);
                 "grabcut": OpenCV GrabCut from a centre prior (no weights; check with `hifilight masks`);
-                "none": whole image (unmasked, Eq. 2); "auto": "files" if masks_dir (default subject_dir/masks)
-                exists, else "grounded_sam" if its weights are local (folder or hub cache), else "grabcut".
+                "toyworld": ToySAM (ToyWorld images only); "none": whole image (unmasked, Eq. 2); "auto": "files" if
+                masks_dir (default subject_dir/masks) exists, else "grounded_sam" if its weights are local (folder or
+                hub cache), else "grabcut".
             masks_dir: folder of mask images (default: subject_dir/masks).
             caption_templates: training captions; {} or <subject> marks the class word (default "a photo of a {}").
             resolution: square training resolution in pixels (512 for SD1.x); a multiple of 8.

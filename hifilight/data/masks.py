@@ -84,7 +84,7 @@ class FilesMaskProvider:
         return torch.from_numpy(mask.astype(np.float32))[None]
 
 
-MASK_PROVIDERS = ("auto", "files", "grounded_sam", "grabcut", "none")
+MASK_PROVIDERS = ("auto", "files", "grounded_sam", "grabcut", "toyworld", "none")
 
 
 def build_mask_provider(
@@ -107,6 +107,10 @@ def build_mask_provider(
         from hifilight.perception.grabcut import GrabCutMaskProvider
 
         return GrabCutMaskProvider()
+    if kind == "toyworld":
+        from hifilight.toyworld.perception import ToySamMaskProvider
+
+        return ToySamMaskProvider()
     if kind == "grounded_sam":
         from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
 
@@ -129,7 +133,7 @@ def local_grounded_sam_or_grabcut(class_name: str, segmentation=None) -> MaskPro
         return GrabCutMaskProvider()
 
 
-GENERATED_MASKS = ("auto", "grounded_sam", "grabcut", "none")
+GENERATED_MASKS = ("auto", "grounded_sam", "grabcut", "toyworld", "none")
 
 
 def build_generated_mask_provider(kind: str, class_name: str, segmentation=None) -> MaskProvider:

@@ -95,9 +95,13 @@ class DinoEncoder:
 
     @classmethod
     def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", **kwargs) -> DinoEncoder:
-        """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs)."""
+        """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or "toyworld" (ToyDINO)."""
         if source == TINY:
             return cls(tiny_vit().to(device), name=source, **kwargs)
+        if source == "toyworld":
+            from hifilight.toyworld.perception import ToyDinoEncoder
+
+            return ToyDinoEncoder()
         path, local = resolve_source(source, "--dino_model")
         try:
             model = ViTModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local)

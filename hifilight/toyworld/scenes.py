@@ -85,15 +85,16 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def pattern_mask(pattern: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Where the second colour goes, in the object's frame (so patterns turn with the object)."""
+    """Where the second colour goes, in the object's frame (so patterns turn with the object). Every pattern covers
+    a minority of the object (stripes ~1/3, dots, every other check), so its main colour is well defined."""
     if pattern == "plain":
         return np.zeros_like(u, dtype=bool)
     if pattern == "striped":
-        return np.sin(u * 9) > 0
+        return np.sin(u * 9) > 0.5
     if pattern == "dotted":
         return (np.mod(u * 2.5, 1) - 0.5) ** 2 + (np.mod(v * 2.5, 1) - 0.5) ** 2 < 0.06
     if pattern == "checkered":
-        return (np.floor(u * 2.5) + np.floor(v * 2.5)).astype(int) % 2 == 0
+        return (np.floor(u * 2.5).astype(int) % 2 == 0) & (np.floor(v * 2.5).astype(int) % 2 == 0)
     raise ValueError(pattern)
 
 
