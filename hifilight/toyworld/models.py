@@ -146,7 +146,7 @@ def load(name: str) -> nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train ToyWorld's classifier (ToyDINO) and segmenter (ToySAM).")
-    parser.add_argument("--classifier_steps", type=int, default=3000)
+    parser.add_argument("--classifier_steps", type=int, default=6000)
     parser.add_argument("--segmenter_steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
