@@ -12,6 +12,7 @@ Concurrency: one generation runs on the model at a time (a lock around it); Bent
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import threading
@@ -78,6 +79,7 @@ class SubjectServer:
     skipped: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _dino: object = None
+    _guides: dict = field(default_factory=dict)
 
     def load(self) -> SubjectServer:
         from hifilight.commands.common import resolve_device
@@ -188,7 +190,11 @@ class SubjectServer:
         device = resolve_device(self.settings.device)
         if self._dino is None:
             self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device)
-        guide = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size, device, self._dino)
+        key = (id(item), size)
+        if key not in self._guides:  # photos, masks and their DINO embeddings: once per subject and size
+            self._guides[key] = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size,
+                                            device, self._dino)  # fmt: skip
+        guide = dataclasses.replace(self._guides[key], guide=options.guide)
         return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size,
                                 progress=False)[0].final  # fmt: skip
 

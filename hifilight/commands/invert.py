@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
 from hifilight.commands.predict import ModelOptions
 from hifilight.conditioning import encode_text
+from hifilight.data.images import center_square as crop_square
 from hifilight.data.images import load_rgb, to_pil, to_tensor
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png, write_atomic
@@ -34,9 +35,7 @@ def center_square(image: Image.Image, size: int) -> Image.Image:
     if image.width != image.height or image.width != size:
         print(f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
               file=sys.stderr)  # fmt: skip
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return crop_square(image, size)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

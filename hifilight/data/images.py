@@ -60,3 +60,10 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     """Float tensor (3, H, W) in [0, 1] -> PIL RGB."""
     arr = (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr)
+
+
+def center_square(image: Image.Image, size: int, resample=Image.BICUBIC) -> Image.Image:
+    """Centre-crop to a square and resize to size x size."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), resample)

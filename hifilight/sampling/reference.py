@@ -26,7 +26,7 @@ from torch import Tensor
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import encode_text
-from hifilight.data.images import list_images, load_rgb, to_pil, to_tensor
+from hifilight.data.images import center_square, list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.masks import MaskProvider
 from hifilight.errors import HifiError
 from hifilight.models import SDComponents
@@ -50,13 +50,6 @@ class SourceSet:
     embeddings: Tensor
 
 
-def square(image: Image.Image, size: int, resample=Image.BICUBIC) -> Image.Image:
-    """Centre-crop to a square and resize to size x size (sources are aligned in the generated image's frame)."""
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side)).resize((size, size), resample)
-
-
 def load_sources(subject_dir: Path, masks: MaskProvider, resolution: int, encoder: ImageEncoder) -> SourceSet:
     """The subject photos, centre-cropped to resolution x resolution, with masks cropped the same way."""
     paths = list_images(subject_dir)
@@ -64,8 +57,8 @@ def load_sources(subject_dir: Path, masks: MaskProvider, resolution: int, encode
     for path in paths:
         image = load_rgb(path)
         mask = masks(path, image)[0].numpy().astype("uint8") * 255
-        images.append(square(image, resolution))
-        mask_img = square(Image.fromarray(mask), resolution, Image.NEAREST)
+        images.append(center_square(image, resolution))
+        mask_img = center_square(Image.fromarray(mask), resolution, Image.NEAREST)
         mask_list.append(torch.from_numpy((np.asarray(mask_img) >= 128).astype("float32"))[None])
         if not mask_list[-1].any():
             raise HifiError(f"{path}: its subject mask is empty after cropping; fix the mask or choose --data.masks")
