@@ -25,9 +25,7 @@ $(DEV): $(CORE)
 	touch $@
 
 demo: $(CORE)
-	$(OFFLINE) $(BIN)/hifilight fit --config configs/demo.yaml --overwrite true
-	$(OFFLINE) $(BIN)/hifilight predict --config configs/demo_predict.yaml --overwrite true
-	@echo "demo images: outputs/demo/*.png (grid: outputs/demo/grid.png)"
+	$(OFFLINE) $(BIN)/hifilight toyworld ablation --config configs/demo.yaml
 
 test: $(DEV)
 	$(OFFLINE) $(BIN)/pytest -q -rf -m "not slow"
@@ -53,9 +51,12 @@ bench: $(DEV)
 serve: $(DEV)
 	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
 
-# retrain ToyWorld's classifier (ToyDINO) and segmenter (ToySAM) from seed 0; rewrites hifilight/assets/toyworld/
+# retrain ToyWorld's models from seed 0 and rewrite hifilight/assets/toyworld/ (~85 min on 2 CPU cores): the
+# classifier (ToyDINO) and segmenter (ToySAM), then ToySD (VAE; classifier adapted to the VAE's outputs; UNet + text
+# encoder)
 toyworld-train: $(CORE)
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
+	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hifilight.commands import fit, predict
+from hifilight.commands import fit, predict, toyworld
+from hifilight.commands.common import function_parser
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -46,6 +47,9 @@ def test_config_loads(path, tmp_path, monkeypatch):
         assert cli.datamodule.class_name and cli.trainer.max_steps >= 1
         method = fit.peek_method(["--config", str(path)])
         assert type(cli.model).__name__ == fit.module_class(method).__name__
+    elif command == "toyworld":
+        cfg = function_parser(toyworld.ablation, "hifilight toyworld ablation").parse_args(["--config", str(path)])
+        assert cfg.seeds and cfg.fit_config.is_file() and cfg.ti_config.is_file()
     else:
         assert command == "predict"
         cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])

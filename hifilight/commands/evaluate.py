@@ -85,7 +85,8 @@ def evaluate(
             "hifi_dreambooth" (DreamBooth + reference guidance), "sd" (base model, no subject), "real"
             (real-vs-real), "table1" (the paper's Table 1: real, sd, TI, ours (TI), DreamBooth, ours (DreamBooth))
             or "table2" (its cumulative ablation: baseline, + mask, + regularization, + step-wise, + reference
-            guidance).
+            guidance), "table2_dreambooth" (table2, then DreamBooth with and without reference guidance) or
+            "ti_vs_ours" (classic Textual Inversion and ours with every technique).
         out: results folder; rerunning with the same folder resumes (nothing on disk is recomputed).
         images_per_prompt: images per prompt (DreamBench: 4).
         subjects: only these subjects (folder names); default all.

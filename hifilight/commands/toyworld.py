@@ -1,6 +1,8 @@
-"""`hifilight toyworld dataset`: write the ToyWorld personalization subjects in the DreamBench layout.
+"""`hifilight toyworld dataset|ablation`: ToyWorld's subjects in the DreamBench layout, and the paper's Table 2 on
+ToyWorld scored with exact measures.
 
 hifilight toyworld dataset --out toyworld/ --photos 5
+hifilight toyworld ablation --out outputs/toyworld_ablation --seeds '[0, 1]'
 """
 
 from __future__ import annotations
@@ -8,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hifilight.commands.common import run_function
+from hifilight.commands.reference import ReferenceOptions
 from hifilight.errors import HifiError
+from hifilight.sampling.guidance import GuidanceSettings
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TOY_REFERENCE = ReferenceOptions(dino_model="toyworld", generated_masks="toyworld",
+                                 guide=GuidanceSettings(start=20, end=5))  # fmt: skip
 
 
 def dataset(out: Path = Path("outputs/toyworld"), subjects: list[str] | None = None, photos: int = 5,
@@ -34,7 +42,101 @@ def dataset(out: Path = Path("outputs/toyworld"), subjects: list[str] | None = N
     print(f"wrote {len(folders)} ToyWorld subjects to {out}")
 
 
+def ablation(
+    out: Path = Path("outputs/toyworld_ablation"),
+    method: str = "table2",
+    seeds: list[int] | None = None,
+    subjects: list[str] | None = None,
+    prompts: list[int] | None = None,
+    images_per_prompt: int = 4,
+    photos: int = 5,
+    model: str | None = None,
+    fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
+    ti_config: Path = CONFIGS / "toyworld_ti.yaml",
+    dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
+    fit_args: list[str] | None = None,
+    method_fit_args: dict[str, list[str]] | None = None,
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch_size: int = 8,
+    reference: ReferenceOptions = TOY_REFERENCE,
+) -> None:
+    """The paper's Table 2 on ToyWorld: fit every subject per row and seed, generate every prompt, score the exact
+    subject and prompt fidelity measures; writes toyworld_table.md (mean ± std over seeds) and image grids.
+
+    Args:
+        out: results folder (dataset/, seed<s>/ with the runner's images and artifacts, toyworld_*); a rerun with
+            the same folder resumes.
+        method: rows, as `hifilight evaluate --method` ("table2": TI, output-space baseline, + mask,
+            + regularization, + step-wise, + reference guidance; "table2_dreambooth": then DreamBooth without and
+            with reference guidance; "ti_vs_ours", "hifi_ti", "textual_inversion", ...).
+        seeds: one full run per seed (fits' --model.seed/--data.seed and the images' seeds); default [0, 1].
+        subjects: ToyWorld subjects (default all 8).
+        prompts: prompt indices 0..9 (8 backgrounds, 2 recolourings); default all.
+        images_per_prompt: images per prompt and seed.
+        photos: source photos per subject.
+        model: the base model (default "toysd": the committed ToySD, hifilight/assets/toyworld/toysd).
+        fit_config: `hifilight fit` YAML for the HiFi rows.
+        ti_config: YAML for the Textual Inversion row.
+        dreambooth_config: YAML for the DreamBooth rows (method "table2_dreambooth").
+        fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
+        method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
+            '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
+        steps: DDIM steps (and the step-wise stage's T).
+        guidance: classifier-free guidance weight.
+        batch_size: images generated together.
+        reference: reference-guidance settings; default: ToyDINO picks the reference, ToySAM segments the generated
+            image, t_s = 20 and t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50).
+    """
+    from hifilight.commands.evaluate import MetricOptions, evaluate
+    from hifilight.commands.predict import ModelOptions
+    from hifilight.evaluation.dreambench import load_dreambench
+    from hifilight.evaluation.runner import method_rows
+    from hifilight.toyworld.ablation import RENDERS, score_runs, summarize, write_grids, write_report
+    from hifilight.toyworld.dataset import write_dataset
+    from hifilight.toyworld.toysd import SIZE
+
+    seeds = [0, 1] if seeds is None else seeds
+    model = model or "toysd"
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise HifiError(f"--seeds must be distinct and not empty, got {seeds}")
+    for flag, path in (("--fit_config", fit_config), ("--ti_config", ti_config),
+                       ("--dreambooth_config", dreambooth_config)):  # fmt: skip
+        if not Path(path).is_file():
+            raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
+    data = Path(out) / "dataset"
+    try:
+        if not (data / "prompts_and_classes.txt").is_file():
+            write_dataset(data, subjects, photos, SIZE, seed=0)
+    except ValueError as err:
+        raise HifiError(f"--subjects: {err}") from None
+    for seed in seeds:
+        evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt, subjects, prompts,
+                 fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
+                 fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
+                 method_fit_args=method_fit_args,
+                 model=ModelOptions(pretrained=model), steps=steps, guidance=guidance, resolution=SIZE,
+                 batch_size=batch_size, seed=1000 * seed, reference=reference,
+                 metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"))  # fmt: skip
+    rows = [r for r in method_rows(method, reference_guidance=True) if r.kind != "real"]  # "real": the ceiling row
+    bench = load_dreambench(data, subjects)
+    indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
+    cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt)
+    protocol = (f"ToyWorld: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} images x "
+                f"{len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; fits from "
+                f"{fit_config.name} / {ti_config.name} {' '.join(fit_args or [])}.")  # fmt: skip
+    print(write_report(Path(out), cells, summarize(cells, [RENDERS, *rows], seeds), protocol))
+    grids = write_grids(Path(out), seeds[0], rows, bench, indices, images_per_prompt)
+    print(
+        f"wrote {Path(out) / 'toyworld_table.md'} (per-cell scores: toyworld_results.csv) and {len(grids)} grids "
+        f"of seed {seeds[0]} in {Path(out) / 'grids'} (a line per prompt)"
+    )
+
+
+COMMANDS = {"dataset": dataset, "ablation": ablation}
+
+
 def run(argv: list[str]) -> None:
-    if not argv or argv[0] != "dataset":
-        raise HifiError("usage: hifilight toyworld dataset [--out folder] [--photos 5]")
-    run_function(dataset, "hifilight toyworld dataset", argv[1:])
+    if not argv or argv[0] not in COMMANDS:
+        raise HifiError("usage: hifilight toyworld dataset|ablation [--help]")
+    run_function(COMMANDS[argv[0]], f"hifilight toyworld {argv[0]}", argv[1:])

@@ -46,7 +46,8 @@ class Row:
         return "textual_inversion.safetensors" if self.kind == "textual_inversion" else "dreambooth"
 
 
-METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2")
+METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2",
+           "ti_vs_ours", "table2_dreambooth")  # fmt: skip
 REAL, SD = Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd")
 TI = Row("textual_inversion", "Textual Inversion", "textual_inversion", False, False, False)
 DB = Row("dreambooth", "DreamBooth", "dreambooth", False, False, False)
@@ -67,6 +68,8 @@ def method_rows(method: str, mask=True, regularizer=True, stepwise=True, referen
         "sd": [SD],
         "real": [REAL],
         "table1": [REAL, SD, TI, ours_ti, DB, HIFI_DB],
+        "ti_vs_ours": [TI, ours_ti],
+        "table2_dreambooth": [],
         "table2": [
             TI,
             Row("baseline", "Baseline (output-space c_s)", "hifi", False, False, False),
@@ -76,6 +79,7 @@ def method_rows(method: str, mask=True, regularizer=True, stepwise=True, referen
             Row("reference", "+ reference guidance", "hifi", True, True, True, True),
         ],
     }
+    rows["table2_dreambooth"] = rows["table2"] + [DB, HIFI_DB]
     if method not in rows:
         raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
     return rows[method]

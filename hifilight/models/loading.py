@@ -19,6 +19,7 @@ from hifilight.errors import HifiError
 from hifilight.models.tiny import PRESETS
 
 TINY = "tiny"
+TOYSD = "toysd"  # ToyWorld's Stable Diffusion, trained here (hifilight/assets/toyworld/toysd)
 
 
 class _NoTorchvisionNotice(logging.Filter):
@@ -99,12 +100,20 @@ def load_failure(flag: str, source: str, err: OSError) -> HifiError:
     )
 
 
+def toysd_folder() -> str:
+    from hifilight.toyworld.toysd import TOYSD as FOLDER
+
+    if not (FOLDER / "unet").is_dir():
+        raise HifiError(f"--model.pretrained toysd: {FOLDER} has no weights; train them with `make toyworld-train`")
+    return str(FOLDER)
+
+
 def load_components(pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu") -> SDComponents:
     """Return frozen, eval-mode SD components.
 
     Args:
-        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), a local diffusers pipeline
-            folder, or a hub id.
+        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), ``"toysd"`` (the ToyWorld
+            model shipped in the package), a local diffusers pipeline folder, or a hub id.
         dtype: one of float32, float16, bfloat16.
         device: where to put the modules.
     """
@@ -113,7 +122,8 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
     if pretrained in PRESETS:
         parts = PRESETS[pretrained]()
     else:
-        source, local = resolve_source(pretrained, "--model.pretrained", required_subfolder="unet")
+        folder = toysd_folder() if pretrained == TOYSD else pretrained
+        source, local = resolve_source(folder, "--model.pretrained", required_subfolder="unet")
         try:
             parts = _from_pretrained(source, local)
         except OSError as err:  # missing files, hub unreachable, gated repo ...

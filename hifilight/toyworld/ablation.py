@@ -1,0 +1,130 @@
+"""The paper's Table 2 on ToyWorld, scored with the exact measures (`hifilight.toyworld.fidelity`).
+
+Generation and fitting are the DreamBench runner's (`hifilight evaluate`), run once per seed into `<out>/seed<s>/`;
+this module reads the images it wrote and scores them: `toyworld_results.csv` (one line per seed x row x subject x
+prompt), `toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, and
+the standard deviation over seeds).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hifilight.data.images import list_images, load_rgb
+from hifilight.evaluation.dreambench import BenchSubject
+from hifilight.evaluation.runner import Row
+from hifilight.io import image_grid, save_png, write_atomic
+from hifilight.toyworld.dataset import SUBJECTS
+from hifilight.toyworld.fidelity import MEASURES, ToyJudge, prompt_target
+from hifilight.toyworld.scenes import ToyObject, random_scene, render
+
+COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt", "images", *MEASURES]
+LABELS = {"identity": "identity ↑", "attributes": "attributes ↑", "confidence": "confidence ↑",
+          "toydino": "ToyDINO ↑", "prompt": "prompt ↑"}  # fmt: skip
+
+
+def image_paths(folder: Path, index: int, n: int) -> list[Path]:
+    """Where the runner put image k of prompt `index` (see Runner.image_paths)."""
+    return [folder / f"p{index:02d}_{k}.png" for k in range(n)]
+
+
+RENDERS = Row("renders", "ToyWorld renders of the subject (ceiling)", "real")
+
+
+def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.Image]:
+    """n renders of what the prompt asks for: the subject on the asked background, or recoloured (any background)."""
+    target = prompt_target(prompt)
+    if target.color:
+        obj = ToyObject(obj.shape, target.color, obj.pattern, obj.pattern_color)
+    rng = np.random.default_rng([seed, zlib.crc32(prompt.encode())])
+    return [Image.fromarray(render(random_scene(rng, obj, target.background))[0]) for _ in range(n)]
+
+
+def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
+               images_per_prompt: int, judge: ToyJudge | None = None) -> list[dict]:  # fmt: skip
+    judge = judge or ToyJudge()
+    sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
+    cells = []
+    for seed in seeds:
+        for subject in subjects:  # the ceiling: what the judge says of the truth
+            for i in prompts:
+                obj, prompt = SUBJECTS[subject.name], subject.prompts[i]
+                scores = judge.score(true_renders(obj, prompt, images_per_prompt, seed), obj, prompt,
+                                     sources[subject.name])  # fmt: skip
+                cells.append({"seed": seed, "method": RENDERS.name, "label": RENDERS.label, "subject": subject.name,
+                              "prompt_index": i, "prompt": prompt, "images": images_per_prompt, **scores})  # fmt: skip
+        for row in rows:
+            for subject in subjects:
+                for i in prompts:
+                    paths = image_paths(out / f"seed{seed}" / row.name / subject.name, i, images_per_prompt)
+                    images = [Image.open(p).convert("RGB") for p in paths]
+                    prompt = subject.prompts[i]
+                    scores = judge.score(images, SUBJECTS[subject.name], prompt, sources[subject.name])
+                    cells.append({"seed": seed, "method": row.name, "label": row.label, "subject": subject.name,
+                                  "prompt_index": i, "prompt": prompt, "images": len(images), **scores})  # fmt: skip
+    return cells
+
+
+def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
+    """Per row and measure: mean over seeds of the per-seed mean over cells, and the standard deviation over seeds
+    (0 with one seed)."""
+    methods = []
+    for row in rows:
+        entry = {"method": row.name, "label": row.label}
+        for m in MEASURES:
+            per_seed = [statistics.fmean(c[m] for c in cells if c["method"] == row.name and c["seed"] == s)
+                        for s in seeds]  # fmt: skip
+            entry[m] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed),
+                        "per_seed": per_seed}  # fmt: skip
+        entry["cells"] = sum(c["method"] == row.name for c in cells)
+        methods.append(entry)
+    return {"seeds": seeds, "methods": methods}
+
+
+def markdown(summary: dict, protocol: str) -> str:
+    lines = ["| Method | " + " | ".join(LABELS[m] for m in MEASURES) + " |", "| --- " * (len(MEASURES) + 1) + "|"]
+    for entry in summary["methods"]:
+        values = [f"{entry[m]['mean']:.3f} ± {entry[m]['std']:.3f}" for m in MEASURES]
+        lines.append(f"| {entry['label']} | " + " | ".join(values) + " |")
+    lines += ["", protocol, "",
+              "identity: share of images whose object has all the subject's attributes (shape, colour, pattern, "
+              "pattern colour; the colour is left out for recolour prompts); attributes: mean per-attribute match; "
+              "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
+              "source photos; prompt: share of images with the background (or colour) the prompt asks for. "
+              "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
+              "these numbers say what the techniques do on ToySD, not on Stable Diffusion."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(cells)
+    write_atomic(out / "toyworld_results.csv", lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
+    write_atomic(out / "toyworld_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)),
+                 overwrite=True)  # fmt: skip
+    table = markdown(summary, protocol)
+    write_atomic(out / "toyworld_table.md", lambda tmp: tmp.write_text(table), overwrite=True)
+    return table
+
+
+def write_grids(out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
+                images_per_prompt: int) -> list[Path]:  # fmt: skip
+    """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row."""
+    paths = []
+    for row in rows:
+        for subject in subjects:
+            folder = out / f"seed{seed}" / row.name / subject.name
+            images = [Image.open(p).convert("RGB") for i in prompts for p in image_paths(folder, i, images_per_prompt)]
+            path = out / "grids" / f"{row.name}_{subject.name}.png"
+            paths.append(save_png(image_grid(images, images_per_prompt), path, overwrite=True))
+    return paths

@@ -1,0 +1,79 @@
+"""ToyWorld's exact quality measures, read by the ToyWorld classifier (whose accuracy on fresh renders is reported
+with its weights) and ToyDINO:
+
+- subject fidelity: how often the generated object has *all* of the subject's attributes (shape, colour, pattern,
+  pattern colour) -- `identity`; the mean per-attribute match -- `attributes`; the classifier's mean probability of
+  the subject's values -- `confidence`; and the ToyDINO cosine to the subject's source photos -- `toydino`.
+- prompt fidelity: how often the image shows what the prompt asks for -- the background of "a {} on the beach",
+  the colour of "a red {}" -- `prompt`.
+
+A recolour prompt ("a red {0} {1}") asks to change the subject's main colour, so for it `identity`, `attributes`
+and `confidence` leave the colour out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from hifilight.toyworld.scenes import BACKGROUNDS, COLORS, ToyObject
+
+SUBJECT_ATTRIBUTES = ("shape", "color", "pattern", "pattern_color")
+MEASURES = ("identity", "attributes", "confidence", "toydino", "prompt")
+
+
+@dataclass(frozen=True)
+class PromptTarget:
+    """What a prompt asks for besides the subject: a background, or a new main colour."""
+
+    background: str | None = None
+    color: str | None = None
+
+
+def prompt_target(prompt: str) -> PromptTarget:
+    """Parse a ToyWorld prompt ("a {0} {1} on the beach", "a red {0} {1}", or its rendered text)."""
+    for name, phrase in BACKGROUNDS.items():
+        if prompt.rstrip().endswith(phrase):
+            return PromptTarget(background=name)
+    words = re.findall(r"[a-z]+", prompt.lower())
+    colors = [w for w in words[:2] if w in COLORS]
+    if colors:
+        return PromptTarget(color=colors[0])
+    raise ValueError(f"{prompt!r} asks for no ToyWorld background or colour")
+
+
+class ToyJudge:
+    """Scores generated images against a subject and a prompt with the committed ToyWorld classifier."""
+
+    def __init__(self, encoder=None):
+        from hifilight.toyworld.perception import ToyDinoEncoder
+
+        self.encoder = encoder or ToyDinoEncoder()
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+        from hifilight.toyworld.perception import _inputs
+
+        return {k: v.softmax(-1) for k, v in self.encoder.model(_inputs(images)).items()}
+
+    def score(self, images: list[Image.Image], subject: ToyObject, prompt: str,
+              sources: torch.Tensor) -> dict[str, float]:  # fmt: skip
+        """The five measures, each a mean over `images`; `sources` = ToyDINO embeddings of the subject's photos."""
+        from hifilight.toyworld.models import ATTRIBUTES
+
+        target = prompt_target(prompt)
+        probs = self.probabilities(images)
+        keys = [k for k in SUBJECT_ATTRIBUTES if not (k == "color" and target.color)]
+        match = torch.stack([probs[k].argmax(-1) == ATTRIBUTES[k].index(getattr(subject, k)) for k in keys], 1)
+        conf = torch.stack([probs[k][:, ATTRIBUTES[k].index(getattr(subject, k))] for k in keys], 1)
+        if target.background:
+            asked = probs["background"].argmax(-1) == ATTRIBUTES["background"].index(target.background)
+        else:
+            asked = probs["color"].argmax(-1) == ATTRIBUTES["color"].index(target.color)
+        cosine = self.encoder.encode_images(images) @ sources.T
+        return {"identity": match.all(1).float().mean().item(), "attributes": match.float().mean().item(),
+                "confidence": conf.mean().item(), "toydino": cosine.mean().item(),
+                "prompt": asked.float().mean().item()}  # fmt: skip

@@ -1,0 +1,360 @@
+"""ToySD: a small text-to-image latent diffusion model with Stable Diffusion's architecture (diffusers AutoencoderKL
++ UNet2DConditionModel, transformers CLIPTextModel + CLIPTokenizer, DDPM/DDIM noise schedule of SD v1), trained
+here from scratch on ToyWorld renders and saved in the diffusers folder layout, so it loads through
+`--model.pretrained hifilight/assets/toyworld/toysd` like any Stable Diffusion checkpoint.
+
+Sizes: 64x64 images, a 4x-downsampling VAE (16x16x8 latents), a word-level tokenizer over ToyWorld's words (any
+other word falls back to characters), 32-token contexts (room for HiFi Tuner's n=5 subject rows after every
+caption). The subjects (`dataset.SUBJECTS`) are never shown in training: they are new objects for it.
+
+`python -m hifilight.toyworld.toysd` (or `make toyworld-train`) retrains it from a seed; see `main` for the steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from hifilight.io import write_folder_atomic
+from hifilight.models.tiny import BOS, EOS, bytes_to_unicode, sd14_ddim_scheduler
+from hifilight.toyworld.dataset import pretraining_objects
+from hifilight.toyworld.models import to_input
+from hifilight.toyworld.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, random_scene, render
+
+TOYSD = Path(__file__).resolve().parents[1] / "assets" / "toyworld" / "toysd"
+SIZE = 64
+MAX_LENGTH = 32
+TEXT_HIDDEN = 64
+LATENT = 16  # latent channels: SD's 4 at 4x downsampling (48x compression) blurs dots and stripes in a small VAE
+EXTRA_WORDS = ("a", "an", "photo", "of", "the", "with", "and", "sks", "striped", "dotted", "checkered", "plain",
+               "stripes", "dots", "checks", "object", "picture", "toy")  # fmt: skip
+
+
+def vocabulary_words() -> list[str]:
+    words = set(EXTRA_WORDS) | set(COLORS) | set(SHAPES)
+    for phrase in BACKGROUNDS.values():
+        words |= set(phrase.split())
+    return sorted(words)
+
+
+def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Byte-pair merges learnt on `words` (most frequent pair first, ties by name) until each is one symbol: BPE
+    then encodes each of these words to one token, and any other word to the pieces the merges allow."""
+    symbols = [tuple(w[:-1]) + (w[-1] + "</w>",) for w in words]
+    merges = []
+    while any(len(s) > 1 for s in symbols):
+        counts: dict[tuple[str, str], int] = {}
+        for s in symbols:
+            for pair in zip(s, s[1:], strict=False):
+                counts[pair] = counts.get(pair, 0) + 1
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        symbols = [_merge(s, best) for s in symbols]
+    return merges
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out, i = [], 0
+    while i < len(word):
+        if word[i : i + 2] == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def toy_tokenizer() -> CLIPTokenizer:
+    """A CLIP BPE tokenizer whose merges are learnt on ToyWorld's words, so each of them is one token."""
+    alphabet = list(bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet]
+    merges = learn_merges(vocabulary_words())
+    tokens += [a + b for a, b in merges if a + b not in tokens]
+    vocab = {tok: i for i, tok in enumerate(tokens + [BOS, EOS])}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_LENGTH, pad_token=EOS)
+
+
+def toy_text_encoder(vocab_size: int) -> CLIPTextModel:
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=TEXT_HIDDEN, intermediate_size=4 * TEXT_HIDDEN, num_hidden_layers=3,
+        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    ))  # fmt: skip
+
+
+def toy_vae() -> AutoencoderKL:
+    # 4 norm groups: with one channel per group (16 groups on 16 channels) GroupNorm removes every channel's image
+    # mean, and with it the colours the decoder must give back.
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32, 64), in_channels=3, out_channels=3, latent_channels=LATENT, layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=4,
+        sample_size=SIZE,
+    )  # fmt: skip
+    # The posterior's log-variance starts at -10 (std 0.007) instead of 0: a short training otherwise spends most of
+    # its steps shrinking a unit noise on the latents, and decodes blurred images (the KL term keeps it learnable).
+    with torch.no_grad():
+        vae.quant_conv.weight[LATENT:] = 0
+        vae.quant_conv.bias[LATENT:] = -10.0
+    return vae
+
+
+def toy_unet() -> UNet2DConditionModel:
+    # Cross-attention at 8x8 and 4x4 only (SD also has it at full latent size): 1.6x faster to train on a CPU.
+    return UNet2DConditionModel(
+        sample_size=SIZE // 4, in_channels=LATENT, out_channels=LATENT, block_out_channels=(48, 96, 128),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_HIDDEN, attention_head_dim=16, norm_num_groups=16,
+    )  # fmt: skip
+
+
+def build(seed: int = 0) -> dict:
+    tokenizer = toy_tokenizer()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = toy_unet()
+        torch.manual_seed(seed + 1)
+        vae = toy_vae()
+        torch.manual_seed(seed + 2)
+        text_encoder = toy_text_encoder(len(tokenizer))
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
+            "scheduler": sd14_ddim_scheduler()}  # fmt: skip
+
+
+def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1) -> str:
+    """The caption a training image is shown with: mostly the full one, sometimes a partial one (so prompts that
+    leave out colour, pattern or background, like HiFi Tuner's "a photo of a star", are in distribution), and
+    `drop` of the time the empty caption (for classifier-free guidance)."""
+    u = rng.random()
+    obj, where = scene.obj, BACKGROUNDS[scene.background]
+    if u < drop:
+        return ""
+    if u < drop + 0.1:
+        return f"a photo of a {obj.shape}"
+    if u < drop + 0.2:
+        return f"a {obj.shape} {where}"
+    if u < drop + 0.3:
+        return f"a {obj.words}"
+    return scene.caption
+
+
+def render_corpus(n: int, seed: int) -> tuple[torch.Tensor, list]:
+    """n renders of pretraining objects (subjects held out) as [-1, 1] tensors plus their scenes."""
+    rng = np.random.default_rng(seed)
+    objects = pretraining_objects()
+    scenes = [random_scene(rng, objects[i]) for i in rng.integers(len(objects), size=n)]
+    images = np.stack([render(s, SIZE)[0] for s in scenes])
+    return to_input(images), scenes
+
+
+def train_vae(vae: AutoencoderKL, images: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
+              crop: int = 64, kl_weight: float = 1e-6, log=print) -> AutoencoderKL:  # fmt: skip
+    """Reconstruction (L1 + L2) plus a small KL term, as in LDM's KL-regularised autoencoder without the GAN. The
+    VAE is convolutional, so it can train on random `crop` x `crop` crops (cheaper, but it leaves edge artefacts)."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    vae.train()
+    for step in range(steps):
+        x = images[torch.randint(len(images), (batch,), generator=g)]
+        if crop < x.shape[-1]:
+            i, j = torch.randint(0, (x.shape[-1] - crop) // 8 + 1, (2,), generator=g).tolist()
+            x = x[..., 8 * i : 8 * i + crop, 8 * j : 8 * j + crop]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=g)).sample
+        loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + kl_weight * posterior.kl().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step}: loss {loss.item():.4f}")
+    return vae.eval()
+
+
+@torch.no_grad()
+def reconstruction_accuracy(vae: AutoencoderKL, n: int = 256, seed: int = 12345) -> dict[str, float]:
+    """The ToyWorld classifier's accuracy on VAE reconstructions of fresh renders (what the VAE keeps readable)."""
+    from hifilight.toyworld.models import ATTRIBUTES, sample
+
+    x, labels, _ = sample(np.random.default_rng(seed), n)
+    out = load_classifier()(vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1))
+    return {k: round(float((out[k].argmax(-1) == labels[k])[labels[k] >= 0].float().mean()), 3) for k in ATTRIBUTES}
+
+
+def load_classifier():
+    from hifilight.toyworld.models import load
+
+    return load("classifier")
+
+
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of a (N, C, H, W) batch."""
+    radius = max(1, int(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1) / sigma) ** 2)
+    k = (k / k.sum()).to(x)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    groups=c)  # fmt: skip
+
+
+def adapt_classifier(vae: AutoencoderKL, steps: int, seed: int, batch: int = 64, lr: float = 3e-4, log=print):
+    """Fine-tune the committed ToyWorld classifier so that it reads images that went through ToySD's decoder: half
+    of each batch is VAE reconstructions, a quarter blurred (sigma 0.3-1.2 px), a quarter clean renders. Without
+    this the readers, trained on crisp renders only, misread the decoder's slightly soft edges."""
+    from hifilight.toyworld.models import classifier_loss, load, sample
+
+    model = load("classifier").train()
+    rng = np.random.default_rng([seed, 7])
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for step in range(steps):
+        x, labels, _ = sample(rng, batch)
+        with torch.no_grad():
+            half, quarter = batch // 2, batch // 4
+            x[:half] = vae.decode(vae.encode(x[:half]).latent_dist.mean).sample.clamp(-1, 1)
+            x[half : half + quarter] = blur(x[half : half + quarter], float(0.3 + 0.9 * torch.rand((), generator=g)))
+        loss = classifier_loss(model, x, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"classifier adaptation step {step}: loss {loss.item():.4f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Posterior means times a scaling factor that gives the latents unit variance (what SD's 0.18215 does)."""
+    means = torch.cat([vae.encode(images[i : i + chunk]).latent_dist.mean for i in range(0, len(images), chunk)])
+    vae.register_to_config(scaling_factor=float(1 / means.std()))
+    return means * vae.config.scaling_factor
+
+
+def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
+    return tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                     return_tensors="pt").input_ids  # fmt: skip
+
+
+def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int, batch: int, lr: float, seed: int,
+                   log=print, every: int = 0, checkpoint=None) -> None:  # fmt: skip
+    """Epsilon-prediction diffusion loss on SD v1's noise schedule; the UNet and the text encoder train together
+    (a pretrained text encoder does not exist here)."""
+    unet, text_encoder, tokenizer = comps["unet"], comps["text_encoder"], comps["tokenizer"]
+    noise_sched = DDPMScheduler.from_config(comps["scheduler"].config)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    unet.train()
+    text_encoder.train()
+    for step in range(steps):
+        idx = rng.integers(len(latents), size=batch)
+        x0 = latents[idx]
+        ids = tokenize(tokenizer, [caption_variant(scenes[i], rng) for i in idx])
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,), generator=g)
+        pred = unet(noise_sched.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"unet step {step}: loss {loss.item():.4f}")
+        if checkpoint and every and (step + 1) % every == 0 and step + 1 < steps:
+            unet.eval()
+            text_encoder.eval()
+            checkpoint(step + 1)
+            unet.train()
+            text_encoder.train()
+    unet.eval()
+    text_encoder.eval()
+
+
+def save(comps: dict, out: Path, info: dict) -> Path:
+    """Write the diffusers pipeline folder layout (model_index.json + one subfolder per component), atomically."""
+
+    def write(tmp: Path) -> None:
+        for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+            comps[name].save_pretrained(tmp / name)
+        index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+                 "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                 "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+                 "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+                 "feature_extractor": [None, None], "requires_safety_checker": False}  # fmt: skip
+        (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+
+    write_folder_atomic(out, write, overwrite=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train ToySD from scratch on ToyWorld renders.")
+    parser.add_argument("--images", type=int, default=20000)
+    parser.add_argument("--vae_images", type=int, default=4000)
+    parser.add_argument("--vae_cycles", type=int, default=3, help="one-cycle schedules, each a warm restart")
+    parser.add_argument("--vae_steps", type=int, default=500, help="steps per cycle")
+    parser.add_argument("--vae_batch", type=int, default=32)
+    parser.add_argument("--vae_crop", type=int, default=32)
+    parser.add_argument("--vae_lr", type=float, default=1e-3)
+    parser.add_argument("--vae_from", type=Path, default=None, help="reuse this folder's vae/ instead of training")
+    parser.add_argument("--adapt_steps", type=int, default=800, help="classifier adaptation to the VAE (0: skip)")
+    parser.add_argument("--unet_steps", type=int, default=4000)
+    parser.add_argument("--checkpoint_every", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=TOYSD)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    comps = build(args.seed)
+    if args.vae_from:
+        comps["vae"] = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").eval()
+    else:
+        vae_images, _ = render_corpus(args.vae_images, args.seed)
+        for cycle in range(args.vae_cycles):
+            train_vae(comps["vae"], vae_images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed + cycle,
+                      crop=args.vae_crop)  # fmt: skip
+        del vae_images
+    images, scenes = render_corpus(args.images, args.seed + 1)
+    info = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    if args.adapt_steps:
+        from hifilight.toyworld import models as toy_models
+
+        comps["vae"].requires_grad_(False)
+        toy_models.save(adapt_classifier(comps["vae"], args.adapt_steps, args.seed), "classifier")
+        comps["vae"].requires_grad_(True)
+        info["classifier_accuracy_fresh_renders"] = toy_models.accuracy(load_classifier())
+    info["vae_reconstruction_accuracy"] = reconstruction_accuracy(comps["vae"])
+    print(f"VAE reconstructions read by the classifier: {info['vae_reconstruction_accuracy']}")
+    latents = encode_latents(comps["vae"], images)
+    info["vae_seconds"] = round(time.perf_counter() - start)
+
+    def checkpoint(step: int) -> None:
+        save(comps, args.out, info | {"unet_steps_done": step, "seconds": round(time.perf_counter() - start)})
+
+    train_denoiser(comps, latents, scenes, args.unet_steps, args.batch, 1e-3, args.seed, every=args.checkpoint_every,
+                   checkpoint=checkpoint)  # fmt: skip
+    info |= {"unet_steps_done": args.unet_steps, "seconds": round(time.perf_counter() - start)}
+    save(comps, args.out, info)
+    print(f"ToySD: {info['seconds']} s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`hifilight toyworld ablation`: the seed statistics, and a reduced end-to-end run on the committed ToySD."""
+
+import csv
+import json
+
+import pytest
+
+from hifilight.commands.reference import ReferenceOptions
+from hifilight.commands.toyworld import ablation
+from hifilight.errors import HifiError
+from hifilight.evaluation.runner import Row
+from hifilight.sampling.guidance import GuidanceSettings
+from hifilight.toyworld.ablation import markdown, summarize
+from hifilight.toyworld.fidelity import MEASURES
+
+A, B = Row("a", "A", "hifi"), Row("b", "B", "hifi")
+
+
+def _cell(seed, row, value):
+    return {"seed": seed, "method": row.name, **dict.fromkeys(MEASURES, value)}
+
+
+def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
+    cells = [_cell(0, A, 0.2), _cell(0, A, 0.4), _cell(1, A, 0.6), _cell(0, B, 1.0), _cell(1, B, 1.0)]
+    summary = summarize(cells, [A, B], [0, 1])
+    a, b = summary["methods"]
+    assert a["identity"]["per_seed"] == pytest.approx([0.3, 0.6])
+    assert a["identity"]["mean"] == pytest.approx(0.45) and a["identity"]["std"] == pytest.approx(0.15)
+    assert b["prompt"] == {"mean": 1.0, "std": 0.0, "per_seed": [1.0, 1.0]} and a["cells"] == 3
+    table = markdown(summary, "protocol line")
+    assert "| A | 0.450 ± 0.150 |" in table and "protocol line" in table
+
+
+def test_bad_seeds_are_one_line_errors(tmp_path):
+    with pytest.raises(HifiError, match="--seeds"):
+        ablation(out=tmp_path, seeds=[0, 0])
+
+
+QUICK = {"hifi_ti": ["--model.stage1_steps", "3", "--model.stepwise_steps", "1"],
+         "textual_inversion": ["--model.max_steps", "3"]}  # fmt: skip
+
+
+def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
+    reference = ReferenceOptions(dino_model="toyworld", generated_masks="toyworld",
+                                 guide=GuidanceSettings(start=3, end=2, inner_steps=1))  # fmt: skip
+    kwargs = dict(out=tmp_path, method="ti_vs_ours", seeds=[0], subjects=["blue_star_yellow_dots"], prompts=[1, 8],
+                  images_per_prompt=1, method_fit_args=QUICK, steps=4, batch_size=2, reference=reference)  # fmt: skip
+    ablation(**kwargs)
+    rows = list(csv.DictReader((tmp_path / "toyworld_results.csv").open()))
+    assert [(r["method"], r["prompt_index"]) for r in rows] == [
+        ("renders", "1"), ("renders", "8"), ("textual_inversion", "1"), ("textual_inversion", "8"),
+        ("hifi_ti", "1"), ("hifi_ti", "8")]  # fmt: skip
+    assert all(0.0 <= float(r[m]) <= 1.0 for r in rows for m in ("identity", "attributes", "prompt"))
+    # the ceiling row scores true renders: the classifier reads their background and colour right
+    assert [float(r["prompt"]) for r in rows[:2]] == [1.0, 1.0]
+    summary = json.loads((tmp_path / "toyworld_summary.json").read_text())
+    assert [m["method"] for m in summary["methods"]] == ["renders", "textual_inversion", "hifi_ti"]
+    assert (tmp_path / "grids" / "hifi_ti_blue_star_yellow_dots.png").is_file()
+    artifacts = sorted((tmp_path / "seed0" / "artifacts").rglob("*.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in artifacts]
+    ablation(**kwargs)  # resumes: nothing is refitted
+    assert [p.stat().st_mtime_ns for p in artifacts] == stamps
