@@ -17,7 +17,8 @@ commands:
   replace   put a learned subject into a real photo (Algorithm 3)
   evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
   export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
-  toyworld  toyworld dataset: procedural subjects with exact masks, in the DreamBench layout
+  toyworld  toyworld dataset: procedural subjects with exact masks (DreamBench layout); toyworld ablation: Table 2
+            on ToyWorld with ToySD, scored with exact subject / prompt fidelity measures
 
 Run `hifilight <command> --help` for the options of a command."""
 

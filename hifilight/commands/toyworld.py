@@ -112,13 +112,14 @@ def ablation(
         raise HifiError(f"--subjects: {err}") from None
     for seed in seeds:
         evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt, subjects, prompts,
-                 fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
+                 reference_guidance=True, fit_config=fit_config, ti_config=ti_config,
+                 dreambooth_config=dreambooth_config,
                  fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
                  method_fit_args=method_fit_args,
                  model=ModelOptions(pretrained=model), steps=steps, guidance=guidance, resolution=SIZE,
                  batch_size=batch_size, seed=1000 * seed, reference=reference,
                  metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"))  # fmt: skip
-    rows = [r for r in method_rows(method, reference_guidance=True) if r.kind != "real"]  # "real": the ceiling row
+    rows = [r for r in method_rows(method, reference=True) if r.kind != "real"]  # "real": the ceiling row
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
     cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt)

@@ -46,12 +46,14 @@ def prompt_target(prompt: str) -> PromptTarget:
 
 
 class ToyJudge:
-    """Scores generated images against a subject and a prompt with the committed ToyWorld classifier."""
+    """Scores generated images against a subject and a prompt with the ToyWorld classifier adapted to ToySD's
+    decoder (`classifier_toysd`: fine-tuned on VAE reconstructions and blurred renders, see
+    `toysd.adapt_classifier`), which reads ToySD's soft outputs better than the one trained on crisp renders."""
 
     def __init__(self, encoder=None):
         from hifilight.toyworld.perception import ToyDinoEncoder
 
-        self.encoder = encoder or ToyDinoEncoder()
+        self.encoder = encoder or ToyDinoEncoder("classifier_toysd")
 
     @torch.no_grad()
     def probabilities(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:

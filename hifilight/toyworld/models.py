@@ -139,7 +139,7 @@ def save(model: nn.Module, name: str) -> Path:
 
 
 def load(name: str) -> nn.Module:
-    model = ToyClassifier() if name == "classifier" else ToySegmenter()
+    model = ToyClassifier() if name.startswith("classifier") else ToySegmenter()
     model.load_state_dict(load_file(str(WEIGHTS / f"{name}.safetensors")))
     return model.eval()
 

@@ -26,8 +26,8 @@ class ToyDinoEncoder:
 
     name = NAME
 
-    def __init__(self):
-        self.model = load("classifier")
+    def __init__(self, weights: str = "classifier"):
+        self.model = load(weights)
 
     def encode_images(self, images: list[Image.Image]) -> Tensor:
         return self.model.embed(_inputs(list(images)))

@@ -195,7 +195,7 @@ def reconstruction_accuracy(vae: AutoencoderKL, n: int = 256, seed: int = 12345)
 def load_classifier():
     from hifilight.toyworld.models import load
 
-    return load("classifier")
+    return load("classifier_toysd")
 
 
 def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -210,7 +210,8 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def adapt_classifier(vae: AutoencoderKL, steps: int, seed: int, batch: int = 64, lr: float = 3e-4, log=print):
-    """Fine-tune the committed ToyWorld classifier so that it reads images that went through ToySD's decoder: half
+    """Fine-tune the committed ToyWorld classifier (saved as `classifier_toysd`, the judge of ToySD's images) so that
+    it reads images that went through ToySD's decoder: half
     of each batch is VAE reconstructions, a quarter blurred (sigma 0.3-1.2 px), a quarter clean renders. Without
     this the readers, trained on crisp renders only, misread the decoder's slightly soft edges."""
     from hifilight.toyworld.models import classifier_loss, load, sample
@@ -313,8 +314,14 @@ def main() -> None:
     parser.add_argument("--vae_crop", type=int, default=32)
     parser.add_argument("--vae_lr", type=float, default=1e-3)
     parser.add_argument("--vae_from", type=Path, default=None, help="reuse this folder's vae/ instead of training")
-    parser.add_argument("--adapt_steps", type=int, default=800, help="classifier adaptation to the VAE (0: skip)")
-    parser.add_argument("--unet_steps", type=int, default=4000)
+    parser.add_argument(
+        "--init_from",
+        type=Path,
+        default=None,
+        help="continue training the UNet and text encoder of this ToySD folder (its VAE is kept)",
+    )
+    parser.add_argument("--adapt_steps", type=int, default=400, help="classifier adaptation to the VAE (0: skip)")
+    parser.add_argument("--unet_steps", type=int, default=2000)
     parser.add_argument("--checkpoint_every", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -324,6 +331,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     comps = build(args.seed)
+    if args.init_from:
+        comps["unet"] = UNet2DConditionModel.from_pretrained(args.init_from, subfolder="unet")
+        comps["text_encoder"] = CLIPTextModel.from_pretrained(args.init_from, subfolder="text_encoder")
+        args.vae_from = args.vae_from or args.init_from
     if args.vae_from:
         comps["vae"] = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").eval()
     else:
@@ -338,9 +349,9 @@ def main() -> None:
         from hifilight.toyworld import models as toy_models
 
         comps["vae"].requires_grad_(False)
-        toy_models.save(adapt_classifier(comps["vae"], args.adapt_steps, args.seed), "classifier")
+        toy_models.save(adapt_classifier(comps["vae"], args.adapt_steps, args.seed), "classifier_toysd")
         comps["vae"].requires_grad_(True)
-        info["classifier_accuracy_fresh_renders"] = toy_models.accuracy(load_classifier())
+        info["classifier_toysd_accuracy_fresh_renders"] = toy_models.accuracy(load_classifier())
     info["vae_reconstruction_accuracy"] = reconstruction_accuracy(comps["vae"])
     print(f"VAE reconstructions read by the classifier: {info['vae_reconstruction_accuracy']}")
     latents = encode_latents(comps["vae"], images)

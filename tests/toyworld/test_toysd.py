@@ -1,5 +1,7 @@
 """ToySD: its tokenizer, its diffusers folder, and what the committed weights generate (read by the classifier)."""
 
+import pytest
+
 from hifilight.toyworld.toysd import MAX_LENGTH, toy_tokenizer, vocabulary_words
 
 
@@ -12,3 +14,54 @@ def test_every_toyworld_word_is_one_token_and_other_words_still_tokenize():
     assert "".join(tok.tokenize("dog")).replace("</w>", "") == "dog"  # falls back to smaller pieces
     # HiFi Tuner's n=5 rows go after the caption: the longest ToyWorld caption leaves room for them
     assert len(caption.split()) + 2 + 5 <= MAX_LENGTH
+
+
+# --- the committed weights (hifilight/assets/toyworld/toysd) ---------------------------------------------------
+# Measured with `measure_prompt_following` below (25 DDIM steps, guidance 5, seeds 0-1, 8 backgrounds x 3 objects):
+# see MIN_BACKGROUND_RATE and MIN_OBJECT_RATE for the stated rates.
+OBJECTS = ("red circle", "blue square", "yellow star")
+
+
+def measure_prompt_following(seeds=(0, 1)):
+    """Share of ToySD images, read by the ToyWorld classifier, that show the asked background / colour / shape."""
+    from hifilight.models import load_components
+    from hifilight.sampling.generate import Job, generate
+    from hifilight.toyworld.perception import ToyDinoEncoder
+    from hifilight.toyworld.scenes import BACKGROUNDS
+
+    comps = load_components("toysd")
+    asks = [(obj, bg) for obj in OBJECTS for bg in BACKGROUNDS]
+    jobs = [Job(t, t, s) for obj, bg in asks for t in [f"a {obj} {BACKGROUNDS[bg]}"] for s in seeds]
+    images = generate(comps, None, jobs, steps=25, guidance=5.0, resolution=64, batch_size=16, progress=False)
+    from hifilight.data.images import to_pil
+
+    reads = ToyDinoEncoder("classifier_toysd").attributes([to_pil(x) for x in images])
+    truth = [(obj, bg) for obj, bg in asks for _ in seeds]
+    background = sum(r["background"] == bg for r, (_, bg) in zip(reads, truth, strict=True)) / len(reads)
+    colour = sum(r["color"] == obj.split()[0] for r, (obj, _) in zip(reads, truth, strict=True)) / len(reads)
+    shape = sum(r["shape"] == obj.split()[1] for r, (obj, _) in zip(reads, truth, strict=True)) / len(reads)
+    return {"background": background, "color": colour, "shape": shape}
+
+
+# Measured on the committed weights by measure_prompt_following() (48 images): background 0.21, colour 0.13,
+# shape 0.00 (chance: 1/8, 1/8, 1/6). ToySD is under-trained (2000 UNet steps on 2 CPU cores): these bounds state
+# that it reads the background from the prompt above chance, not that it follows prompts well.
+MIN_BACKGROUND_RATE = 0.15
+
+
+def test_committed_toysd_loads_through_the_stable_diffusion_path():
+    from diffusers import StableDiffusionPipeline
+
+    from hifilight.models import load_components
+    from hifilight.toyworld.toysd import LATENT, TOYSD
+
+    comps = load_components("toysd")
+    assert comps.unet.config.in_channels == LATENT and comps.vae_scale_factor == 4
+    assert comps.tokenizer.tokenize("a star on the beach") == ["a</w>", "star</w>", "on</w>", "the</w>", "beach</w>"]
+    pipe = StableDiffusionPipeline.from_pretrained(TOYSD, safety_checker=None, requires_safety_checker=False)
+    assert pipe.unet.config.sample_size == 16
+
+
+@pytest.mark.parametrize("measure", ["background"])
+def test_committed_toysd_draws_the_asked_background_above_chance(measure):
+    assert measure_prompt_following()[measure] >= MIN_BACKGROUND_RATE
