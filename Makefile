@@ -51,9 +51,9 @@ bench: $(DEV)
 serve: $(DEV)
 	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
 
-# retrain ToyWorld's models from seed 0 and rewrite hifilight/assets/toyworld/ (~85 min on 2 CPU cores): the
+# retrain ToyWorld's models from seed 0 and rewrite hifilight/assets/toyworld/ (~75 min on 2 CPU cores): the
 # classifier (ToyDINO) and segmenter (ToySAM), then ToySD (VAE; classifier adapted to the VAE's outputs; UNet + text
-# encoder)
+# encoder). The committed ToySD also got a 1500-step continuation (--init_from, --seed 1): see its training.json.
 toyworld-train: $(CORE)
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd

@@ -1,7 +1,5 @@
 """ToySD: its tokenizer, its diffusers folder, and what the committed weights generate (read by the classifier)."""
 
-import pytest
-
 from hifilight.toyworld.toysd import MAX_LENGTH, toy_tokenizer, vocabulary_words
 
 
@@ -43,10 +41,10 @@ def measure_prompt_following(seeds=(0, 1)):
     return {"background": background, "color": colour, "shape": shape}
 
 
-# Measured on the committed weights by measure_prompt_following() (48 images): background 0.21, colour 0.13,
-# shape 0.00 (chance: 1/8, 1/8, 1/6). ToySD is under-trained (2000 UNet steps on 2 CPU cores): these bounds state
-# that it reads the background from the prompt above chance, not that it follows prompts well.
-MIN_BACKGROUND_RATE = 0.15
+# Measured on the committed weights by measure_prompt_following() (48 images): background 0.19, colour 0.71,
+# shape 0.00 (chance: 1/8, 1/8, 1/6). ToySD is under-trained (3500 UNet steps on 2 CPU cores): these bounds state
+# that it follows the colour and reads the background above chance, not that it follows prompts well.
+MIN_RATE = {"background": 0.15, "color": 0.55}
 
 
 def test_committed_toysd_loads_through_the_stable_diffusion_path():
@@ -62,6 +60,6 @@ def test_committed_toysd_loads_through_the_stable_diffusion_path():
     assert pipe.unet.config.sample_size == 16
 
 
-@pytest.mark.parametrize("measure", ["background"])
-def test_committed_toysd_draws_the_asked_background_above_chance(measure):
-    assert measure_prompt_following()[measure] >= MIN_BACKGROUND_RATE
+def test_committed_toysd_draws_the_asked_colour_and_background_above_chance():
+    rates = measure_prompt_following()
+    assert all(rates[k] >= MIN_RATE[k] for k in MIN_RATE), rates
