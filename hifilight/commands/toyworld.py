@@ -104,6 +104,7 @@ def ablation(
                        ("--dreambooth_config", dreambooth_config)):  # fmt: skip
         if not Path(path).is_file():
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
+    rows = [r for r in method_rows(method, reference=True) if r.kind != "real"]  # "real": the ceiling row
     data = Path(out) / "dataset"
     try:
         if not (data / "prompts_and_classes.txt").is_file():
@@ -119,7 +120,6 @@ def ablation(
                  model=ModelOptions(pretrained=model), steps=steps, guidance=guidance, resolution=SIZE,
                  batch_size=batch_size, seed=1000 * seed, reference=reference,
                  metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"))  # fmt: skip
-    rows = [r for r in method_rows(method, reference=True) if r.kind != "real"]  # "real": the ceiling row
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
     cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt)

@@ -109,15 +109,16 @@ def sd14_ddim_scheduler() -> DDIMScheduler:
     )
 
 
-def _build(seed: int, unet_fn, text_hidden: int) -> dict:
-    tokenizer = tiny_tokenizer()
+def build_components(seed: int, tokenizer: CLIPTokenizer, unet_fn, vae_fn, text_fn) -> dict:
+    """SD components from factories, each seeded (unet: seed, vae: seed + 1, text encoder: seed + 2);
+    `text_fn(vocab_size)` builds the text encoder for the tokenizer's vocabulary."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = unet_fn()
         torch.manual_seed(seed + 1)
-        vae = tiny_vae()
+        vae = vae_fn()
         torch.manual_seed(seed + 2)
-        text_encoder = tiny_text_encoder(len(tokenizer), text_hidden)
+        text_encoder = text_fn(len(tokenizer))
     return {
         "unet": unet,
         "vae": vae,
@@ -125,6 +126,10 @@ def _build(seed: int, unet_fn, text_hidden: int) -> dict:
         "tokenizer": tokenizer,
         "scheduler": sd14_ddim_scheduler(),
     }
+
+
+def _build(seed: int, unet_fn, text_hidden: int) -> dict:
+    return build_components(seed, tiny_tokenizer(), unet_fn, tiny_vae, lambda n: tiny_text_encoder(n, text_hidden))
 
 
 def build_tiny(seed: int = TINY_SEED) -> dict:

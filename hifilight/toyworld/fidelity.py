@@ -56,10 +56,13 @@ class ToyJudge:
         self.encoder = encoder or ToyDinoEncoder("classifier_toysd")
 
     @torch.no_grad()
-    def probabilities(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
+    def read(self, images: list[Image.Image]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Attribute probabilities and ToyDINO embeddings from one pass of the classifier."""
         from hifilight.toyworld.perception import _inputs
 
-        return {k: v.softmax(-1) for k, v in self.encoder.model(_inputs(images)).items()}
+        model = self.encoder.model
+        h = model.features(_inputs(images))
+        return {k: head(h).softmax(-1) for k, head in model.heads.items()}, torch.nn.functional.normalize(h, dim=-1)
 
     def score(self, images: list[Image.Image], subject: ToyObject, prompt: str,
               sources: torch.Tensor) -> dict[str, float]:  # fmt: skip
@@ -67,7 +70,7 @@ class ToyJudge:
         from hifilight.toyworld.models import ATTRIBUTES
 
         target = prompt_target(prompt)
-        probs = self.probabilities(images)
+        probs, embeddings = self.read(images)
         keys = [k for k in SUBJECT_ATTRIBUTES if not (k == "color" and target.color)]
         match = torch.stack([probs[k].argmax(-1) == ATTRIBUTES[k].index(getattr(subject, k)) for k in keys], 1)
         conf = torch.stack([probs[k][:, ATTRIBUTES[k].index(getattr(subject, k))] for k in keys], 1)
@@ -75,7 +78,7 @@ class ToyJudge:
             asked = probs["background"].argmax(-1) == ATTRIBUTES["background"].index(target.background)
         else:
             asked = probs["color"].argmax(-1) == ATTRIBUTES["color"].index(target.color)
-        cosine = self.encoder.encode_images(images) @ sources.T
+        cosine = embeddings @ sources.T
         return {"identity": match.all(1).float().mean().item(), "attributes": match.float().mean().item(),
                 "confidence": conf.mean().item(), "toydino": cosine.mean().item(),
                 "prompt": asked.float().mean().item()}  # fmt: skip

@@ -115,10 +115,10 @@ def train(kind: str, steps: int, seed: int = 0, batch: int = 64, lr: float = 2e-
 
 
 @torch.no_grad()
-def accuracy(model: ToyClassifier, n: int = 512, seed: int = 12345) -> dict[str, float]:
-    """Per-attribute accuracy on fresh renders (a seed the training never used)."""
+def accuracy(model: ToyClassifier, n: int = 512, seed: int = 12345, transform=None) -> dict[str, float]:
+    """Per-attribute accuracy on fresh renders (a seed the training never used), optionally after `transform`."""
     x, labels, _ = sample(np.random.default_rng(seed), n)
-    out = model(x)
+    out = model(transform(x) if transform else x)
     return {k: float((out[k].argmax(-1) == labels[k])[labels[k] >= 0].float().mean()) for k in ATTRIBUTES}
 
 

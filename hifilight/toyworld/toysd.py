@@ -24,7 +24,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from hifilight.io import write_folder_atomic
-from hifilight.models.tiny import BOS, EOS, bytes_to_unicode, sd14_ddim_scheduler
+from hifilight.models.tiny import BOS, EOS, build_components, bytes_to_unicode
 from hifilight.toyworld.dataset import pretraining_objects
 from hifilight.toyworld.models import to_input
 from hifilight.toyworld.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, random_scene, render
@@ -119,16 +119,7 @@ def toy_unet() -> UNet2DConditionModel:
 
 
 def build(seed: int = 0) -> dict:
-    tokenizer = toy_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = toy_unet()
-        torch.manual_seed(seed + 1)
-        vae = toy_vae()
-        torch.manual_seed(seed + 2)
-        text_encoder = toy_text_encoder(len(tokenizer))
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer,
-            "scheduler": sd14_ddim_scheduler()}  # fmt: skip
+    return build_components(seed, toy_tokenizer(), toy_unet, toy_vae, toy_text_encoder)
 
 
 def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1) -> str:
@@ -185,11 +176,12 @@ def train_vae(vae: AutoencoderKL, images: torch.Tensor, steps: int, batch: int, 
 @torch.no_grad()
 def reconstruction_accuracy(vae: AutoencoderKL, n: int = 256, seed: int = 12345) -> dict[str, float]:
     """The ToyWorld classifier's accuracy on VAE reconstructions of fresh renders (what the VAE keeps readable)."""
-    from hifilight.toyworld.models import ATTRIBUTES, sample
+    from hifilight.toyworld.models import accuracy
 
-    x, labels, _ = sample(np.random.default_rng(seed), n)
-    out = load_classifier()(vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1))
-    return {k: round(float((out[k].argmax(-1) == labels[k])[labels[k] >= 0].float().mean()), 3) for k in ATTRIBUTES}
+    scores = accuracy(
+        load_classifier(), n, seed, lambda x: vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    )
+    return {k: round(v, 3) for k, v in scores.items()}
 
 
 def load_classifier():
