@@ -3,7 +3,7 @@
 here from scratch on ToyWorld renders and saved in the diffusers folder layout, so it loads through
 `--model.pretrained hifilight/assets/toyworld/toysd` like any Stable Diffusion checkpoint.
 
-Sizes: 64x64 images, a 4x-downsampling VAE (16x16x8 latents), a word-level tokenizer over ToyWorld's words (any
+Sizes: 64x64 images, a 4x-downsampling VAE (16x16x16 latents), a word-level tokenizer over ToyWorld's words (any
 other word falls back to characters), 32-token contexts (room for HiFi Tuner's n=5 subject rows after every
 caption). The subjects (`dataset.SUBJECTS`) are never shown in training: they are new objects for it.
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import compute_snr
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from hifilight.io import write_folder_atomic
@@ -228,10 +229,14 @@ def adapt_classifier(vae: AutoencoderKL, steps: int, seed: int, batch: int = 64,
 
 
 @torch.no_grad()
-def encode_latents(vae: AutoencoderKL, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Posterior means times a scaling factor that gives the latents unit variance (what SD's 0.18215 does)."""
+def encode_latents(vae: AutoencoderKL, images: torch.Tensor, scale: float = 1.0, chunk: int = 256) -> torch.Tensor:
+    """Posterior means times a scaling factor that gives the latents standard deviation `scale` (SD's 0.18215 gives
+    about 1). ToyWorld's flat backgrounds stay readable in x_t up to t ~ T at unit scale, so the UNet learns to copy
+    the background from the noise instead of reading it from the caption, and sampling from pure noise then ignores
+    the prompt's background; a smaller scale lowers every step's SNR by scale^2 (the "input scaling" of Chen 2023,
+    "On the importance of noise scheduling for diffusion models"), with no change to the scheduler."""
     means = torch.cat([vae.encode(images[i : i + chunk]).latent_dist.mean for i in range(0, len(images), chunk)])
-    vae.register_to_config(scaling_factor=float(1 / means.std()))
+    vae.register_to_config(scaling_factor=float(scale / means.std()))
     return means * vae.config.scaling_factor
 
 
@@ -240,10 +245,20 @@ def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
                      return_tensors="pt").input_ids  # fmt: skip
 
 
+def min_snr_weights(noise_sched: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights of an epsilon loss: min(SNR_t, gamma) / SNR_t, so 1 where SNR_t <= gamma."""
+    snr = compute_snr(noise_sched, t)
+    return snr.clamp(max=gamma) / snr
+
+
 def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int, batch: int, lr: float, seed: int,
-                   log=print, every: int = 0, checkpoint=None) -> None:  # fmt: skip
+                   log=print, every: int = 0, checkpoint=None, snr_gamma: float = 0.0) -> None:  # fmt: skip
     """Epsilon-prediction diffusion loss on SD v1's noise schedule; the UNet and the text encoder train together
-    (a pretrained text encoder does not exist here)."""
+    (a pretrained text encoder does not exist here).
+
+    `snr_gamma` > 0 weights each sample by min(SNR_t, gamma) / SNR_t (Min-SNR, Hang et al. 2023, as diffusers'
+    `--snr_gamma`): the plain epsilon loss is dominated by low-noise steps, where the caption barely changes the
+    answer, so what the prompt decides (background, shape) is learnt slowly without it."""
     unet, text_encoder, tokenizer = comps["unet"], comps["text_encoder"], comps["tokenizer"]
     noise_sched = DDPMScheduler.from_config(comps["scheduler"].config)
     rng = np.random.default_rng(seed)
@@ -260,7 +275,10 @@ def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int,
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,), generator=g)
         pred = unet(noise_sched.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        if snr_gamma > 0:
+            loss = loss * min_snr_weights(noise_sched, t, snr_gamma)
+        loss = loss.mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -316,6 +334,8 @@ def main() -> None:
     parser.add_argument("--unet_steps", type=int, default=2000)
     parser.add_argument("--checkpoint_every", type=int, default=500)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--latent_scale", type=float, default=0.3, help="latent std the UNet sees (see encode_latents)")
+    parser.add_argument("--snr_gamma", type=float, default=5.0, help="Min-SNR loss weighting (0: plain loss)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=TOYSD)
@@ -337,6 +357,8 @@ def main() -> None:
         del vae_images
     images, scenes = render_corpus(args.images, args.seed + 1)
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    if args.init_from and (args.init_from / "training.json").is_file():  # keep the record of the earlier runs
+        info["continued_from"] = json.loads((args.init_from / "training.json").read_text())
     if args.adapt_steps:
         from hifilight.toyworld import models as toy_models
 
@@ -346,14 +368,14 @@ def main() -> None:
         info["classifier_toysd_accuracy_fresh_renders"] = toy_models.accuracy(load_classifier())
     info["vae_reconstruction_accuracy"] = reconstruction_accuracy(comps["vae"])
     print(f"VAE reconstructions read by the classifier: {info['vae_reconstruction_accuracy']}")
-    latents = encode_latents(comps["vae"], images)
+    latents = encode_latents(comps["vae"], images, args.latent_scale)
     info["vae_seconds"] = round(time.perf_counter() - start)
 
     def checkpoint(step: int) -> None:
         save(comps, args.out, info | {"unet_steps_done": step, "seconds": round(time.perf_counter() - start)})
 
     train_denoiser(comps, latents, scenes, args.unet_steps, args.batch, 1e-3, args.seed, every=args.checkpoint_every,
-                   checkpoint=checkpoint)  # fmt: skip
+                   checkpoint=checkpoint, snr_gamma=args.snr_gamma)  # fmt: skip
     info |= {"unet_steps_done": args.unet_steps, "seconds": round(time.perf_counter() - start)}
     save(comps, args.out, info)
     print(f"ToySD: {info['seconds']} s -> {args.out}")

@@ -1,5 +1,7 @@
 """ToySD: its tokenizer, its diffusers folder, and what the committed weights generate (read by the classifier)."""
 
+import torch
+
 from hifilight.toyworld.toysd import MAX_LENGTH, toy_tokenizer, vocabulary_words
 
 
@@ -63,3 +65,31 @@ def test_committed_toysd_loads_through_the_stable_diffusion_path():
 def test_committed_toysd_draws_the_asked_colour_and_background_above_chance():
     rates = measure_prompt_following()
     assert all(rates[k] >= MIN_RATE[k] for k in MIN_RATE), rates
+
+
+def test_min_snr_weights_damp_only_the_low_noise_steps():
+    from diffusers import DDPMScheduler
+
+    from hifilight.toyworld.toysd import min_snr_weights
+
+    sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    t = torch.arange(0, 1000, 37)
+    a = sched.alphas_cumprod[t]
+    snr = a / (1 - a)
+    w = min_snr_weights(sched, t, 5.0)
+    assert torch.allclose(w[snr <= 5], torch.ones(int((snr <= 5).sum())))
+    assert torch.allclose(w[snr > 5], 5 / snr[snr > 5])
+    assert (snr > 5).any() and (snr <= 5).any() and bool((w[1:] >= w[:-1]).all())  # noisier -> weight closer to 1
+
+
+def test_encode_latents_gives_the_asked_scale_and_records_it_for_decoding():
+    from hifilight.toyworld.toysd import encode_latents, toy_vae
+
+    torch.manual_seed(0)
+    vae = toy_vae().eval()
+    images = torch.rand(8, 3, 64, 64) * 2 - 1
+    latents = encode_latents(vae, images, scale=0.3, chunk=3)
+    assert abs(latents.std().item() - 0.3) < 1e-4
+    with torch.no_grad():
+        means = vae.encode(images).latent_dist.mean
+    assert torch.allclose(latents, means * vae.config.scaling_factor, atol=1e-5)  # what the pipeline's decode undoes
