@@ -43,11 +43,10 @@ def measure_prompt_following(seeds=(0, 1)):
     return {"background": background, "color": colour, "shape": shape}
 
 
-# Measured on the committed weights by measure_prompt_following() (48 images): background 0.19, colour 0.71,
-# shape 0.00 (chance: 1/8, 1/8, 1/6). ToySD is under-trained (3500 UNet steps on 2 CPU cores): these bounds state
-# that it follows the colour and reads the background above chance, not that it follows prompts well.
-MIN_RATE = {"background": 0.15, "color": 0.55}
-
+# Measured on the committed weights by measure_prompt_following() (48 images): background 1.00, colour 1.00,
+# shape 0.375 (chance: 1/8, 1/8, 1/6). ToySD draws the asked background and colour in any pairing; circles, rings and
+# stars come out as such, squares, hearts and triangles mostly as blobs (10500 UNet steps on 2 CPU cores).
+MIN_RATE = {"background": 0.9, "color": 0.9, "shape": 0.3}
 
 def test_committed_toysd_loads_through_the_stable_diffusion_path():
     from diffusers import StableDiffusionPipeline
@@ -62,7 +61,7 @@ def test_committed_toysd_loads_through_the_stable_diffusion_path():
     assert pipe.unet.config.sample_size == 16
 
 
-def test_committed_toysd_draws_the_asked_colour_and_background_above_chance():
+def test_committed_toysd_draws_the_asked_background_and_colour_and_some_shapes():
     rates = measure_prompt_following()
     assert all(rates[k] >= MIN_RATE[k] for k in MIN_RATE), rates
 
