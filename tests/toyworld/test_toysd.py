@@ -48,6 +48,7 @@ def measure_prompt_following(seeds=(0, 1)):
 # stars come out as such, squares, hearts and triangles mostly as blobs (10500 UNet steps on 2 CPU cores).
 MIN_RATE = {"background": 0.9, "color": 0.9, "shape": 0.3}
 
+
 def test_committed_toysd_loads_through_the_stable_diffusion_path():
     from diffusers import StableDiffusionPipeline
 
