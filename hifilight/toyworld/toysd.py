@@ -340,6 +340,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=TOYSD)
     args = parser.parse_args()
+    if args.latent_scale <= 0 or args.snr_gamma < 0:
+        parser.error(f"--latent_scale must be > 0 and --snr_gamma >= 0, got {args.latent_scale} and {args.snr_gamma}")
+    for flag, folder, sub in (("--init_from", args.init_from, "unet"), ("--vae_from", args.vae_from, "vae")):
+        if folder is not None and not (folder / sub / "config.json").is_file():
+            parser.error(f"{flag} {folder}: no {sub}/config.json there; pass a ToySD folder (diffusers layout)")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     comps = build(args.seed)
