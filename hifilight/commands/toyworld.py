@@ -92,7 +92,8 @@ def ablation(
     from hifilight.commands.predict import ModelOptions
     from hifilight.evaluation.dreambench import load_dreambench
     from hifilight.evaluation.runner import method_rows
-    from hifilight.toyworld.ablation import RENDERS, score_runs, summarize, write_grids, write_report
+    from hifilight.models import load_components
+    from hifilight.toyworld.ablation import CEILINGS, score_runs, summarize, write_grids, write_report
     from hifilight.toyworld.dataset import write_dataset
     from hifilight.toyworld.toysd import SIZE
 
@@ -122,11 +123,12 @@ def ablation(
                  metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"))  # fmt: skip
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
-    cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt)
+    vae = load_components(model).vae
+    cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt, vae=vae)
     protocol = (f"ToyWorld: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} images x "
                 f"{len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; fits from "
                 f"{fit_config.name} / {ti_config.name} {' '.join(fit_args or [])}.")  # fmt: skip
-    print(write_report(Path(out), cells, summarize(cells, [RENDERS, *rows], seeds), protocol))
+    print(write_report(Path(out), cells, summarize(cells, [*CEILINGS, *rows], seeds), protocol))
     grids = write_grids(Path(out), seeds[0], rows, bench, indices, images_per_prompt)
     print(
         f"wrote {Path(out) / 'toyworld_table.md'} (per-cell scores: toyworld_results.csv) and {len(grids)} grids "

@@ -16,9 +16,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
-from hifilight.data.images import list_images, load_rgb
+from hifilight.data.images import list_images, load_rgb, to_pil, to_tensor
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.evaluation.runner import Row
 from hifilight.io import image_grid, save_png, write_atomic
@@ -37,6 +38,10 @@ def image_paths(folder: Path, index: int, n: int) -> list[Path]:
 
 
 RENDERS = Row("renders", "ToyWorld renders of the subject (ceiling)", "real")
+# What the base model's autoencoder keeps of those renders: every image the model generates goes through its
+# decoder, so no method can beat the judge's reading of the decoder's own reconstructions by much.
+RECONSTRUCTIONS = Row("vae_renders", "Those renders through the base model's VAE (its ceiling)", "real")
+CEILINGS = (RENDERS, RECONSTRUCTIONS)
 
 
 def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.Image]:
@@ -48,19 +53,31 @@ def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.I
     return [Image.fromarray(render(random_scene(rng, obj, target.background))[0]) for _ in range(n)]
 
 
+@torch.no_grad()
+def reconstruct(vae, images: list[Image.Image]) -> list[Image.Image]:
+    """Images encoded (posterior mean) and decoded by an AutoencoderKL, as a generated image leaves its decoder."""
+    x = torch.stack([to_tensor(im) for im in images]).to(vae.device, vae.dtype)
+    decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
+    return [to_pil((d + 1) / 2) for d in decoded]
+
+
 def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
-               images_per_prompt: int, judge: ToyJudge | None = None) -> list[dict]:  # fmt: skip
+               images_per_prompt: int, vae=None, judge: ToyJudge | None = None) -> list[dict]:  # fmt: skip
+    """Cells of the ceiling rows (true renders; with `vae`, also their reconstructions) and of `rows`."""
     judge = judge or ToyJudge()
     sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
     cells = []
     for seed in seeds:
-        for subject in subjects:  # the ceiling: what the judge says of the truth
+        for subject in subjects:  # the ceilings: what the judge says of the truth, and of the truth decoded
             for i in prompts:
                 obj, prompt = SUBJECTS[subject.name], subject.prompts[i]
-                scores = judge.score(true_renders(obj, prompt, images_per_prompt, seed), obj, prompt,
-                                     sources[subject.name])  # fmt: skip
-                cells.append({"seed": seed, "method": RENDERS.name, "label": RENDERS.label, "subject": subject.name,
-                              "prompt_index": i, "prompt": prompt, "images": images_per_prompt, **scores})  # fmt: skip
+                renders = true_renders(obj, prompt, images_per_prompt, seed)
+                for row, images in ((RENDERS, renders), (RECONSTRUCTIONS, vae and reconstruct(vae, renders))):
+                    if not images:
+                        continue
+                    scores = judge.score(images, obj, prompt, sources[subject.name])
+                    cells.append({"seed": seed, "method": row.name, "label": row.label, "subject": subject.name,
+                                  "prompt_index": i, "prompt": prompt, "images": len(images), **scores})  # fmt: skip
         for row in rows:
             for subject in subjects:
                 for i in prompts:

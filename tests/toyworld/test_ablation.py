@@ -48,13 +48,15 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
     ablation(**kwargs)
     rows = list(csv.DictReader((tmp_path / "toyworld_results.csv").open()))
     assert [(r["method"], r["prompt_index"]) for r in rows] == [
-        ("renders", "1"), ("renders", "8"), ("textual_inversion", "1"), ("textual_inversion", "8"),
-        ("hifi_ti", "1"), ("hifi_ti", "8")]  # fmt: skip
+        ("renders", "1"), ("vae_renders", "1"), ("renders", "8"), ("vae_renders", "8"), ("textual_inversion", "1"),
+        ("textual_inversion", "8"), ("hifi_ti", "1"), ("hifi_ti", "8")]  # fmt: skip
     assert all(0.0 <= float(r[m]) <= 1.0 for r in rows for m in ("identity", "attributes", "prompt"))
-    # the ceiling row scores true renders: the classifier reads their background and colour right
-    assert [float(r["prompt"]) for r in rows[:2]] == [1.0, 1.0]
+    # the ceiling rows score true renders and their ToySD VAE reconstructions: the classifier reads the background
+    # and colour of both right (the VAE keeps them), and the reconstructions are not the renders themselves
+    assert [float(r["prompt"]) for r in rows[:4]] == [1.0] * 4
+    assert rows[0]["toydino"] != rows[1]["toydino"]
     summary = json.loads((tmp_path / "toyworld_summary.json").read_text())
-    assert [m["method"] for m in summary["methods"]] == ["renders", "textual_inversion", "hifi_ti"]
+    assert [m["method"] for m in summary["methods"]] == ["renders", "vae_renders", "textual_inversion", "hifi_ti"]
     assert (tmp_path / "grids" / "hifi_ti_blue_star_yellow_dots.png").is_file()
     artifacts = sorted((tmp_path / "seed0" / "artifacts").rglob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in artifacts]
