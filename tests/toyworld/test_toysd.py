@@ -93,3 +93,19 @@ def test_encode_latents_gives_the_asked_scale_and_records_it_for_decoding():
     with torch.no_grad():
         means = vae.encode(images).latent_dist.mean
     assert torch.allclose(latents, means * vae.config.scaling_factor, atol=1e-5)  # what the pipeline's decode undoes
+
+
+def test_vae_loss_is_plain_l1_plus_l2_without_masks_and_weighs_object_pixels_with_them():
+    import torch.nn.functional as F
+
+    from hifilight.toyworld.toysd import reconstruction_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, recon = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 3, 8, 8, generator=g)
+    ones = torch.ones(2, 1, 8, 8)
+    assert torch.allclose(reconstruction_loss(recon, x, ones), F.l1_loss(recon, x) + F.mse_loss(recon, x))
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., :2, :] = 1  # a quarter of the pixels are "object"
+    err = ((recon - x).abs() + (recon - x) ** 2).mean(1, keepdim=True)
+    expected = (err[mask.bool()].sum() * 5 + err[~mask.bool()].sum()) / (5 * 32 + 96)  # weights 1 + 4 on the object
+    assert torch.allclose(reconstruction_loss(recon, x, 1 + 4 * mask), expected)
