@@ -51,18 +51,13 @@ bench: $(DEV)
 serve: $(DEV)
 	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
 
-# retrain ToyWorld's models from their seeds and rewrite hifilight/assets/toyworld/ (~3 h 10 min on 2 CPU cores): the
-# classifier (ToyDINO) and segmenter (ToySAM), then ToySD in the three runs the committed weights came from (VAE,
-# classifier adapted to the VAE's outputs and 2000 UNet steps at unit latent scale; 1500 more; then 7000 with the
-# latent scale 0.3 and Min-SNR weighting that made it follow backgrounds). Each run's record: toysd/training.json.
-TOYSD := hifilight/assets/toyworld/toysd
+# retrain ToyWorld's models from their seeds and rewrite hifilight/assets/toyworld/ (~1 h 45 min on 2 CPU cores):
+# the classifier (ToyDINO) and segmenter (ToySAM), ~40 min, then ToySD from scratch in 65 min (VAE with the
+# object-weighted loss, the classifier adapted to its outputs as classifier_toysd, UNet + text encoder; record in
+# toysd/training.json).
 toyworld-train: $(CORE)
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --latent_scale 1 --snr_gamma 0 --unet_steps 2000 --seed 0
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --init_from $(TOYSD) --adapt_steps 0 --latent_scale 1 \
-		--snr_gamma 0 --unet_steps 1500 --seed 1 --threads 1
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --init_from $(TOYSD) --adapt_steps 0 --unet_steps 7000 \
-		--checkpoint_every 1000 --seed 2
+	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --seed 0
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache
