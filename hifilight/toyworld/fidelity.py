@@ -45,6 +45,14 @@ def prompt_target(prompt: str) -> PromptTarget:
     raise ValueError(f"{prompt!r} asks for no ToyWorld background or colour")
 
 
+def subject_match(probs: dict[str, torch.Tensor], subject: ToyObject,
+                  keys: tuple[str, ...] = SUBJECT_ATTRIBUTES) -> torch.Tensor:  # fmt: skip
+    """(N, len(keys)) booleans: whether each image's read value of each attribute is the subject's."""
+    from hifilight.toyworld.models import ATTRIBUTES
+
+    return torch.stack([probs[k].argmax(-1) == ATTRIBUTES[k].index(getattr(subject, k)) for k in keys], 1)
+
+
 class ToyJudge:
     """Scores generated images against a subject and a prompt with the ToyWorld classifier adapted to ToySD's
     decoder (`classifier_toysd`: fine-tuned on VAE reconstructions and blurred renders, see
@@ -72,7 +80,7 @@ class ToyJudge:
         target = prompt_target(prompt)
         probs, embeddings = self.read(images)
         keys = [k for k in SUBJECT_ATTRIBUTES if not (k == "color" and target.color)]
-        match = torch.stack([probs[k].argmax(-1) == ATTRIBUTES[k].index(getattr(subject, k)) for k in keys], 1)
+        match = subject_match(probs, subject, keys)
         conf = torch.stack([probs[k][:, ATTRIBUTES[k].index(getattr(subject, k))] for k in keys], 1)
         if target.background:
             asked = probs["background"].argmax(-1) == ATTRIBUTES["background"].index(target.background)

@@ -140,18 +140,16 @@ def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1) -
     return scene.caption
 
 
-def render_corpus(n: int, seed: int) -> tuple[torch.Tensor, list]:
-    """n renders of pretraining objects (subjects held out) as [-1, 1] tensors plus their scenes."""
+def render_corpus(n: int, seed: int, with_masks: bool = False) -> tuple[torch.Tensor, list, torch.Tensor | None]:
+    """n renders of pretraining objects (subjects held out) as [-1, 1] tensors, their scenes and, `with_masks`, the
+    objects' (N, 1, SIZE, SIZE) float masks from the same renders (else None)."""
     rng = np.random.default_rng(seed)
     objects = pretraining_objects()
     scenes = [random_scene(rng, objects[i]) for i in rng.integers(len(objects), size=n)]
-    images = np.stack([render(s, SIZE)[0] for s in scenes])
-    return to_input(images), scenes
-
-
-def object_masks(scenes: list) -> torch.Tensor:
-    """(N, 1, SIZE, SIZE) float masks of the scenes' objects."""
-    return torch.from_numpy(np.stack([render(s, SIZE)[1] for s in scenes])).float()[:, None]
+    drawn = [render(s, SIZE) for s in scenes]
+    images = to_input(np.stack([image for image, _ in drawn]))
+    masks = torch.from_numpy(np.stack([mask for _, mask in drawn])).float()[:, None] if with_masks else None
+    return images, scenes, masks
 
 
 def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -381,13 +379,12 @@ def main() -> None:
     if args.vae_from:
         comps["vae"] = AutoencoderKL.from_pretrained(args.vae_from, subfolder="vae").eval()
     else:
-        vae_images, vae_scenes = render_corpus(args.vae_images, args.seed)
-        masks = object_masks(vae_scenes) if args.vae_object_weight else None
+        vae_images, _, masks = render_corpus(args.vae_images, args.seed, with_masks=args.vae_object_weight > 0)
         for cycle in range(args.vae_cycles):
             train_vae(comps["vae"], vae_images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed + cycle,
                       crop=args.vae_crop, masks=masks, object_weight=args.vae_object_weight)  # fmt: skip
         del vae_images, masks
-    images, scenes = render_corpus(args.images, args.seed + 1)
+    images, scenes, _ = render_corpus(args.images, args.seed + 1)
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     if args.init_from and (args.init_from / "training.json").is_file():  # keep the record of the earlier runs
         info["continued_from"] = json.loads((args.init_from / "training.json").read_text())

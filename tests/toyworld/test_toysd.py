@@ -71,8 +71,7 @@ def measure_subject_reconstruction(per_subject=8):
     from hifilight.models import load_components
     from hifilight.toyworld.ablation import reconstruct
     from hifilight.toyworld.dataset import SUBJECTS
-    from hifilight.toyworld.fidelity import SUBJECT_ATTRIBUTES, ToyJudge
-    from hifilight.toyworld.models import ATTRIBUTES
+    from hifilight.toyworld.fidelity import ToyJudge, subject_match
     from hifilight.toyworld.scenes import BACKGROUNDS, random_scene, render
 
     vae, judge = load_components("toysd").vae, ToyJudge()
@@ -81,8 +80,7 @@ def measure_subject_reconstruction(per_subject=8):
         rng = np.random.default_rng([99, k])
         renders = [render(random_scene(rng, obj, bg))[0] for bg in list(BACKGROUNDS)[:per_subject]]
         probs, _ = judge.read(reconstruct(vae, [Image.fromarray(r) for r in renders]))
-        match = [probs[a].argmax(-1) == ATTRIBUTES[a].index(getattr(obj, a)) for a in SUBJECT_ATTRIBUTES]
-        hits.append(torch.stack(match, 1).all(1).float().mean().item())
+        hits.append(subject_match(probs, obj).all(1).float().mean().item())
     return sum(hits) / len(hits)
 
 
