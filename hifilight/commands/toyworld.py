@@ -127,7 +127,9 @@ def ablation(
     cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt, vae=vae)
     protocol = (f"ToyWorld: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} images x "
                 f"{len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; fits from "
-                f"{fit_config.name} / {ti_config.name} {' '.join(fit_args or [])}.")  # fmt: skip
+                f"{fit_config.name} / {ti_config.name} {' '.join(fit_args or [])} {method_fit_args or ''}; "
+                f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
+                f"J = {reference.guide.inner_steps}.")  # fmt: skip
     print(write_report(Path(out), cells, summarize(cells, [*CEILINGS, *rows], seeds), protocol))
     grids = write_grids(Path(out), seeds[0], rows, bench, indices, images_per_prompt)
     print(

@@ -3,7 +3,7 @@
 Generation and fitting are the DreamBench runner's (`hifilight evaluate`), run once per seed into `<out>/seed<s>/`;
 this module reads the images it wrote and scores them: `toyworld_results.csv` (one line per seed x row x subject x
 prompt), `toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, and
-the standard deviation over seeds).
+the standard deviation over seeds; then each row's paired change against the row above it).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import json
 import statistics
 import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,46 @@ def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
                         "per_seed": per_seed}  # fmt: skip
         entry["cells"] = sum(c["method"] == row.name for c in cells)
         methods.append(entry)
-    return {"seeds": seeds, "methods": methods}
+    return {"seeds": seeds, "methods": methods, "gains": step_gains(cells, [r for r in rows if r.kind != "real"])}
+
+
+def _unit_means(cells: list[dict], row: Row) -> dict[tuple, dict[str, float]]:
+    """Per (seed, subject): the row's mean over its prompts of every measure."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        if c["method"] == row.name:
+            groups.setdefault((c["seed"], c["subject"]), []).append(c)
+    return {unit: {m: statistics.fmean(c[m] for c in group) for m in MEASURES} for unit, group in groups.items()}
+
+
+def step_gains(cells: list[dict], rows: list[Row]) -> list[dict]:
+    """What each row changes against the row above it (Table 2's rows add one technique each), paired per (seed,
+    subject): the mean of the differences of their means over prompts, and how many pairs rose and fell. Pairing
+    takes out the subject-to-subject spread that dominates the spread over seeds."""
+    gains = []
+    for before, after in pairwise(rows):
+        a, b = _unit_means(cells, before), _unit_means(cells, after)
+        units = sorted(a.keys() & b.keys())
+        entry = {"from": before.label, "to": after.label, "pairs": len(units)}
+        for m in MEASURES:
+            diffs = [b[u][m] - a[u][m] for u in units]
+            entry[m] = {"mean": statistics.fmean(diffs) if diffs else 0.0, "up": sum(d > 0 for d in diffs),
+                        "down": sum(d < 0 for d in diffs)}  # fmt: skip
+        gains.append(entry)
+    return gains
+
+
+def gains_markdown(gains: list[dict]) -> list[str]:
+    """The step table: per row, the mean paired change of each measure against the row above, (pairs up / down)."""
+    if not gains:
+        return []
+    lines = ["| Change | " + " | ".join(f"Δ {m}" for m in MEASURES) + " |", "| --- " * (len(MEASURES) + 1) + "|"]
+    for g in gains:
+        values = [f"{g[m]['mean']:+.3f} ({g[m]['up']}↑ {g[m]['down']}↓)" for m in MEASURES]
+        lines.append(f"| {g['from']} → {g['to']} | " + " | ".join(values) + " |")
+    return ["", *lines, "",
+            f"Each row against the one above it, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
+            "change of the per-pair means over prompts, and how many pairs rose (↑) and fell (↓)."]  # fmt: skip
 
 
 def markdown(summary: dict, protocol: str) -> str:
@@ -117,7 +157,8 @@ def markdown(summary: dict, protocol: str) -> str:
               "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
               "source photos; prompt: share of images with the background (or colour) the prompt asks for. "
               "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
-              "these numbers say what the techniques do on ToySD, not on Stable Diffusion."]  # fmt: skip
+              "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
+              *gains_markdown(summary.get("gains", []))]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

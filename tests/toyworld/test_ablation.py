@@ -16,8 +16,8 @@ from hifilight.toyworld.fidelity import MEASURES
 A, B = Row("a", "A", "hifi"), Row("b", "B", "hifi")
 
 
-def _cell(seed, row, value):
-    return {"seed": seed, "method": row.name, **dict.fromkeys(MEASURES, value)}
+def _cell(seed, row, value, subject="s"):
+    return {"seed": seed, "method": row.name, "subject": subject, **dict.fromkeys(MEASURES, value)}
 
 
 def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
@@ -29,6 +29,22 @@ def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
     assert b["prompt"] == {"mean": 1.0, "std": 0.0, "per_seed": [1.0, 1.0]} and a["cells"] == 3
     table = markdown(summary, "protocol line")
     assert "| A | 0.450 ± 0.150 |" in table and "protocol line" in table
+
+
+def test_step_gains_pair_each_row_with_the_one_above_per_seed_and_subject():
+    # A -> B: subject x rises by 0.2 (mean of its two prompts 0.3 -> 0.5), subject y falls by 0.1, seed 1's x is equal
+    cells = [_cell(0, A, 0.2, "x"), _cell(0, A, 0.4, "x"), _cell(0, B, 0.5, "x"), _cell(0, A, 0.6, "y"),
+             _cell(0, B, 0.5, "y"), _cell(1, A, 0.7, "x"), _cell(1, B, 0.7, "x")]  # fmt: skip
+    (gain,) = summarize(cells, [A, B], [0, 1])["gains"]
+    assert gain["from"] == "A" and gain["to"] == "B" and gain["pairs"] == 3
+    assert gain["identity"]["mean"] == pytest.approx(0.1 / 3)
+    assert (gain["identity"]["up"], gain["identity"]["down"]) == (1, 1)
+    table = markdown(summarize(cells, [A, B], [0, 1]), "protocol line")
+    assert "| A → B | +0.033 (1↑ 1↓) |" in table and "3 pairs" in table
+    # the ceiling rows ("real") are not part of the ladder
+    ceiling = Row("c", "C", "real")
+    ceilings = [_cell(0, ceiling, 1.0, "x"), _cell(1, ceiling, 1.0, "x")]
+    assert len(summarize([*cells, *ceilings], [ceiling, A, B], [0, 1])["gains"]) == 1
 
 
 def test_bad_seeds_are_one_line_errors(tmp_path):
