@@ -125,9 +125,11 @@ def ablation(
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
     vae = load_components(model).vae
     cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt, vae=vae)
+    configs = [fit_config, ti_config, *([dreambooth_config] if any(r.kind == "dreambooth" for r in rows) else [])]
+    extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
     protocol = (f"ToyWorld: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} images x "
                 f"{len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; fits from "
-                f"{fit_config.name} / {ti_config.name} {' '.join(fit_args or [])} {method_fit_args or ''}; "
+                f"{' / '.join(Path(c).name for c in configs)}{' ' + extras if extras else ''}; "
                 f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
                 f"J = {reference.guide.inner_steps}.")  # fmt: skip
     print(write_report(Path(out), cells, summarize(cells, [*CEILINGS, *rows], seeds), protocol))
