@@ -129,7 +129,7 @@ def ablation(
     extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
     protocol = (f"ToyWorld: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} images x "
                 f"{len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; fits from "
-                f"{' / '.join(Path(c).name for c in configs)}{' ' + extras if extras else ''}; "
+                f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}; "
                 f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
                 f"J = {reference.guide.inner_steps}.")  # fmt: skip
     print(write_report(Path(out), cells, summarize(cells, [*CEILINGS, *rows], seeds), protocol))

@@ -120,9 +120,10 @@ def step_gains(cells: list[dict], rows: list[Row]) -> list[dict]:
     """What each row changes against the row above it (Table 2's rows add one technique each), paired per (seed,
     subject): the mean of the differences of their means over prompts, and how many pairs rose and fell. Pairing
     takes out the subject-to-subject spread that dominates the spread over seeds."""
+    means = {row.name: _unit_means(cells, row) for row in rows}
     gains = []
     for before, after in pairwise(rows):
-        a, b = _unit_means(cells, before), _unit_means(cells, after)
+        a, b = means[before.name], means[after.name]
         units = sorted(a.keys() & b.keys())
         entry = {"from": before.label, "to": after.label, "pairs": len(units)}
         for m in MEASURES:
@@ -158,7 +159,7 @@ def markdown(summary: dict, protocol: str) -> str:
               "source photos; prompt: share of images with the background (or colour) the prompt asks for. "
               "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
               "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
-              *gains_markdown(summary.get("gains", []))]  # fmt: skip
+              *gains_markdown(summary["gains"])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
