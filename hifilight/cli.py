@@ -18,7 +18,8 @@ commands:
   evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
   export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
   toyworld  toyworld dataset: procedural subjects with exact masks (DreamBench layout); toyworld ablation: Table 2
-            on ToyWorld with ToySD, scored with exact subject / prompt fidelity measures
+            on ToyWorld with ToySD, scored with exact subject / prompt fidelity measures; toyworld calibrate: the
+            class-word floor, text oracle and ceilings of the instrument
 
 Run `hifilight <command> --help` for the options of a command."""
 

@@ -12,21 +12,18 @@ import csv
 import io
 import json
 import statistics
-import zlib
 from itertools import pairwise
 from pathlib import Path
 
-import numpy as np
-import torch
 from PIL import Image
 
-from hifilight.data.images import list_images, load_rgb, to_pil, to_tensor
+from hifilight.data.images import list_images, load_rgb
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.evaluation.runner import Row
 from hifilight.io import image_grid, save_png, write_atomic
-from hifilight.toyworld.dataset import SUBJECTS
-from hifilight.toyworld.fidelity import MEASURES, ToyJudge, prompt_target
-from hifilight.toyworld.scenes import ToyObject, random_scene, render
+from hifilight.toyworld import calibrate as calibration
+from hifilight.toyworld.dataset import HELD_OUT, PROMPTS
+from hifilight.toyworld.fidelity import MEASURES, ToyJudge
 
 COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt", "images", *MEASURES]
 LABELS = {"identity": "identity ↑", "attributes": "attributes ↑", "confidence": "confidence ↑",
@@ -38,56 +35,43 @@ def image_paths(folder: Path, index: int, n: int) -> list[Path]:
     return [folder / f"p{index:02d}_{k}.png" for k in range(n)]
 
 
-RENDERS = Row("renders", "ToyWorld renders of the subject (ceiling)", "real")
-# What the base model's autoencoder keeps of those renders: every image the model generates goes through its
-# decoder, so no method can beat the judge's reading of the decoder's own reconstructions by much.
-RECONSTRUCTIONS = Row("vae_renders", "Those renders through the base model's VAE (its ceiling)", "real")
-CEILINGS = (RENDERS, RECONSTRUCTIONS)
-
-
-def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.Image]:
-    """n renders of what the prompt asks for: the subject on the asked background, or recoloured (any background)."""
-    target = prompt_target(prompt)
-    if target.color:
-        obj = ToyObject(obj.shape, target.color, obj.pattern, obj.pattern_color)
-    rng = np.random.default_rng([seed, zlib.crc32(prompt.encode())])
-    return [Image.fromarray(render(random_scene(rng, obj, target.background))[0]) for _ in range(n)]
-
-
-@torch.no_grad()
-def reconstruct(vae, images: list[Image.Image]) -> list[Image.Image]:
-    """Images encoded (posterior mean) and decoded by an AutoencoderKL, as a generated image leaves its decoder."""
-    x = torch.stack([to_tensor(im) for im in images]).to(vae.device, vae.dtype)
-    decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
-    return [to_pil((d + 1) / 2) for d in decoded]
+# The calibration rows of every table, from the same run and judge (see `hifilight.toyworld.calibrate`): the
+# class-word floor and the text oracle from the base model, the true renders and what the base model's decoder keeps
+# of them (every generated image goes through that decoder, so no method can beat its reading by much).
+CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in calibration.ROWS)
 
 
 def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
-               images_per_prompt: int, vae=None, judge: ToyJudge | None = None) -> list[dict]:  # fmt: skip
-    """Cells of the ceiling rows (true renders; with `vae`, also their reconstructions) and of `rows`."""
+               images_per_prompt: int, comps=None, judge: ToyJudge | None = None, steps: int = 25,
+               guidance: float = 5.0, batch_size: int = 8) -> list[dict]:  # fmt: skip
+    """Cells of the calibration rows (with the base model `comps`; without it only the true renders) and of
+    `rows`, per seed."""
     judge = judge or ToyJudge()
     sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
+    objects = {s.name: HELD_OUT[s.name] for s in subjects}
     cells = []
+
+    def add(seed: int, row: str, label: str, subject: str, i: int, prompt: str, images: list[Image.Image]) -> None:
+        scores = judge.score(images, objects[subject], prompt, sources[subject])
+        cells.append({"seed": seed, "method": row, "label": label, "subject": subject, "prompt_index": i,
+                      "prompt": prompt, "images": len(images), **scores})  # fmt: skip
+
     for seed in seeds:
-        for subject in subjects:  # the ceilings: what the judge says of the truth, and of the truth decoded
-            for i in prompts:
-                obj, prompt = SUBJECTS[subject.name], subject.prompts[i]
-                renders = true_renders(obj, prompt, images_per_prompt, seed)
-                for row, images in ((RENDERS, renders), (RECONSTRUCTIONS, vae and reconstruct(vae, renders))):
-                    if not images:
-                        continue
-                    scores = judge.score(images, obj, prompt, sources[subject.name])
-                    cells.append({"seed": seed, "method": row.name, "label": row.label, "subject": subject.name,
-                                  "prompt_index": i, "prompt": prompt, "images": len(images), **scores})  # fmt: skip
+        if comps is not None:
+            made = calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance,
+                                                 batch_size)  # fmt: skip
+        else:
+            made = [calibration.Cell(calibration.RENDERS, s, i, p, calibration.true_renders(objects[s], p,
+                                     images_per_prompt, seed))
+                    for s in objects for i in prompts for p in [PROMPTS[i].format("", objects[s].shape)]]  # fmt: skip
+        for c in sorted(made, key=lambda c: calibration.ROWS.index(c.row)):
+            add(seed, c.row, calibration.LABELS[c.row], c.subject, c.prompt_index, c.prompt, c.images)
         for row in rows:
             for subject in subjects:
                 for i in prompts:
                     paths = image_paths(out / f"seed{seed}" / row.name / subject.name, i, images_per_prompt)
-                    images = [Image.open(p).convert("RGB") for p in paths]
-                    prompt = subject.prompts[i]
-                    scores = judge.score(images, SUBJECTS[subject.name], prompt, sources[subject.name])
-                    cells.append({"seed": seed, "method": row.name, "label": row.label, "subject": subject.name,
-                                  "prompt_index": i, "prompt": prompt, "images": len(images), **scores})  # fmt: skip
+                    add(seed, row.name, row.label, subject.name, i, subject.prompts[i],
+                        [Image.open(p).convert("RGB") for p in paths])  # fmt: skip
     return cells
 
 
@@ -104,7 +88,17 @@ def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
                         "per_seed": per_seed}  # fmt: skip
         entry["cells"] = sum(c["method"] == row.name for c in cells)
         methods.append(entry)
+    add_normalised(methods)
     return {"seeds": seeds, "methods": methods, "gains": step_gains(cells, [r for r in rows if r.kind != "real"])}
+
+
+def add_normalised(methods: list[dict]) -> None:
+    """Each row's identity between the class-word floor (0) and the text oracle (1), when both rows are there."""
+    by_name = {m["method"]: m for m in methods}
+    if calibration.FLOOR in by_name and calibration.ORACLE in by_name:
+        floor, oracle = (by_name[r]["identity"]["mean"] for r in (calibration.FLOOR, calibration.ORACLE))
+        for m in methods:
+            m["normalised_identity"] = calibration.normalised(m["identity"]["mean"], floor, oracle)
 
 
 def _unit_means(cells: list[dict], row: Row) -> dict[tuple, dict[str, float]]:
@@ -148,15 +142,22 @@ def gains_markdown(gains: list[dict]) -> list[str]:
 
 
 def markdown(summary: dict, protocol: str) -> str:
-    lines = ["| Method | " + " | ".join(LABELS[m] for m in MEASURES) + " |", "| --- " * (len(MEASURES) + 1) + "|"]
+    norm = any("normalised_identity" in e for e in summary["methods"])
+    heads = [LABELS[m] for m in MEASURES] + (["identity, normalised ↑"] if norm else [])
+    lines = ["| Method | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
     for entry in summary["methods"]:
         values = [f"{entry[m]['mean']:.3f} ± {entry[m]['std']:.3f}" for m in MEASURES]
+        if norm:
+            n = entry.get("normalised_identity")
+            values.append("n/a" if n is None else f"{n:.2f}")
         lines.append(f"| {entry['label']} | " + " | ".join(values) + " |")
     lines += ["", protocol, "",
               "identity: share of images whose object has all the subject's attributes (shape, colour, pattern, "
               "pattern colour; the colour is left out for recolour prompts); attributes: mean per-attribute match; "
               "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
-              "source photos; prompt: share of images with the background (or colour) the prompt asks for. "
+              "source photos; prompt: share of images with the background (or colour) the prompt asks for; "
+              "identity, normalised: (row - floor) / (oracle - floor), 0 at the class-word floor, 1 at the text "
+              "oracle. "
               "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
               "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
               *gains_markdown(summary["gains"])]  # fmt: skip

@@ -123,10 +123,16 @@ def build(seed: int = 0) -> dict:
     return build_components(seed, toy_tokenizer(), toy_unet, toy_vae, toy_text_encoder)
 
 
-def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1) -> str:
+def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1, partial: float = 0.2) -> str:
     """The caption a training image is shown with: mostly the full one, sometimes a partial one (so prompts that
     leave out colour, pattern or background, like HiFi Tuner's "a photo of a star", are in distribution), and
-    `drop` of the time the empty caption (for classifier-free guidance)."""
+    `drop` of the time the empty caption (for classifier-free guidance).
+
+    `partial` of the time the caption names the shape with only some of the other attributes ("a blue star on the
+    beach", "a star with yellow dots"): every held-out subject's colour-and-pattern combination was seen in
+    pretraining only on *other* shapes, so a model that ties the shape to the rest of the description draws one of
+    those shapes for the full description; captions that name the shape with a random subset of the rest make the
+    shape word decide the shape on its own (attribute dropout; a choice of ours, 0 gives the earlier mix)."""
     u = rng.random()
     obj, where = scene.obj, BACKGROUNDS[scene.background]
     if u < drop:
@@ -135,9 +141,20 @@ def caption_variant(scene: Scene, rng: np.random.Generator, drop: float = 0.1) -
         return f"a photo of a {obj.shape}"
     if u < drop + 0.2:
         return f"a {obj.shape} {where}"
-    if u < drop + 0.3:
+    if u < drop + 0.2 + partial:
+        return f"a {partial_words(obj, rng)}" + (f" {where}" if rng.random() < 0.5 else "")
+    if u < drop + 0.3 + partial:
         return f"a {obj.words}"
     return scene.caption
+
+
+def partial_words(obj, rng: np.random.Generator) -> str:
+    """The object named by its shape and one of: its colour, its pattern (with its colour), or both colours."""
+    if obj.pattern == "plain":
+        return f"{obj.color} {obj.shape}"
+    noun = {"striped": "stripes", "dotted": "dots", "checkered": "checks"}[obj.pattern]
+    return [f"{obj.color} {obj.shape}", f"{obj.shape} with {obj.pattern_color} {noun}", f"{obj.pattern} {obj.shape}",
+            f"{obj.color} {obj.pattern} {obj.shape}"][int(rng.integers(4))]  # fmt: skip
 
 
 def render_corpus(n: int, seed: int, with_masks: bool = False) -> tuple[torch.Tensor, list, torch.Tensor | None]:
@@ -268,32 +285,39 @@ def min_snr_weights(noise_sched: DDPMScheduler, t: torch.Tensor, gamma: float) -
 
 
 def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int, batch: int, lr: float, seed: int,
-                   log=print, every: int = 0, checkpoint=None, snr_gamma: float = 0.0) -> None:  # fmt: skip
+                   log=print, every: int = 0, checkpoint=None, snr_gamma: float = 0.0, partial: float = 0.0,
+                   device: str = "cpu", bf16: bool = False) -> None:  # fmt: skip
     """Epsilon-prediction diffusion loss on SD v1's noise schedule; the UNet and the text encoder train together
     (a pretrained text encoder does not exist here).
 
     `snr_gamma` > 0 weights each sample by min(SNR_t, gamma) / SNR_t (Min-SNR, Hang et al. 2023, as diffusers'
     `--snr_gamma`): the plain epsilon loss is dominated by low-noise steps, where the caption barely changes the
-    answer, so what the prompt decides (background, shape) is learnt slowly without it."""
-    unet, text_encoder, tokenizer = comps["unet"], comps["text_encoder"], comps["tokenizer"]
+    answer, so what the prompt decides (background, shape) is learnt slowly without it. `partial`: the share of
+    partial captions (see `caption_variant`). On CUDA, `bf16` runs the forward pass under bf16 autocast (weights
+    and optimizer stay fp32); noise, timesteps and batches are drawn on the CPU, so a seed picks the same data on
+    any device."""
+    unet, text_encoder, tokenizer = comps["unet"].to(device), comps["text_encoder"].to(device), comps["tokenizer"]
     noise_sched = DDPMScheduler.from_config(comps["scheduler"].config)
     rng = np.random.default_rng(seed)
     g = torch.Generator().manual_seed(seed)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
     unet.train()
     text_encoder.train()
     for step in range(steps):
         idx = rng.integers(len(latents), size=batch)
         x0 = latents[idx]
-        ids = tokenize(tokenizer, [caption_variant(scenes[i], rng) for i in idx])
+        ids = tokenize(tokenizer, [caption_variant(scenes[i], rng, partial=partial) for i in idx])
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (batch,), generator=g)
-        pred = unet(noise_sched.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
-        loss = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        x_t = noise_sched.add_noise(x0, noise, t)
+        with autocast:
+            pred = unet(x_t.to(device), t.to(device), text_encoder(ids.to(device))[0]).sample
+        loss = F.mse_loss(pred.float(), noise.to(device), reduction="none").mean(dim=(1, 2, 3))
         if snr_gamma > 0:
-            loss = loss * min_snr_weights(noise_sched, t, snr_gamma)
+            loss = loss * min_snr_weights(noise_sched, t, snr_gamma).to(device)
         loss = loss.mean()
         opt.zero_grad()
         loss.backward()
@@ -308,8 +332,22 @@ def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int,
             checkpoint(step + 1)
             unet.train()
             text_encoder.train()
-    unet.eval()
-    text_encoder.eval()
+    unet.eval().cpu()
+    text_encoder.eval().cpu()
+
+
+def curve_point(folder: Path, step: int, images: int = 1) -> dict:
+    """One point of the learning curve: the calibration of the ToySD saved in `folder` on the validation subjects
+    (the 8 background prompts, `images` each): text oracle and class-word floor, identity and per-attribute."""
+    from hifilight.models import load_components
+    from hifilight.toyworld.calibrate import FLOOR, ORACLE, calibrate
+    from hifilight.toyworld.dataset import VALIDATION_SUBJECTS
+
+    rows = calibrate(load_components(str(folder)), VALIDATION_SUBJECTS, n=images)["rows"]
+    point = {"step": step, "split": "val"}
+    for name in (ORACLE, FLOOR):
+        point[name] = {k: round(v, 3) for k, v in rows[name].items() if k != "cells"}
+    return point
 
 
 def save(comps: dict, out: Path, info: dict) -> Path:
@@ -358,12 +396,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--latent_scale", type=float, default=0.3, help="latent std the UNet sees (see encode_latents)")
     parser.add_argument("--snr_gamma", type=float, default=5.0, help="Min-SNR loss weighting (0: plain loss)")
+    parser.add_argument(
+        "--partial_captions",
+        type=float,
+        default=0.2,
+        help="share of partial captions (see caption_variant; 0: the earlier caption mix)",
+    )
+    parser.add_argument("--unet_lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--curve_images",
+        type=int,
+        default=1,
+        help="images per prompt at each learning-curve point "
+        "(0: no curve); a point is measured at every checkpoint, on the validation subjects",
+    )
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the UNet training (CUDA)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=TOYSD)
     args = parser.parse_args()
     if args.latent_scale <= 0 or args.snr_gamma < 0:
         parser.error(f"--latent_scale must be > 0 and --snr_gamma >= 0, got {args.latent_scale} and {args.snr_gamma}")
+    if not 0 <= args.partial_captions <= 0.6:
+        parser.error(f"--partial_captions must be in [0, 0.6], got {args.partial_captions}")
     if args.vae_object_weight < 0:
         parser.error(f"--vae_object_weight must be >= 0, got {args.vae_object_weight}")
     for flag, folder, sub in (("--init_from", args.init_from, "unet"), ("--vae_from", args.vae_from, "vae")):
@@ -400,13 +456,25 @@ def main() -> None:
     latents = encode_latents(comps["vae"], images, args.latent_scale)
     info["vae_seconds"] = round(time.perf_counter() - start)
 
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    info["device"] = device
+    info["device_name"] = torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu x {args.threads} threads"
+    info["learning_curve"] = []
+
     def checkpoint(step: int) -> None:
         save(comps, args.out, info | {"unet_steps_done": step, "seconds": round(time.perf_counter() - start)})
+        if args.curve_images:
+            info["learning_curve"].append(curve_point(args.out, step, args.curve_images))
+            print(f"learning curve: {json.dumps(info['learning_curve'][-1])}", flush=True)
 
-    train_denoiser(comps, latents, scenes, args.unet_steps, args.batch, 1e-3, args.seed, every=args.checkpoint_every,
-                   checkpoint=checkpoint, snr_gamma=args.snr_gamma)  # fmt: skip
+    train_denoiser(comps, latents, scenes, args.unet_steps, args.batch, args.unet_lr, args.seed,
+                   every=args.checkpoint_every, checkpoint=checkpoint, snr_gamma=args.snr_gamma,
+                   partial=args.partial_captions, device=device, bf16=args.bf16)  # fmt: skip
     info |= {"unet_steps_done": args.unet_steps, "seconds": round(time.perf_counter() - start)}
     save(comps, args.out, info)
+    if args.curve_images:
+        info["learning_curve"].append(curve_point(args.out, args.unet_steps, args.curve_images))
+        save(comps, args.out, info)
     print(f"ToySD: {info['seconds']} s -> {args.out}")
 
 

@@ -63,16 +63,23 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
                   images_per_prompt=1, method_fit_args=QUICK, steps=4, batch_size=2, reference=reference)  # fmt: skip
     ablation(**kwargs)
     rows = list(csv.DictReader((tmp_path / "toyworld_results.csv").open()))
+    calibration = ["floor", "oracle", "renders", "vae_renders"]
     assert [(r["method"], r["prompt_index"]) for r in rows] == [
-        ("renders", "1"), ("vae_renders", "1"), ("renders", "8"), ("vae_renders", "8"), ("textual_inversion", "1"),
+        *((row, i) for row in calibration for i in ("1", "8")), ("textual_inversion", "1"),
         ("textual_inversion", "8"), ("hifi_ti", "1"), ("hifi_ti", "8")]  # fmt: skip
     assert all(0.0 <= float(r[m]) <= 1.0 for r in rows for m in ("identity", "attributes", "prompt"))
     # the ceiling rows score true renders and their ToySD VAE reconstructions: the classifier reads the background
     # and colour of both right (the VAE keeps them), and the reconstructions are not the renders themselves
-    assert [float(r["prompt"]) for r in rows[:4]] == [1.0] * 4
-    assert rows[0]["toydino"] != rows[1]["toydino"]
+    assert [float(r["prompt"]) for r in rows[4:8]] == [1.0] * 4
+    assert rows[4]["toydino"] != rows[6]["toydino"]
     summary = json.loads((tmp_path / "toyworld_summary.json").read_text())
-    assert [m["method"] for m in summary["methods"]] == ["renders", "vae_renders", "textual_inversion", "hifi_ti"]
+    assert [m["method"] for m in summary["methods"]] == [*calibration, "textual_inversion", "hifi_ti"]
+    # every row placed between the floor (0) and the oracle (1) where they differ
+    floor, oracle = (summary["methods"][k]["identity"]["mean"] for k in (0, 1))
+    for m in summary["methods"]:
+        expected = None if floor == oracle else (m["identity"]["mean"] - floor) / (oracle - floor)
+        assert m["normalised_identity"] == expected
+    assert "test split" in (tmp_path / "toyworld_table.md").read_text()
     assert (tmp_path / "grids" / "hifi_ti_blue_star_yellow_dots.png").is_file()
     artifacts = sorted((tmp_path / "seed0" / "artifacts").rglob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in artifacts]

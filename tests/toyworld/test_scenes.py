@@ -7,7 +7,14 @@ from PIL import Image
 from hifilight.cli import main
 from hifilight.evaluation.dreambench import load_dreambench
 from hifilight.evaluation.dreambench import render as render_prompt
-from hifilight.toyworld.dataset import PROMPTS, SUBJECTS, pretraining_objects, write_dataset
+from hifilight.toyworld.dataset import (
+    PROMPTS,
+    SUBJECTS,
+    VALIDATION_SUBJECTS,
+    pretraining_objects,
+    split_names,
+    write_dataset,
+)
 from hifilight.toyworld.scenes import (
     BACKGROUNDS,
     COLORS,
@@ -55,8 +62,10 @@ def test_captions_and_held_out_subjects():
     assert Scene(ToyObject("ring", "red"), "beach").caption == "a red ring on the beach"
     objects = pretraining_objects()
     assert not set(SUBJECTS.values()) & set(objects)
+    assert not set(VALIDATION_SUBJECTS.values()) & set(objects)  # validation subjects are held out too
+    assert not set(VALIDATION_SUBJECTS.values()) & set(SUBJECTS.values()) and len(VALIDATION_SUBJECTS) == 8
     assert ToyObject("star", "blue", "dotted", "red") in objects  # same shape and colour, other dots: seen
-    assert len(objects) == len(set(objects)) == 6 * 8 * (1 + 3 * 7) - len(SUBJECTS)
+    assert len(objects) == len(set(objects)) == 6 * 8 * (1 + 3 * 7) - 16
 
 
 def test_dataset_reads_as_dreambench_and_masks_match(tmp_path):
@@ -85,3 +94,14 @@ def test_dataset_command(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["toyworld", "dataset", "--out", str(tmp_path / "u"), "--subjects", '["nope"]']) == 2
     assert main(["toyworld", "train"]) == 2
+
+
+def test_dataset_writes_either_split_and_a_subject_keeps_its_photos_in_any_subset(tmp_path):
+    val = write_dataset(tmp_path / "val", split="val")
+    assert [f.name for f in val] == split_names("val") == list(VALIDATION_SUBJECTS)
+    assert "val split" in (tmp_path / "val" / "README.md").read_text()
+    whole = write_dataset(tmp_path / "test")
+    alone = write_dataset(tmp_path / "one", ["white_star_red_stripes"])
+    assert (whole[6] / "00.png").read_bytes() == (alone[0] / "00.png").read_bytes()
+    with pytest.raises(ValueError, match="unknown split"):
+        write_dataset(tmp_path / "x", split="train")

@@ -69,7 +69,7 @@ def measure_subject_reconstruction(per_subject=8):
     import numpy as np
 
     from hifilight.models import load_components
-    from hifilight.toyworld.ablation import reconstruct
+    from hifilight.toyworld.calibrate import reconstruct
     from hifilight.toyworld.dataset import SUBJECTS
     from hifilight.toyworld.fidelity import ToyJudge, subject_match
     from hifilight.toyworld.scenes import BACKGROUNDS, random_scene, render

@@ -1,0 +1,180 @@
+"""What the ToyWorld instrument can measure: calibration rows scored by the same judge as every method.
+
+For a set of subjects and prompts, the base model is asked in words:
+- the class-word floor ("a star on the beach"): what a method gets for free; the subjects must stay unnameable by
+  their class word, or personalization has nothing to do;
+- the text oracle ("a blue star with yellow dots on the beach"): what the base model draws when told exactly what
+  the subject is; a method that learns the subject from photos is judged against it;
+and the truth is scored as it is and through the base model's VAE: the true renders (the judge's ceiling) and the
+renders decoded (the decoder's ceiling, since every generated image leaves that decoder).
+
+`normalised(value, floor, oracle)` = (value - floor) / (oracle - floor) puts a method between the two.
+"""
+
+from __future__ import annotations
+
+import statistics
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hifilight.data.images import to_pil, to_tensor
+from hifilight.toyworld.dataset import PROMPTS
+from hifilight.toyworld.fidelity import MEASURES, SUBJECT_ATTRIBUTES, ToyJudge, prompt_target, subject_match
+from hifilight.toyworld.scenes import ToyObject, random_scene, render
+
+FLOOR, ORACLE, RENDERS, RECONSTRUCTIONS = "floor", "oracle", "renders", "vae_renders"
+LABELS = {
+    FLOOR: "class word only, e.g. 'a star on the beach' (floor)",
+    ORACLE: "the full description in words (text oracle)",
+    RENDERS: "true renders of the subject (judge's ceiling)",
+    RECONSTRUCTIONS: "true renders through the base model's VAE (decoder's ceiling)",
+}
+TEXT_ROWS = (FLOOR, ORACLE)
+ROWS = (FLOOR, ORACLE, RENDERS, RECONSTRUCTIONS)
+BACKGROUND_PROMPTS = list(range(8))  # PROMPTS[0..7]: the subject on each background; 8, 9 recolour it
+
+
+def prompt_object(obj: ToyObject, prompt: str) -> ToyObject:
+    """The object a prompt asks for: the subject, or the subject recoloured ("a red {0} {1}")."""
+    color = prompt_target(prompt).color
+    return ToyObject(obj.shape, color, obj.pattern, obj.pattern_color) if color else obj
+
+
+def prompt_text(template: str, obj: ToyObject, row: str) -> str:
+    """A DreamBench-layout prompt ("a {0} {1} on the beach", "a red {0} {1}") said in words: the class word alone
+    (floor) or the whole description of the object the prompt asks for (oracle)."""
+    if row == FLOOR:
+        return " ".join(template.format("", obj.shape).split())
+    asked = prompt_object(obj, template.format("", obj.shape))
+    words = asked.words if prompt_target(template.format("", "")).color is None else asked.words.split(" ", 1)[1]
+    return " ".join(template.format("", words).split())
+
+
+def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.Image]:
+    """n renders of what the prompt asks for: the subject on the asked background, or recoloured (any background)."""
+    target = prompt_target(prompt)
+    rng = np.random.default_rng([seed, zlib.crc32(prompt.encode())])
+    return [Image.fromarray(render(random_scene(rng, prompt_object(obj, prompt), target.background))[0])
+            for _ in range(n)]  # fmt: skip
+
+
+@torch.no_grad()
+def reconstruct(vae, images: list[Image.Image]) -> list[Image.Image]:
+    """Images encoded (posterior mean) and decoded by an AutoencoderKL, as a generated image leaves its decoder."""
+    x = torch.stack([to_tensor(im) for im in images]).to(vae.device, vae.dtype)
+    decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.float().cpu()
+    return [to_pil((d + 1) / 2) for d in decoded]
+
+
+def text_images(comps, texts: list[str], n: int, seed: int, steps: int, guidance: float,
+                batch_size: int) -> list[list[Image.Image]]:  # fmt: skip
+    """n base-model images per text (x_T seeds from `seed` and the text, so a text gets the same images in any
+    batch and any run)."""
+    from hifilight.sampling.generate import Job, generate
+
+    jobs = [Job(t, t, seed + 1000 * (zlib.crc32(t.encode()) % 100_000) + k) for t in texts for k in range(n)]
+    size = comps.unet.config.sample_size * comps.vae_scale_factor
+    images = generate(comps, None, jobs, steps=steps, guidance=guidance, resolution=size, batch_size=batch_size,
+                      progress=False)  # fmt: skip
+    pil = [to_pil(x) for x in images]
+    return [pil[i * n : (i + 1) * n] for i in range(len(texts))]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One calibration row's images for one subject and prompt."""
+
+    row: str
+    subject: str
+    prompt_index: int
+    prompt: str
+    images: list[Image.Image]
+
+
+def calibration_cells(comps, subjects: dict[str, ToyObject], prompts: list[int], n: int, seed: int = 0,
+                      steps: int = 25, guidance: float = 5.0, batch_size: int = 32) -> list[Cell]:  # fmt: skip
+    """The four calibration rows' images for every subject x prompt (prompt indices into `dataset.PROMPTS`)."""
+    asks = [(name, i, PROMPTS[i].format("", obj.shape)) for name, obj in subjects.items() for i in prompts]
+    cells = []
+    for row in TEXT_ROWS:
+        texts = [prompt_text(PROMPTS[i], subjects[name], row) for name, i, _ in asks]
+        unique = sorted(set(texts))  # the floor's texts repeat across subjects of one shape: generate once
+        made = dict(zip(unique, text_images(comps, unique, n, seed, steps, guidance, batch_size), strict=True))
+        cells += [Cell(row, name, i, p, made[t]) for (name, i, p), t in zip(asks, texts, strict=True)]
+    for name, i, p in asks:
+        renders = true_renders(subjects[name], p, n, seed)
+        cells += [
+            Cell(RENDERS, name, i, p, renders),
+            Cell(RECONSTRUCTIONS, name, i, p, reconstruct(comps.vae, renders)),
+        ]
+    return cells
+
+
+def score_cell(judge: ToyJudge, cell: Cell, obj: ToyObject, sources: torch.Tensor) -> dict[str, float]:
+    """The judge's five measures of a cell, plus the per-attribute match rates (`match_<attribute>`, the colour
+    against the asked one for a recolour prompt)."""
+    scores = judge.score(cell.images, obj, cell.prompt, sources)
+    probs, _ = judge.read(cell.images)
+    match = subject_match(probs, prompt_object(obj, cell.prompt)).float().mean(0)
+    return scores | {f"match_{k}": float(v) for k, v in zip(SUBJECT_ATTRIBUTES, match, strict=True)}
+
+
+def normalised(value: float, floor: float, oracle: float) -> float | None:
+    """(value - floor) / (oracle - floor): 0 at the class-word floor, 1 at the text oracle (None if they meet)."""
+    return (value - floor) / (oracle - floor) if abs(oracle - floor) > 1e-9 else None
+
+
+def summarize_rows(scored: list[dict]) -> dict[str, dict[str, float]]:
+    """Per row: the mean over its cells of every measure."""
+    keys = [*MEASURES, *(f"match_{k}" for k in SUBJECT_ATTRIBUTES)]
+    rows = {}
+    for row in ROWS:
+        mine = [c for c in scored if c["row"] == row]
+        if mine:
+            rows[row] = {k: statistics.fmean(c[k] for c in mine) for k in keys} | {"cells": len(mine)}
+    return rows
+
+
+def calibrate(comps, subjects: dict[str, ToyObject], prompts: list[int] | None = None, n: int = 4, seed: int = 0,
+              steps: int = 25, guidance: float = 5.0, batch_size: int = 32,
+              judge: ToyJudge | None = None) -> dict:  # fmt: skip
+    """Calibration of `comps` (a ToySD) on `subjects`: per row the judge's measures, and the cells' scores."""
+    judge = judge or ToyJudge()
+    prompts = BACKGROUND_PROMPTS if prompts is None else prompts
+    cells = calibration_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size)
+    sources = {name: judge.encoder.encode_images(subject_photos(obj, seed)) for name, obj in subjects.items()}
+    scored = [{"row": c.row, "subject": c.subject, "prompt_index": c.prompt_index, "prompt": c.prompt,
+               **score_cell(judge, c, subjects[c.subject], sources[c.subject])} for c in cells]  # fmt: skip
+    return {"rows": summarize_rows(scored), "cells": scored}
+
+
+def subject_photos(obj: ToyObject, seed: int, n: int = 5) -> list[Image.Image]:
+    """Reference photos of a subject for ToyDINO (as `dataset.write_dataset` lays them out: one per background)."""
+    rng = np.random.default_rng([seed, 4242, zlib.crc32(obj.words.encode())])
+    return [Image.fromarray(render(random_scene(rng, obj))[0]) for _ in range(n)]
+
+
+def perception_accuracy(n: int = 512, seed: int = 12345) -> dict:
+    """The judge's and ToySAM's own quality on fresh renders of pretraining objects (a seed no training used)."""
+    from hifilight.toyworld.models import accuracy, load, mean_iou
+
+    return {"classifier_toysd": accuracy(load("classifier_toysd"), n, seed),
+            "toysam_mean_iou": mean_iou(load("segmenter"), n // 2, seed)}  # fmt: skip
+
+
+def markdown(result: dict) -> str:
+    """The calibration table: one line per row, the judge's measures and the per-attribute matches."""
+    keys = ["identity", "attributes", "toydino", "prompt", *(f"match_{k}" for k in SUBJECT_ATTRIBUTES)]
+    heads = ["identity", "attributes", "ToyDINO", "prompt", "shape", "colour", "pattern", "pattern colour"]
+    lines = ["| Row | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
+    for row, values in result["rows"].items():
+        lines.append(f"| {LABELS[row]} | " + " | ".join(f"{values[k]:.3f}" for k in keys) + " |")
+    cells = next(iter(result["rows"].values()))["cells"]
+    lines += ["", f"ToyWorld calibration, {result['split']} split: {cells} cells (subject x prompt) x "
+              f"{result['images_per_prompt']} images; base model {result['model']}, DDIM {result['steps']} steps, "
+              f"guidance {result['guidance']}, seed {result['seed']}."]  # fmt: skip
+    return "\n".join(lines)

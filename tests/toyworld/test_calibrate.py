@@ -1,0 +1,87 @@
+"""ToyWorld calibration: the floor / oracle texts, the normalised score, the command, and the committed weights."""
+
+import json
+
+import pytest
+
+from hifilight.toyworld.calibrate import ROWS, normalised, prompt_object, prompt_text, summarize_rows
+from hifilight.toyworld.dataset import PROMPTS, SUBJECTS, VALIDATION_SUBJECTS
+from hifilight.toyworld.scenes import ToyObject
+
+STAR = SUBJECTS["blue_star_yellow_dots"]
+
+
+def test_floor_names_the_class_word_only_and_the_oracle_the_whole_object():
+    assert prompt_text(PROMPTS[0], STAR, "floor") == "a star on the beach"
+    assert prompt_text(PROMPTS[0], STAR, "oracle") == "a blue star with yellow dots on the beach"
+    # a recolour prompt asks for the recoloured subject, and the oracle says so once
+    assert prompt_text(PROMPTS[8], STAR, "oracle") == "a red star with yellow dots"
+    assert prompt_text(PROMPTS[8], STAR, "floor") == "a red star"
+    assert prompt_object(STAR, "a red star") == ToyObject("star", "red", "dotted", "yellow")
+
+
+def test_normalised_is_zero_at_the_floor_one_at_the_oracle_and_undefined_when_they_meet():
+    assert normalised(0.1, 0.1, 0.6) == 0.0 and normalised(0.6, 0.1, 0.6) == 1.0
+    assert normalised(0.35, 0.1, 0.6) == pytest.approx(0.5)
+    assert normalised(0.3, 0.2, 0.2) is None
+
+
+def test_rows_are_means_over_their_cells():
+    keys = ["identity", "attributes", "confidence", "toydino", "prompt"]
+    attrs = ["match_shape", "match_color", "match_pattern", "match_pattern_color"]
+    cells = [{"row": "floor", **dict.fromkeys(keys + attrs, v)} for v in (0.0, 0.5)]
+    rows = summarize_rows(cells)
+    assert list(rows) == ["floor"] and rows["floor"]["identity"] == 0.25 and rows["floor"]["cells"] == 2
+    assert set(ROWS) == {"floor", "oracle", "renders", "vae_renders"}
+
+
+def test_calibrate_command_refuses_a_bad_split_and_an_existing_output(tmp_path):
+    from hifilight.commands.toyworld import calibrate
+    from hifilight.errors import HifiError
+
+    with pytest.raises(HifiError, match="--split must be one of val, test"):
+        calibrate(split="train")
+    out = tmp_path / "cal.json"
+    out.write_text("{}")
+    with pytest.raises(HifiError, match="already exists"):
+        calibrate(out=out)
+    with pytest.raises(HifiError, match="--prompts must be indices"):
+        calibrate(prompts=[10])
+
+
+# --- the committed weights -----------------------------------------------------------------------------------
+# Measured by `hifilight toyworld calibrate --split test --images_per_prompt 1` on the committed ToySD (8 test
+# subjects x 8 background prompts x 1 image): floor identity 0.016, oracle identity 0.203 (attributes 0.723, shape
+# 0.266), background following 1.000, renders 0.906, through the VAE 0.797; classifier_toysd on fresh renders shape
+# 0.938, colour 1.0, pattern 0.984, pattern colour 0.986, background 1.0; ToySAM mean IoU 0.965. The bounds sit just
+# under these; the oracle's identity is far from the 0.5 the instrument needs (issue "ToyWorld as a real instrument").
+BOUNDS = {"floor_identity_max": 0.05, "oracle_identity_min": 0.15, "oracle_attributes_min": 0.65,
+          "background_min": 0.95, "vae_identity_min": 0.7}  # fmt: skip
+
+
+def test_committed_toysd_calibration_stays_within_its_measured_bounds(tmp_path):
+    from hifilight.commands.toyworld import calibrate
+
+    out = tmp_path / "cal.json"
+    calibrate(split="test", out=out, images_per_prompt=1)
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert result["split"] == "test" and rows["oracle"]["cells"] == 64
+    assert rows["floor"]["identity"] <= BOUNDS["floor_identity_max"]
+    assert rows["oracle"]["identity"] >= BOUNDS["oracle_identity_min"]
+    assert rows["oracle"]["attributes"] >= BOUNDS["oracle_attributes_min"]
+    assert min(rows["floor"]["prompt"], rows["oracle"]["prompt"]) >= BOUNDS["background_min"]
+    assert rows["vae_renders"]["identity"] >= BOUNDS["vae_identity_min"]
+    assert rows["renders"]["identity"] >= rows["vae_renders"]["identity"] > rows["oracle"]["identity"]
+    perception = result["perception"]
+    assert perception["toysam_mean_iou"] >= 0.95
+    assert min(perception["classifier_toysd"].values()) >= 0.92
+
+
+def test_validation_subjects_calibrate_too():
+    from hifilight.models import load_components
+    from hifilight.toyworld.calibrate import calibrate
+
+    name = "green_star_white_checks"
+    result = calibrate(load_components("toysd"), {name: VALIDATION_SUBJECTS[name]}, prompts=[0, 1], n=1)
+    assert {c["subject"] for c in result["cells"]} == {name} and len(result["cells"]) == 2 * len(ROWS)
