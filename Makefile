@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compi
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all lint bench serve toyworld-train clean
+.PHONY: setup demo test test-all lint bench serve toyworld-train toyworld-train-gpu toyworld-calibrate clean
 
 setup: $(CORE)
 
@@ -58,6 +58,18 @@ serve: $(DEV)
 toyworld-train: $(CORE)
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
 	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --seed 0
+
+# ToySD on one CUDA GPU (bf16 autocast, batch 256), reusing the committed VAE and judge; writes OUT (not the
+# committed folder) with the learning curve in OUT/training.json. Not yet run on a GPU.
+OUT ?= outputs/toysd_gpu
+toyworld-train-gpu: $(CORE)
+	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --device cuda --bf16 --batch 256 --unet_steps 20000 \
+		--checkpoint_every 2500 --curve_images 2 --vae_from hifilight/assets/toyworld/toysd --adapt_steps 0 \
+		--images 100000 --out $(OUT)
+
+# the ToyWorld instrument's calibration on the committed weights (floor, oracle, ceilings; JSON)
+toyworld-calibrate: $(CORE)
+	$(OFFLINE) $(BIN)/hifilight toyworld calibrate --split test --out outputs/toyworld_calibration.json --overwrite true
 
 clean:
 	rm -rf outputs lightning_logs .pytest_cache .ruff_cache

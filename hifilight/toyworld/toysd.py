@@ -418,6 +418,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.latent_scale <= 0 or args.snr_gamma < 0:
         parser.error(f"--latent_scale must be > 0 and --snr_gamma >= 0, got {args.latent_scale} and {args.snr_gamma}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here; pass --device cpu (or auto)")
+    if args.device not in ("auto", "cpu") and not args.device.startswith("cuda"):
+        parser.error(f"--device must be cpu, cuda[:N] or auto, got {args.device!r}")
     if not 0 <= args.partial_captions <= 0.6:
         parser.error(f"--partial_captions must be in [0, 0.6], got {args.partial_captions}")
     if args.vae_object_weight < 0:

@@ -140,3 +140,37 @@ def test_vae_loss_is_plain_l1_plus_l2_without_masks_and_weighs_object_pixels_wit
     err = ((recon - x).abs() + (recon - x) ** 2).mean(1, keepdim=True)
     expected = (err[mask.bool()].sum() * 5 + err[~mask.bool()].sum()) / (5 * 32 + 96)  # weights 1 + 4 on the object
     assert torch.allclose(reconstruction_loss(recon, x, 1 + 4 * mask), expected)
+
+
+def test_partial_captions_always_name_the_shape_and_leave_out_some_of_the_rest():
+    import numpy as np
+
+    from hifilight.toyworld.scenes import Scene, ToyObject
+    from hifilight.toyworld.toysd import caption_variant
+
+    scene = Scene(ToyObject("star", "blue", "dotted", "yellow"), "snow")
+    rng = np.random.default_rng(0)
+    old = [caption_variant(scene, rng, partial=0.0) for _ in range(2000)]
+    new = [caption_variant(scene, rng, partial=0.2) for _ in range(2000)]
+    known = {"", "a photo of a star", "a star in the snow", "a blue star with yellow dots",
+             "a blue star with yellow dots in the snow"}  # fmt: skip
+    assert set(old) == known  # partial=0: the earlier mix
+    extra = [c for c in new if c not in known]
+    assert 0.15 < len(extra) / len(new) < 0.25
+    assert all("star" in c for c in extra) and {"a blue star", "a star with yellow dots in the snow"} <= set(extra)
+    assert not any("blue" in c and "yellow" in c for c in extra)  # never the whole description
+
+
+def test_train_denoiser_learns_on_cpu_and_checkpoints_at_the_asked_steps():
+    from hifilight.toyworld.scenes import Scene, ToyObject
+    from hifilight.toyworld.toysd import build, train_denoiser
+
+    comps = build(0)
+    before = comps["unet"].conv_in.weight.detach().clone()
+    latents = torch.randn(4, 16, 16, 16) * 0.3
+    scenes = [Scene(ToyObject("star", "blue"), "snow")] * 4
+    saved = []
+    train_denoiser(comps, latents, scenes, steps=4, batch=2, lr=1e-3, seed=0, log=lambda _: None, every=2,
+                   checkpoint=saved.append, partial=0.2, device="cpu")  # fmt: skip
+    assert saved == [2] and not torch.equal(before, comps["unet"].conv_in.weight)
+    assert not comps["unet"].training and not comps["text_encoder"].training
