@@ -22,7 +22,7 @@ from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.evaluation.runner import Row
 from hifilight.io import image_grid, save_png, write_atomic
 from hifilight.toyworld import calibrate as calibration
-from hifilight.toyworld.dataset import HELD_OUT, PROMPTS
+from hifilight.toyworld.dataset import HELD_OUT
 from hifilight.toyworld.fidelity import MEASURES, ToyJudge
 
 COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt", "images", *MEASURES]
@@ -42,10 +42,10 @@ CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in cali
 
 
 def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
-               images_per_prompt: int, comps=None, judge: ToyJudge | None = None, steps: int = 25,
+               images_per_prompt: int, comps, judge: ToyJudge | None = None, steps: int = 25,
                guidance: float = 5.0, batch_size: int = 8) -> list[dict]:  # fmt: skip
-    """Cells of the calibration rows (with the base model `comps`; without it only the true renders) and of
-    `rows`, per seed."""
+    """Cells of the calibration rows (the base model `comps` draws the floor and the oracle) and of `rows`, per
+    seed."""
     judge = judge or ToyJudge()
     sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
     objects = {s.name: HELD_OUT[s.name] for s in subjects}
@@ -57,14 +57,8 @@ def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[Benc
                       "prompt": prompt, "images": len(images), **scores})  # fmt: skip
 
     for seed in seeds:
-        if comps is not None:
-            made = calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance,
-                                                 batch_size)  # fmt: skip
-        else:
-            made = [calibration.Cell(calibration.RENDERS, s, i, p, calibration.true_renders(objects[s], p,
-                                     images_per_prompt, seed))
-                    for s in objects for i in prompts for p in [PROMPTS[i].format("", objects[s].shape)]]  # fmt: skip
-        for c in sorted(made, key=lambda c: calibration.ROWS.index(c.row)):
+        for c in calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance,
+                                               batch_size):  # fmt: skip
             add(seed, c.row, calibration.LABELS[c.row], c.subject, c.prompt_index, c.prompt, c.images)
         for row in rows:
             for subject in subjects:

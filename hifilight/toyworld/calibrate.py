@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from hifilight.data.images import to_pil, to_tensor
-from hifilight.toyworld.dataset import PROMPTS
+from hifilight.toyworld.dataset import PROMPTS, subject_photos
 from hifilight.toyworld.fidelity import MEASURES, SUBJECT_ATTRIBUTES, ToyJudge, prompt_target, subject_match
 from hifilight.toyworld.scenes import ToyObject, random_scene, render
 
@@ -105,21 +105,18 @@ def calibration_cells(comps, subjects: dict[str, ToyObject], prompts: list[int],
         unique = sorted(set(texts))  # the floor's texts repeat across subjects of one shape: generate once
         made = dict(zip(unique, text_images(comps, unique, n, seed, steps, guidance, batch_size), strict=True))
         cells += [Cell(row, name, i, p, made[t]) for (name, i, p), t in zip(asks, texts, strict=True)]
-    for name, i, p in asks:
-        renders = true_renders(subjects[name], p, n, seed)
-        cells += [
-            Cell(RENDERS, name, i, p, renders),
-            Cell(RECONSTRUCTIONS, name, i, p, reconstruct(comps.vae, renders)),
-        ]
-    return cells
+    renders = [Cell(RENDERS, name, i, p, true_renders(subjects[name], p, n, seed)) for name, i, p in asks]
+    decoded = [Cell(RECONSTRUCTIONS, c.subject, c.prompt_index, c.prompt, reconstruct(comps.vae, c.images))
+               for c in renders]  # fmt: skip
+    return cells + renders + decoded  # in ROWS order
 
 
 def score_cell(judge: ToyJudge, cell: Cell, obj: ToyObject, sources: torch.Tensor) -> dict[str, float]:
     """The judge's five measures of a cell, plus the per-attribute match rates (`match_<attribute>`, the colour
     against the asked one for a recolour prompt)."""
-    scores = judge.score(cell.images, obj, cell.prompt, sources)
-    probs, _ = judge.read(cell.images)
-    match = subject_match(probs, prompt_object(obj, cell.prompt)).float().mean(0)
+    reading = judge.read(cell.images)
+    scores = judge.score(cell.images, obj, cell.prompt, sources, reading=reading)
+    match = subject_match(reading[0], prompt_object(obj, cell.prompt)).float().mean(0)
     return scores | {f"match_{k}": float(v) for k, v in zip(SUBJECT_ATTRIBUTES, match, strict=True)}
 
 
@@ -146,16 +143,11 @@ def calibrate(comps, subjects: dict[str, ToyObject], prompts: list[int] | None =
     judge = judge or ToyJudge()
     prompts = BACKGROUND_PROMPTS if prompts is None else prompts
     cells = calibration_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size)
-    sources = {name: judge.encoder.encode_images(subject_photos(obj, seed)) for name, obj in subjects.items()}
+    sources = {name: judge.encoder.encode_images([Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)])
+               for name in subjects}  # fmt: skip
     scored = [{"row": c.row, "subject": c.subject, "prompt_index": c.prompt_index, "prompt": c.prompt,
                **score_cell(judge, c, subjects[c.subject], sources[c.subject])} for c in cells]  # fmt: skip
     return {"rows": summarize_rows(scored), "cells": scored}
-
-
-def subject_photos(obj: ToyObject, seed: int, n: int = 5) -> list[Image.Image]:
-    """Reference photos of a subject for ToyDINO (as `dataset.write_dataset` lays them out: one per background)."""
-    rng = np.random.default_rng([seed, 4242, zlib.crc32(obj.words.encode())])
-    return [Image.fromarray(render(random_scene(rng, obj))[0]) for _ in range(n)]
 
 
 def perception_accuracy(n: int = 512, seed: int = 12345) -> dict:

@@ -72,13 +72,14 @@ class ToyJudge:
         h = model.features(_inputs(images))
         return {k: head(h).softmax(-1) for k, head in model.heads.items()}, torch.nn.functional.normalize(h, dim=-1)
 
-    def score(self, images: list[Image.Image], subject: ToyObject, prompt: str,
-              sources: torch.Tensor) -> dict[str, float]:  # fmt: skip
-        """The five measures, each a mean over `images`; `sources` = ToyDINO embeddings of the subject's photos."""
+    def score(self, images: list[Image.Image], subject: ToyObject, prompt: str, sources: torch.Tensor,
+              reading: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:  # fmt: skip
+        """The five measures, each a mean over `images`; `sources` = ToyDINO embeddings of the subject's photos;
+        `reading`: what `read(images)` gave, when the caller already has it."""
         from hifilight.toyworld.models import ATTRIBUTES
 
         target = prompt_target(prompt)
-        probs, embeddings = self.read(images)
+        probs, embeddings = reading or self.read(images)
         keys = [k for k in SUBJECT_ATTRIBUTES if not (k == "color" and target.color)]
         match = subject_match(probs, subject, keys)
         conf = torch.stack([probs[k][:, ATTRIBUTES[k].index(getattr(subject, k))] for k in keys], 1)
