@@ -48,8 +48,13 @@ def test_config_loads(path, tmp_path, monkeypatch):
         method = fit.peek_method(["--config", str(path)])
         assert type(cli.model).__name__ == fit.module_class(method).__name__
     elif command == "toyworld":
-        cfg = function_parser(toyworld.ablation, "hifilight toyworld ablation").parse_args(["--config", str(path)])
+        sub = path.read_text().split()[3]  # "# hifilight toyworld <sub> ..."
+        cfg = function_parser(toyworld.COMMANDS[sub], f"hifilight toyworld {sub}").parse_args(["--config", str(path)])
         assert cfg.seeds and cfg.fit_config.is_file() and cfg.ti_config.is_file()
+        if sub == "tune":
+            from hifilight.toyworld.tuning import check_grid
+
+            check_grid(cfg.grid, toyworld.table_rows_of(cfg.method, None))
     else:
         assert command == "predict"
         cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])

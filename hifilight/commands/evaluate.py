@@ -20,7 +20,7 @@ from hifilight.commands.predict import ModelOptions
 from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
-from hifilight.evaluation.runner import EvalSettings, Row, Runner, method_rows
+from hifilight.evaluation.runner import FIT_METHOD, EvalSettings, Row, Runner, method_rows, select_rows
 from hifilight.io import write_atomic
 from hifilight.perception.encoders import CLIP_DEFAULT, DINO_DEFAULT
 
@@ -51,6 +51,7 @@ def evaluate(
     dataset: Path,
     method: str = "hifi_ti",
     out: Path = Path("outputs/eval"),
+    rows: list[str] | None = None,
     images_per_prompt: int = 4,
     subjects: list[str] | None = None,
     prompts: list[int] | None = None,
@@ -65,6 +66,7 @@ def evaluate(
     dreambooth_config: Path | None = None,
     fit_args: list[str] | None = None,
     method_fit_args: dict[str, list[str]] | None = None,
+    row_fit_args: dict[str, list[str]] | None = None,
     model: ModelOptions | None = None,
     steps: int = 50,
     guidance: float = 7.5,
@@ -75,6 +77,7 @@ def evaluate(
     reference: ReferenceOptions | None = None,
     devices: int = 1,
     shard: str | None = None,
+    print_table: bool = True,
 ) -> None:
     """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T.
 
@@ -84,10 +87,12 @@ def evaluate(
         method: "hifi_ti" (with the switches below), "textual_inversion" (classic TI), "dreambooth",
             "hifi_dreambooth" (DreamBooth + reference guidance), "sd" (base model, no subject), "real"
             (real-vs-real), "table1" (the paper's Table 1: real, sd, TI, ours (TI), DreamBooth, ours (DreamBooth))
-            or "table2" (its cumulative ablation: baseline, + mask, + regularization, + step-wise, + reference
-            guidance), "table2_dreambooth" (table2, then DreamBooth with and without reference guidance) or
+            or "table2" (its ablation ladder: Textual Inversion, + mask, + regularization (output-space c_s
+            with Eq. 6), + step-wise, + reference guidance, and an extra output-space row without the
+            regulariser), "table2_dreambooth" (table2, then DreamBooth with and without reference guidance) or
             "ti_vs_ours" (classic Textual Inversion and ours with every technique).
         out: results folder; rerunning with the same folder resumes (nothing on disk is recomputed).
+        rows: only these rows of --method, by name (e.g. '[textual_inversion, ti_mask]').
         images_per_prompt: images per prompt (DreamBench: 4).
         subjects: only these subjects (folder names); default all.
         prompts: only these prompt indices (0-24); default all 25.
@@ -103,6 +108,8 @@ def evaluate(
         fit_args: extra `hifilight fit` arguments for every fit, e.g. '["--trainer.precision", "16-mixed"]'.
         method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
             '{"hifi_ti": ["--model.stage1_steps", "500"]}'.
+        row_fit_args: extra arguments per row (by row name, applied last), e.g. the choices of `hifilight
+            toyworld tune`; a row that only samples differently (reference guidance) uses its fit's row.
         model: base model (default CompVis/stable-diffusion-v1-4), used for the fits and generation.
         steps: DDIM steps (also the step-wise stage's T).
         guidance: classifier-free guidance weight.
@@ -114,10 +121,14 @@ def evaluate(
         devices: processes to spread the subjects over (one GPU each when CUDA is there, via CUDA_VISIBLE_DEVICES);
             each writes its own results file, merged when all are done (logs in <out>/shards/).
         shard: "k/n": run only subjects k, k+n, ... (what each of --devices' processes runs).
+        print_table: print the DINO / CLIP-I / CLIP-T table at the end (table.md is written either way).
     """
     config = {k: _plain(v) for k, v in locals().items() if k not in ("devices", "shard")}
     model, metrics, reference = model or ModelOptions(), metrics or MetricOptions(), reference or ReferenceOptions()
-    rows = method_rows(method, mask, regularizer, stepwise, reference_guidance)
+    try:
+        rows = select_rows(method_rows(method, mask, regularizer, stepwise, reference_guidance), rows)
+    except ValueError as err:
+        raise HifiError(f"{err} (--method {method})") from None
     _check(images_per_prompt, metrics, rows, reference, steps, guidance, resolution)
     bench = load_dreambench(Path(dataset), subjects, class_name)
     part = _parse_shard(shard)
@@ -134,10 +145,11 @@ def evaluate(
     dino = DinoEncoder.from_pretrained(metrics.dino_model, device)
     clip = ClipEncoder.from_pretrained(metrics.clip_model, device)
     settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
-                            metrics.clip_t_text, reference_on_live, pretrained, part)  # fmt: skip
+                            metrics.clip_t_text, reference_on_live, pretrained, part,
+                            print_table=print_table)  # fmt: skip
     configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config}
     settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
-                           steps, resolution)  # fmt: skip
+                           steps, resolution, row_fit_args or {})  # fmt: skip
     runner = Runner(
         settings, lambda name: load_components(name, model.dtype, device), dino, clip, metrics.pairing,
         metrics.scale100,
@@ -146,7 +158,7 @@ def evaluate(
         ),
     )  # fmt: skip
     runner.run(rows, bench)
-    if part is None:
+    if part is None and print_table:
         print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
 
 
@@ -215,11 +227,8 @@ def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
         )
 
 
-FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth"}
-
-
 def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: list[str], method_args: dict,
-            steps: int, resolution: int):  # fmt: skip
+            steps: int, resolution: int, row_args: dict):  # fmt: skip
     """`hifilight fit` for one subject and one row (the row's switches are applied after the user's arguments)."""
 
     def fit(subject, row: Row, path: Path) -> None:
@@ -228,7 +237,7 @@ def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: lis
         method = FIT_METHOD[row.kind]
         args = ["fit", "--method", method, *(["--config", str(configs[method])] if configs.get(method) else [])]
         args += ["--trainer.default_root_dir", str(out / "fit_logs" / subject.name / path.stem)]
-        args += [*fit_args, *method_args.get(method, [])]
+        args += [*fit_args, *method_args.get(method, []), *row_args.get(row.name, [])]
         args += ["--model.pretrained", pretrained, "--data.subject_dir", str(subject.folder),
                  "--data.class_name", subject.class_name, "--data.resolution", str(resolution),
                  "--out", str(path)]  # fmt: skip
@@ -237,6 +246,8 @@ def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: lis
                      str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
             args += [] if row.stepwise else ["--model.stepwise_steps", "0"]
             args += [] if row.mask else ["--data.masks", "none"]
+        if method == "textual_inversion":  # Table 2's "+ mask" row: the same token with Eq. 5
+            args += ["--model.use_mask", str(row.mask).lower(), "--data.masks", "auto" if row.mask else "none"]
         path.parent.mkdir(parents=True, exist_ok=True)
         build_cli(args)
 

@@ -4,10 +4,12 @@ ToyWorld scored with exact measures.
 hifilight toyworld dataset --out toyworld/ --photos 5 --split val
 hifilight toyworld ablation --out outputs/toyworld_ablation --seeds '[0, 1]'
 hifilight toyworld calibrate --split test --out outputs/toyworld_calibration.json
+hifilight toyworld tune --config configs/toyworld_tune.yaml   (per-row settings, chosen on the val split)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hifilight.commands.common import run_function
@@ -79,8 +81,6 @@ def calibrate(
         batch_size: images generated together.
         overwrite: replace an existing --out.
     """
-    import json
-
     from hifilight.io import check_writable, write_atomic
     from hifilight.models import load_components
     from hifilight.toyworld.calibrate import calibrate as run_calibration
@@ -118,50 +118,67 @@ def ablation(
     dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
     fit_args: list[str] | None = None,
     method_fit_args: dict[str, list[str]] | None = None,
+    tuning: Path | None = None,
+    rows: list[str] | None = None,
     steps: int = 25,
     guidance: float = 5.0,
     batch_size: int = 8,
     reference: ReferenceOptions = TOY_REFERENCE,
     split: str = "test",
-) -> None:
+    calibration_rows: bool = True,
+) -> dict:
     """The paper's Table 2 on ToyWorld: fit every subject per row and seed, generate every prompt, score the exact
-    subject and prompt fidelity measures; writes toyworld_table.md (mean ± std over seeds) and image grids.
+    subject and prompt fidelity measures; writes toyworld_table.md (mean ± std over seeds, each ladder step's paired
+    difference with a bootstrap 95% interval), toyworld_table.json (the small summary) and image grids.
 
     Args:
         out: results folder (dataset/, seed<s>/ with the runner's images and artifacts, toyworld_*); a rerun with
             the same folder resumes.
-        method: rows, as `hifilight evaluate --method` ("table2": TI, output-space baseline, + mask,
-            + regularization, + step-wise, + reference guidance; "table2_dreambooth": then DreamBooth without and
-            with reference guidance; "ti_vs_ours", "hifi_ti", "textual_inversion", ...).
-        seeds: one full run per seed (fits' --model.seed/--data.seed and the images' seeds); default [0, 1].
+        method: rows, as `hifilight evaluate --method` ("table2": the paper's ladder, Textual Inversion -> + mask
+            -> + regularization -> + step-wise -> + reference guidance, and an extra output-space row without the
+            regulariser; "table2_dreambooth": then DreamBooth without and with reference guidance; "ti_vs_ours",
+            "hifi_ti", "textual_inversion", ...).
+        seeds: one full run per seed (fits' --model.seed/--data.seed and the images' seeds); default [0, 1, 2].
         subjects: ToyWorld subjects (default: all 8 of --split).
         prompts: prompt indices 0..9 (8 backgrounds, 2 recolourings); default all.
         images_per_prompt: images per prompt and seed.
         photos: source photos per subject.
         model: the base model (default "toysd": the committed ToySD, hifilight/assets/toyworld/toysd).
         fit_config: `hifilight fit` YAML for the HiFi rows.
-        ti_config: YAML for the Textual Inversion row.
+        ti_config: YAML for the Textual Inversion rows.
         dreambooth_config: YAML for the DreamBooth rows (method "table2_dreambooth").
         fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
         method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
             '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
+        tuning: a record of `hifilight toyworld tune` (made on the val split): each row fits with its chosen
+            arguments; the record goes into the summary.
+        rows: only these rows of --method (by name, e.g. '[ti_mask, regularization]').
         steps: DDIM steps (and the step-wise stage's T).
         guidance: classifier-free guidance weight.
         batch_size: images generated together.
         reference: reference-guidance settings; default: ToyDINO picks the reference, ToySAM segments the generated
             image, t_s = 20 and t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50).
         split: "val" (choose settings here) or "test" (final tables only); named in the protocol line.
+        calibration_rows: also score the class-word floor, the text oracle and the ceilings.
     """
     from hifilight.commands.evaluate import MetricOptions, evaluate
     from hifilight.commands.predict import ModelOptions
     from hifilight.evaluation.dreambench import load_dreambench
-    from hifilight.evaluation.runner import method_rows
+    from hifilight.io import write_atomic
     from hifilight.models import load_components
-    from hifilight.toyworld.ablation import CALIBRATION, score_runs, summarize, write_grids, write_report
+    from hifilight.toyworld.ablation import (
+        CALIBRATION,
+        score_runs,
+        summarize,
+        table_record,
+        write_comparison,
+        write_grids,  # fmt: skip
+        write_report,
+    )
     from hifilight.toyworld.dataset import write_dataset
     from hifilight.toyworld.toysd import SIZE
 
-    seeds = [0, 1] if seeds is None else seeds
+    seeds = [0, 1, 2] if seeds is None else seeds
     model = model or "toysd"
     check_split(split)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -170,47 +187,153 @@ def ablation(
                        ("--dreambooth_config", dreambooth_config)):  # fmt: skip
         if not Path(path).is_file():
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
-    rows = [r for r in method_rows(method, reference=True) if r.kind != "real"]  # "real": the ceiling row
+    table_rows = table_rows_of(method, rows)
+    tuned = read_tuning(tuning) if tuning is not None else None
     data = Path(out) / "dataset"
     try:
         if not (data / "prompts_and_classes.txt").is_file():
             write_dataset(data, subjects, photos, SIZE, seed=0, split=split)
     except ValueError as err:
         raise HifiError(f"--subjects: {err}") from None
-    for seed in seeds:
-        evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt, subjects, prompts,
-                 reference_guidance=True, fit_config=fit_config, ti_config=ti_config,
+    for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
+        evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt=images_per_prompt, subjects=subjects,
+                 prompts=prompts, reference_guidance=True, fit_config=fit_config, ti_config=ti_config,
                  dreambooth_config=dreambooth_config,
                  fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
-                 method_fit_args=method_fit_args,
+                 method_fit_args=method_fit_args, row_fit_args=tuned["choice"] if tuned else None,
+                 rows=[r.name for r in table_rows],
                  model=ModelOptions(pretrained=model), steps=steps, guidance=guidance, resolution=SIZE,
                  batch_size=batch_size, seed=1000 * seed, reference=reference,
-                 metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"))  # fmt: skip
+                 metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"),
+                 print_table=False)  # fmt: skip
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
     comps = load_components(model)
-    cells = score_runs(Path(out), seeds, rows, bench, indices, images_per_prompt, comps=comps, steps=steps,
-                       guidance=guidance, batch_size=batch_size)  # fmt: skip
-    configs = [fit_config, ti_config, *([dreambooth_config] if any(r.kind == "dreambooth" for r in rows) else [])]
+    cells = score_runs(Path(out), seeds, table_rows, bench, indices, images_per_prompt, comps=comps, steps=steps,
+                       guidance=guidance, batch_size=batch_size, calibration_rows=calibration_rows)  # fmt: skip
+    configs = [fit_config, ti_config, *([dreambooth_config] if any(r.kind == "dreambooth" for r in table_rows) else [])]
     extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
     protocol = (f"ToyWorld, {split} split: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} "
                 f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
                 f"fits from "
-                f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}; "
+                f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
+                f"{'; per-row settings tuned on val (' + str(tuning) + ')' if tuning else ''}; "
                 f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
                 f"J = {reference.guide.inner_steps}.")  # fmt: skip
-    print(write_report(Path(out), cells, summarize(cells, [*CALIBRATION, *rows], seeds), protocol))
-    grids = write_grids(Path(out), seeds[0], rows, bench, indices, images_per_prompt)
+    summary = summarize(cells, [*(CALIBRATION if calibration_rows else ()), *table_rows], seeds)
+    print(write_report(Path(out), cells, summary, protocol))
+    record = table_record(summary, split, protocol, tuned)
+    write_atomic(Path(out) / "toyworld_table.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
+                 overwrite=True)  # fmt: skip
+    grids = write_grids(Path(out), seeds[0], table_rows, bench, indices, images_per_prompt)
+    compare = [write_comparison(Path(out), seeds[0], table_rows, s, indices) for s in bench]
     print(
-        f"wrote {Path(out) / 'toyworld_table.md'} (per-cell scores: toyworld_results.csv) and {len(grids)} grids "
-        f"of seed {seeds[0]} in {Path(out) / 'grids'} (a line per prompt)"
+        f"wrote {Path(out) / 'toyworld_table.md'}, toyworld_table.json (per-cell scores: toyworld_results.csv), "
+        f"{len(grids)} grids of seed {seeds[0]} in {Path(out) / 'grids'} (a line per prompt) and "
+        f"{len(compare)} comparisons (source photos, then a line per row), e.g. {compare[0]}"
     )
+    return summary
 
 
-COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate}
+def table_rows_of(method: str, names: list[str] | None):
+    """The table's rows of --method (without the "real" ceiling row), or the named ones of them."""
+    from hifilight.evaluation.runner import method_rows, select_rows
+
+    try:
+        return select_rows([r for r in method_rows(method, reference=True) if r.kind != "real"], names)
+    except ValueError as err:
+        raise HifiError(f"{err} (--method {method})") from None
+
+
+def read_tuning(path: Path) -> dict:
+    from hifilight.toyworld.tuning import check_record
+
+    try:
+        data = json.loads(Path(path).read_text())
+        check_record(data, str(path))
+    except FileNotFoundError:
+        raise HifiError(f"--tuning {path}: no such file; write it with `hifilight toyworld tune`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HifiError(f"--tuning {path}: not JSON; write it with `hifilight toyworld tune`") from None
+    except ValueError as err:
+        raise HifiError(f"--tuning {err}") from None
+    return data
+
+
+def tune(
+    grid: dict[str, list[list[str]]],
+    out: Path = Path("outputs/toyworld_tune"),
+    method: str = "table2",
+    seeds: list[int] | None = None,
+    prompts: list[int] | None = None,
+    images_per_prompt: int = 2,
+    record_out: Path | None = None,
+    overwrite: bool = False,
+    fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
+    ti_config: Path = CONFIGS / "toyworld_ti.yaml",
+    dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch_size: int = 8,
+    reference: ReferenceOptions = TOY_REFERENCE,
+) -> None:
+    """Choose each row's fit settings on the validation split, the same grid size for every method: every row of
+    --method that fits is scored at every point of its fit method's grid; the best point by identity (ties:
+    ToyDINO) is its choice. Writes the record (grid, every score, the choices) for `toyworld ablation --tuning`.
+
+    Args:
+        grid: per fit method (hifi_ti, textual_inversion, dreambooth), a list of points, each a list of `hifilight
+            fit` arguments, e.g. '{"textual_inversion": [["--model.learning_rate", "5e-3"]], ...}'.
+        out: working folder (one ablation folder per method and point; reruns resume).
+        method: the table whose rows are tuned ("table2" or "table2_dreambooth").
+        seeds: seeds of every point (default [0]).
+        prompts: prompt indices (default 0, 2, 4, 6, 8: four backgrounds and a recolouring).
+        images_per_prompt: images per prompt and seed.
+        record_out: where to write the record (default <out>/tuning.json).
+        overwrite: replace an existing record.
+        fit_config: base YAML of the HiFi fits (the grid's arguments are added to it).
+        ti_config: base YAML of the Textual Inversion fits.
+        dreambooth_config: base YAML of the DreamBooth fits.
+        steps: DDIM steps.
+        guidance: classifier-free guidance weight.
+        batch_size: images generated together.
+        reference: reference-guidance settings (as `toyworld ablation`).
+    """
+    from hifilight.io import check_writable, write_atomic
+    from hifilight.toyworld import tuning
+
+    seeds = [0] if seeds is None else seeds
+    prompts = [0, 2, 4, 6, 8] if prompts is None else prompts
+    record_out = Path(record_out or Path(out) / "tuning.json")
+    check_writable(record_out, overwrite)
+    rows = table_rows_of(method, None)
+    try:
+        tuning.check_grid(grid, rows)
+    except ValueError as err:
+        raise HifiError(str(err)) from None
+    scores: dict[str, list[dict]] = {}
+    for fit_method, tuned in tuning.tuned_rows(rows, grid).items():
+        for k, point in enumerate(grid[fit_method]):
+            summary = ablation(Path(out) / fit_method / f"point{k}", method, seeds, None, prompts, images_per_prompt,
+                               fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
+                               method_fit_args={fit_method: point}, rows=[r.name for r in tuned], steps=steps,
+                               guidance=guidance, batch_size=batch_size, reference=reference, split="val",
+                               calibration_rows=False)  # fmt: skip
+            for entry in summary["methods"]:
+                scores.setdefault(entry["method"], []).append(
+                    {"point": k, "args": point, **{m: entry[m]["mean"] for m in (tuning.MEASURE, tuning.TIE_BREAK)}}
+                )
+    result = tuning.record("val", seeds, grid, rows, scores)
+    write_atomic(record_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
+    for row, args in result["choice"].items():
+        print(f"{row}: {' '.join(args) or '(the config as it is)'}")
+    print(f"wrote {record_out}")
+
+
+COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate, "tune": tune}
 
 
 def run(argv: list[str]) -> None:
     if not argv or argv[0] not in COMMANDS:
-        raise HifiError("usage: hifilight toyworld dataset|ablation|calibrate [--help]")
+        raise HifiError("usage: hifilight toyworld dataset|ablation|calibrate|tune [--help]")
     run_function(COMMANDS[argv[0]], f"hifilight toyworld {argv[0]}", argv[1:])

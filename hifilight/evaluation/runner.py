@@ -9,6 +9,7 @@ what is missing; `protocol.json` records the scoring protocol and a rerun with a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -37,15 +38,19 @@ class Row:
     regularizer: bool = True
     stepwise: bool = True
     reference: bool = False
+    base: str | None = None  # the row this one adds one technique to (an ablation step), by name
 
     @property
     def artifact_key(self) -> str:
         """The fitted output this row uses (rows that differ only in sampling share it)."""
         if self.kind == "hifi":
             return f"mask{int(self.mask)}_reg{int(self.regularizer)}_stepwise{int(self.stepwise)}.safetensors"
-        return "textual_inversion.safetensors" if self.kind == "textual_inversion" else "dreambooth"
+        if self.kind == "textual_inversion":
+            return "textual_inversion_mask.safetensors" if self.mask else "textual_inversion.safetensors"
+        return "dreambooth"
 
 
+FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth"}  # kind -> fit
 METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2",
            "ti_vs_ours", "table2_dreambooth")  # fmt: skip
 REAL, SD = Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd")
@@ -53,11 +58,29 @@ TI = Row("textual_inversion", "Textual Inversion", "textual_inversion", False, F
 DB = Row("dreambooth", "DreamBooth", "dreambooth", False, False, False)
 HIFI_DB = Row("hifi_dreambooth", "Ours (DreamBooth)", "dreambooth", False, False, False, True)
 
+# The paper's Table 2 (Sec. 4, "Ablation studies"), one technique per row, each row's `base` the one above it:
+# Textual Inversion (an input-space token, Eq. 2) -> + mask (the same token with Eq. 5) -> + regularization (Sec.
+# 3.2: the subject moves to the output space, c_s initialised from phi_s and spliced into the last n rows of the
+# null text's encoding, with the L2 pull of Eq. 6) -> + step-wise representations (Algorithm 1) -> + reference
+# guidance (Algorithm 2); DreamBooth -> + reference guidance. The extra row (not the paper's) separates the move to
+# the output space from the L2 term: output-space c_s with the mask and no regulariser, against "+ mask".
+TABLE2 = [
+    Row("textual_inversion", "Baseline (Textual Inversion)", "textual_inversion", False, False, False),
+    Row("ti_mask", "+ mask", "textual_inversion", True, False, False, base="textual_inversion"),
+    Row("regularization", "+ regularization", "hifi", True, True, False, base="ti_mask"),
+    Row("stepwise", "+ step-wise representations", "hifi", True, True, True, base="regularization"),
+    Row("reference", "+ reference guidance", "hifi", True, True, True, True, base="stepwise"),
+    Row("output_space", "(extra) output-space c_s + mask, no reg.", "hifi", True, False, False, base="ti_mask"),
+]
+TABLE2_DREAMBOOTH = [
+    Row("dreambooth", "Baseline (DreamBooth)", "dreambooth", False, False, False),
+    Row("hifi_dreambooth", "+ reference guidance", "dreambooth", False, False, False, True, base="dreambooth"),
+]
+
 
 def method_rows(method: str, mask=True, regularizer=True, stepwise=True, reference=False) -> list[Row]:
-    """The rows a --method runs. "table1" = the paper's Table 1, "table2" = its cumulative ablation, preceded by
-    classic Textual Inversion: the paper's ablation baseline is TI; ours is also shown without the three
-    techniques (c_s in the output space, no mask, no regulariser, no step-wise embeddings), so each step adds one."""
+    """The rows a --method runs. "table1" = the paper's Table 1, "table2" = its ablation ladder (TABLE2), and
+    "table2_dreambooth" = the ladder and its DreamBooth rows."""
     hifi = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", mask, regularizer, stepwise, reference)
     ours_ti = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", True, True, True, True)
     rows = {
@@ -68,21 +91,22 @@ def method_rows(method: str, mask=True, regularizer=True, stepwise=True, referen
         "sd": [SD],
         "real": [REAL],
         "table1": [REAL, SD, TI, ours_ti, DB, HIFI_DB],
-        "ti_vs_ours": [TI, ours_ti],
-        "table2_dreambooth": [],
-        "table2": [
-            TI,
-            Row("baseline", "Baseline (output-space c_s)", "hifi", False, False, False),
-            Row("mask", "+ mask", "hifi", True, False, False),
-            Row("regularization", "+ regularization", "hifi", True, True, False),
-            Row("stepwise", "+ step-wise representations", "hifi", True, True, True),
-            Row("reference", "+ reference guidance", "hifi", True, True, True, True),
-        ],
+        "ti_vs_ours": [TI, dataclasses.replace(ours_ti, base=TI.name)],
+        "table2": TABLE2,
+        "table2_dreambooth": TABLE2 + TABLE2_DREAMBOOTH,
     }
-    rows["table2_dreambooth"] = rows["table2"] + [DB, HIFI_DB]
     if method not in rows:
         raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
-    return rows[method]
+    return list(rows[method])
+
+
+def select_rows(rows: list[Row], names: list[str] | None) -> list[Row]:
+    """The named rows of a table, in the table's order (all of them for None); ValueError naming the choices."""
+    if names is None:
+        return rows
+    if not names or any(n not in {r.name for r in rows} for n in names):
+        raise ValueError(f"--rows {names}: use names of the table's rows: {', '.join(r.name for r in rows)}")
+    return [r for r in rows if r.name in names]
 
 
 @dataclass
@@ -101,6 +125,7 @@ class EvalSettings:
     reference_on_live: bool = False
     base_model: str = ""
     shard: tuple[int, int] | None = None  # (k, n): this process scores subjects k, k+n, ... into its own file
+    print_table: bool = True  # print the DINO / CLIP table at the end (table.md is written either way)
     fit: Callable[[BenchSubject, Row, Path], None] | None = None  # writes the fitted output of (subject, row)
 
 
@@ -321,7 +346,8 @@ class Runner:
         write_atomic(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), overwrite=True)
         table = markdown_table(summary)
         write_atomic(out / "table.md", lambda tmp: tmp.write_text(table), overwrite=True)
-        print(table)
+        if self.settings.print_table:
+            print(table)
         return summary
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from hifilight.masking import BINARY_RULES
 from hifilight.sampling.ddim import cfg_combine
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepResult, StepState
 
@@ -38,6 +39,8 @@ class GuidanceSettings:
         substitute: replace x_t[M_r*] by x_t*[M_r*] at t_s.
         reset_optimizer: a fresh Adam state at each guided step (phi_h itself is always carried over).
         reduction: "mean" or "sum" of the squared errors over the masked entries in Eq. (10).
+        mask_rule: how the aligned reference mask M_r* becomes the latent mask of lines 4 and 9 and Eq. (10):
+            "area" (cells at least half subject) or "touched" (every cell it touches); see hifilight.masking.
     """
 
     start: int = 40
@@ -47,6 +50,7 @@ class GuidanceSettings:
     substitute: bool = True
     reset_optimizer: bool = True
     reduction: str = "mean"
+    mask_rule: str = "area"
 
     def check(self, num_steps: int, guidance: float) -> None:
         """Raise ValueError naming the flag when these settings cannot run with `num_steps` DDIM steps."""
@@ -59,6 +63,10 @@ class GuidanceSettings:
             raise ValueError(f"--reference.guide.inner_steps must be >= 0, got {self.inner_steps}")
         if self.reduction not in ("mean", "sum"):
             raise ValueError(f"--reference.guide.reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.mask_rule not in BINARY_RULES:
+            raise ValueError(
+                f"--reference.guide.mask_rule must be one of {', '.join(BINARY_RULES)}, got {self.mask_rule!r}"
+            )
         if self.inner_steps and guidance == 1.0:
             raise ValueError(
                 "reference guidance optimises the null embedding, which guidance 1 ignores; use --guidance > 1 "

@@ -29,6 +29,7 @@ from hifilight.conditioning import encode_text
 from hifilight.data.images import center_square, list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.masks import MaskProvider
 from hifilight.errors import HifiError
+from hifilight.masking import latent_mask
 from hifilight.models import SDComponents
 from hifilight.perception import align
 from hifilight.perception.align import Alignment, AlignSettings
@@ -122,11 +123,6 @@ class ReferenceGuide:
         return self.captions[index]
 
 
-def latent_mask(mask: Tensor, size: int) -> Tensor:
-    """An image-size mask (1, H, W) resized to the latent grid (1, 1, size, size): area average >= 0.5."""
-    return (F.interpolate(mask.float()[None], size=(size, size), mode="area") >= 0.5).float()
-
-
 def reference_guided(
     comps: SDComponents,
     artifact: SubjectArtifact | None,
@@ -183,7 +179,8 @@ def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRe
     aligned = align.apply(ref_pixels, record.alignment, padding="border").clamp(-1, 1)
     record.aligned_reference = to_pil(aligned[0] / 2 + 0.5)
     record.mask_r_aligned = (align.apply(m_r[None], record.alignment)[0] > 0.5).float()
-    mask = latent_mask(record.mask_r_aligned, resume.shape[-1]).to(resume.device)
+    size = tuple(resume.shape[-2:])
+    mask = latent_mask(record.mask_r_aligned[None], size, ref.guide.mask_rule).to(resume.device)
     if not mask.any():
         return _skip(record, "the aligned reference mask M_r* covers no latent cell")
     record.caption = ref.caption_of(record.reference)

@@ -3,7 +3,8 @@
 Generation and fitting are the DreamBench runner's (`hifilight evaluate`), run once per seed into `<out>/seed<s>/`;
 this module reads the images it wrote and scores them: `toyworld_results.csv` (one line per seed x row x subject x
 prompt), `toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, and
-the standard deviation over seeds; then each row's paired change against the row above it).
+the standard deviation over seeds; then each ladder step's paired change against its base row, with a bootstrap
+interval).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import csv
 import io
 import json
 import statistics
-from itertools import pairwise
 from pathlib import Path
 
 from PIL import Image
@@ -20,6 +20,7 @@ from PIL import Image
 from hifilight.data.images import list_images, load_rgb
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.evaluation.runner import Row
+from hifilight.evaluation.stats import bootstrap_ci, verdict
 from hifilight.io import image_grid, save_png, write_atomic
 from hifilight.toyworld import calibrate as calibration
 from hifilight.toyworld.dataset import HELD_OUT
@@ -43,9 +44,9 @@ CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in cali
 
 def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
                images_per_prompt: int, comps, judge: ToyJudge | None = None, steps: int = 25,
-               guidance: float = 5.0, batch_size: int = 8) -> list[dict]:  # fmt: skip
-    """Cells of the calibration rows (the base model `comps` draws the floor and the oracle) and of `rows`, per
-    seed."""
+               guidance: float = 5.0, batch_size: int = 8, calibration_rows: bool = True) -> list[dict]:  # fmt: skip
+    """Cells of the calibration rows (the base model `comps` draws the floor and the oracle; skipped without
+    `calibration_rows`) and of `rows`, per seed."""
     judge = judge or ToyJudge()
     sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
     objects = {s.name: HELD_OUT[s.name] for s in subjects}
@@ -57,8 +58,9 @@ def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[Benc
                       "prompt": prompt, "images": len(images), **scores})  # fmt: skip
 
     for seed in seeds:
-        for c in calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance,
-                                               batch_size):  # fmt: skip
+        calibration_cells = calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps,
+                                                          guidance, batch_size) if calibration_rows else []  # fmt: skip
+        for c in calibration_cells:
             add(seed, c.row, calibration.LABELS[c.row], c.subject, c.prompt_index, c.prompt, c.images)
         for row in rows:
             for subject in subjects:
@@ -104,35 +106,55 @@ def _unit_means(cells: list[dict], row: Row) -> dict[tuple, dict[str, float]]:
     return {unit: {m: statistics.fmean(c[m] for c in group) for m in MEASURES} for unit, group in groups.items()}
 
 
+MIN_SUBJECTS = 3  # fewer subjects give no interval worth a verdict (one subject: zero width)
+
+
+def ladder_steps(rows: list[Row]) -> list[tuple[Row, Row]]:
+    """(before, after) for every row whose `base` row is in the table: Table 2's one-technique steps."""
+    by_name = {r.name: r for r in rows}
+    return [(by_name[r.base], r) for r in rows if r.base in by_name]
+
+
 def step_gains(cells: list[dict], rows: list[Row]) -> list[dict]:
-    """What each row changes against the row above it (Table 2's rows add one technique each), paired per (seed,
-    subject): the mean of the differences of their means over prompts, and how many pairs rose and fell. Pairing
-    takes out the subject-to-subject spread that dominates the spread over seeds."""
+    """What each row changes against its base row (Table 2's rows add one technique each), paired per (seed,
+    subject): the mean of the differences of their means over prompts, its bootstrap 95% interval (resampling
+    subjects, see hifilight.evaluation.stats), how many pairs rose and fell, the verdict the interval gives, and
+    the differences themselves. Pairing takes out the subject-to-subject spread that dominates the spread over
+    seeds."""
     means = {row.name: _unit_means(cells, row) for row in rows}
     gains = []
-    for before, after in pairwise(rows):
+    for before, after in ladder_steps(rows):
         a, b = means[before.name], means[after.name]
         units = sorted(a.keys() & b.keys())
-        entry = {"from": before.label, "to": after.label, "pairs": len(units)}
+        entry = {"from": before.label, "to": after.label, "from_method": before.name, "to_method": after.name,
+                 "pairs": len(units), "units": [list(u) for u in units]}  # fmt: skip
+        clusters = [u[1] for u in units]  # subjects: resampled whole, with all their seeds
         for m in MEASURES:
             diffs = [b[u][m] - a[u][m] for u in units]
-            entry[m] = {"mean": statistics.fmean(diffs) if diffs else 0.0, "up": sum(d > 0 for d in diffs),
-                        "down": sum(d < 0 for d in diffs)}  # fmt: skip
+            low, high = bootstrap_ci(diffs, clusters) if diffs else (0.0, 0.0)
+            word = verdict(low, high) if len(set(clusters)) >= MIN_SUBJECTS else f"n/a (< {MIN_SUBJECTS} subjects)"
+            entry[m] = {"mean": statistics.fmean(diffs) if diffs else 0.0, "ci95": {"low": low, "high": high},
+                        "verdict": word, "up": sum(d > 0 for d in diffs),
+                        "down": sum(d < 0 for d in diffs), "diffs": diffs}  # fmt: skip
         gains.append(entry)
     return gains
 
 
 def gains_markdown(gains: list[dict]) -> list[str]:
-    """The step table: per row, the mean paired change of each measure against the row above, (pairs up / down)."""
+    """The step table: per step, the mean paired change of each measure with its 95% interval, and the verdict
+    on identity."""
     if not gains:
         return []
-    lines = ["| Change | " + " | ".join(f"Δ {m}" for m in MEASURES) + " |", "| --- " * (len(MEASURES) + 1) + "|"]
+    heads = [f"Δ {m} [95% CI]" for m in MEASURES]
+    lines = ["| Change | " + " | ".join(heads) + " | identity verdict |", "| --- " * (len(MEASURES) + 2) + "|"]
     for g in gains:
-        values = [f"{g[m]['mean']:+.3f} ({g[m]['up']}↑ {g[m]['down']}↓)" for m in MEASURES]
-        lines.append(f"| {g['from']} → {g['to']} | " + " | ".join(values) + " |")
+        values = [f"{g[m]['mean']:+.3f} [{g[m]['ci95']['low']:+.3f}, {g[m]['ci95']['high']:+.3f}]" for m in MEASURES]
+        lines.append(f"| {g['from']} → {g['to']} | " + " | ".join(values) + f" | {g['identity']['verdict']} |")
     return ["", *lines, "",
-            f"Each row against the one above it, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
-            "change of the per-pair means over prompts, and how many pairs rose (↑) and fell (↓)."]  # fmt: skip
+            f"Each row against its base row, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
+            "change of the per-pair means over prompts and its bootstrap 95% interval (subjects resampled with all "
+            "their seeds); the verdict is \"helps\" / \"hurts\" when the interval excludes 0, else \"no "
+            "measurable effect\"."]  # fmt: skip
 
 
 def markdown(summary: dict, protocol: str) -> str:
@@ -156,6 +178,18 @@ def markdown(summary: dict, protocol: str) -> str:
               "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
               *gains_markdown(summary["gains"])]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def table_record(summary: dict, split: str, protocol: str, tuning: dict | None) -> dict:
+    """The table as a small JSON (docs/toyworld/table2.json): split, seeds, protocol, tuning, each row's measures
+    and each ladder step's paired mean difference with its interval, verdict and per-pair differences."""
+    steps = [
+        {"from": g["from_method"], "to": g["to_method"], "from_label": g["from"], "to_label": g["to"],
+         "pairs": g["pairs"], "units": g["units"], **{m: g[m] for m in MEASURES}}
+        for g in summary["gains"]
+    ]  # fmt: skip
+    return {"split": split, "seeds": summary["seeds"], "protocol": protocol, "tuning": tuning,
+            "rows": summary["methods"], "steps": steps}  # fmt: skip
 
 
 def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> str:
@@ -182,3 +216,17 @@ def write_grids(out: Path, seed: int, rows: list[Row], subjects: list[BenchSubje
             path = out / "grids" / f"{row.name}_{subject.name}.png"
             paths.append(save_png(image_grid(images, images_per_prompt), path, overwrite=True))
     return paths
+
+
+def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path:
+    """One picture to open (grids/compare_<subject>.png): the source photos on the first line, then one line per
+    row with its first image of every prompt (same x_T across rows, so the lines differ only by the method)."""
+    photos = [load_rgb(p) for p in list_images(subject.folder)]
+    lines = [photos]
+    for row in rows:
+        folder = out / f"seed{seed}" / row.name / subject.name
+        lines.append([Image.open(image_paths(folder, i, 1)[0]).convert("RGB") for i in prompts])
+    cols = max(len(line) for line in lines)
+    blank = Image.new("RGB", lines[1][0].size if len(lines) > 1 else photos[0].size, "white")
+    cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]
+    return save_png(image_grid(cells, cols), out / "grids" / f"compare_{subject.name}.png", overwrite=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
 Normalization = Literal["mask", "all"]
@@ -37,16 +36,3 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None, normalization:
 def embedding_regularizer(c_s: Tensor, phi_s: Tensor) -> Tensor:
     """Eq. (6)'s second term without its weight: ||c_s - phi_s||_2^2 (sum of squares over all n x d entries)."""
     return ((c_s.float() - phi_s.float()) ** 2).sum()
-
-
-def latent_mask(mask: Tensor, size: tuple[int, int], threshold: float = 0.5) -> Tensor:
-    """Resize a (B, 1, H, W) binary mask to latent size: area average, then binarise (Eq. 5 uses a binary M).
-
-    A subject too thin to survive the threshold keeps every latent cell it touches, so no mask becomes empty.
-    """
-    area = F.interpolate(mask.float(), size=size, mode="area")
-    binary = (area >= threshold).float()
-    empty = binary.flatten(1).sum(1) == 0
-    if empty.any():
-        binary[empty] = (area[empty] > 0).float()
-    return binary

@@ -12,6 +12,7 @@ are deterministic, so a training step costs one UNet forward + backward.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import lightning as L
@@ -22,6 +23,7 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError
+from hifilight.masking import MaskRule
 from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import embedding_regularizer, masked_mse
@@ -40,6 +42,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         learning_rate: float = 5e-3,
         reg_weight: float = 0.01,
         use_mask: bool = True,
+        mask_rule: MaskRule = "area",
         use_regularizer: bool = True,
         loss_normalization: Literal["mask", "all"] = "mask",
         stage1_steps: int = 1000,
@@ -47,6 +50,8 @@ class SubjectEmbeddingModule(L.LightningModule):
         stepwise_num_steps: int = 50,
         stepwise_learning_rate: float = 5e-3,
         stepwise_reset_optimizer: bool = True,
+        drift_warn_below: float = 0.01,
+        drift_warn_above: float = 1.0,
         seed: int = 0,
         gradient_checkpointing: bool = False,
         attention: Literal["sdpa", "classic"] = "sdpa",
@@ -61,6 +66,9 @@ class SubjectEmbeddingModule(L.LightningModule):
             learning_rate: Adam learning rate for c_s (paper: 5e-3).
             reg_weight: w_s of Eq. (6). The paper does not give its value; 0.01 is our untuned default.
             use_mask: multiply the diffusion loss by the subject mask (Eq. 5); false = Eq. (2) (ablation).
+            mask_rule: how the photo's mask becomes the latent M (the paper leaves it open): "area" (cells at
+                least half subject), "touched" (every cell the subject touches) or "soft" (each cell weighted by
+                its subject share); see hifilight.masking.
             use_regularizer: add w_s * ||c_s - phi_s||^2 (Eq. 6); false drops it (ablation).
             loss_normalization: "mask" = mean over subject elements (default), "all" = mean over all elements.
             stage1_steps: optimizer steps of stage 1 (paper: 1000). The fit CLI sets --trainer.max_steps from this
@@ -73,6 +81,11 @@ class SubjectEmbeddingModule(L.LightningModule):
             stepwise_reset_optimizer: start every timestep with a fresh Adam state (true), or carry the moments
                 over from the previous timestep (false). The paper does not say; a fresh state per timestep
                 matches null-text inversion's per-step optimiser.
+            drift_warn_below: at the end of the fit, warn when ||c_s - phi_s|| / ||phi_s|| is below this (the
+                regulariser pinned c_s: the subject cannot show; lower --model.reg_weight). On ToySD w_s = 0.01 held
+                c_s at 0.0014, w_s = 1e-4 let it reach 0.12.
+            drift_warn_above: warn when the relative drift is above this (c_s grew past phi_s and will override
+                prompts; raise --model.reg_weight or lower --model.learning_rate).
             gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
             attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the step-wise stage's draws (source image, caption, noise), which depend only on
@@ -101,7 +114,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         self.register_buffer("c_s_t", phi_s.expand(len(timesteps), -1, -1).clone())
         self.register_buffer("stepwise_timesteps", timesteps.clone())
         self._caption_cache: dict[str, Tensor] = {}
-        self._latent_cache = LatentCache()
+        self._latent_cache = LatentCache(mask_rule)
         self._views: list[dict] | None = None
         self.strict_loading = False  # checkpoints hold only the trained tensors (see on_save_checkpoint)
 
@@ -152,6 +165,8 @@ class SubjectEmbeddingModule(L.LightningModule):
         if trainer is None or not trainer.log_every_n_steps or (self.global_step + 1) % trainer.log_every_n_steps:
             return
         values = {f"{prefix}/{k}": v.detach() for k, v in out.items()} | {f"{prefix}/{k}": v for k, v in extra.items()}
+        drift = self.drift()
+        values |= {f"{prefix}/drift": drift["c_s"], f"{prefix}/drift_rel": drift["c_s_rel"]}
         self.log_dict(values, prog_bar=True, on_step=True)
 
     def stage1_step(self, batch: dict) -> dict[str, Tensor]:
@@ -203,6 +218,34 @@ class SubjectEmbeddingModule(L.LightningModule):
             with torch.no_grad():
                 self.c_s_t[where[0]].copy_(self.c_work)
 
+    # --- how far the embedding moved (Eq. 6's balance) ---------------------------------------------------------
+    @torch.no_grad()
+    def drift(self) -> dict[str, float]:
+        """||c_s - phi_s|| (absolute and relative to ||phi_s||) and, once trained, the largest over the c_s^t."""
+        norm = float(self.phi_s.norm())
+        moved = float((self.c_s.float() - self.phi_s).norm())
+        out = {"phi_s_norm": norm, "c_s": moved, "c_s_rel": moved / norm}
+        if self.stepwise_done:
+            step = float((self.c_s_t.float() - self.phi_s).flatten(1).norm(dim=1).max())
+            out |= {"c_s_t_max": step, "c_s_t_max_rel": step / norm}
+        return out
+
+    def drift_warning(self) -> str | None:
+        """One line when c_s barely moved or ran far past phi_s (see --model.drift_warn_below / _above)."""
+        rel, hp = self.drift()["c_s_rel"], self.hparams
+        if rel < hp.drift_warn_below:
+            return (f"c_s moved only {rel:.4f} x ||phi_s|| from phi_s: the regulariser pins it and the subject may not "
+                    f"show; lower --model.reg_weight (now {hp.reg_weight:g}) or train longer")  # fmt: skip
+        if rel > hp.drift_warn_above:
+            return (f"c_s moved {rel:.2f} x ||phi_s|| from phi_s: it may override the prompt; raise --model.reg_weight "
+                    f"(now {hp.reg_weight:g}) or lower --model.learning_rate")  # fmt: skip
+        return None
+
+    def on_train_end(self) -> None:
+        message = self.drift_warning()
+        if message:
+            warnings.warn(message, stacklevel=1)
+
     @property
     def stepwise_done(self) -> bool:
         return self.plan.enabled and self.global_step >= self.plan.total_steps
@@ -241,7 +284,7 @@ class SubjectEmbeddingModule(L.LightningModule):
             "caption_templates": caption_templates,
             "scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")},
             "training": {k: v for k, v in self.hparams.items() if not k.startswith("_")}
-            | {"global_step": int(self.global_step)},
+            | {"global_step": int(self.global_step), "drift": self.drift()},
         }
         art = SubjectArtifact(c_s=self.c_s.detach().float().cpu(), phi_s=self.phi_s.cpu(), metadata=meta)
         if self.stepwise_done:

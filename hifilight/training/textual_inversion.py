@@ -18,6 +18,7 @@ from torch import Tensor
 from hifilight.conditioning import tokenize
 from hifilight.data.sampling import noise_and_timesteps
 from hifilight.errors import HifiError
+from hifilight.masking import MaskRule
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, training_target
 from hifilight.token_embeddings import TokenEmbedding, add_tokens, token_names
@@ -39,6 +40,7 @@ class TextualInversionModule(L.LightningModule):
         learning_rate: float = 5e-3,
         max_steps: int = 1000,
         use_mask: bool = False,
+        mask_rule: MaskRule = "area",
         seed: int = 0,
         gradient_checkpointing: bool = False,
         attention: Literal["sdpa", "classic"] = "sdpa",
@@ -55,7 +57,9 @@ class TextualInversionModule(L.LightningModule):
             learning_rate: Adam learning rate (Gal et al.: 5e-3 before batch scaling).
             max_steps: optimizer steps (--trainer.max_steps follows it; HiFi Tuner's baseline: fewer than the
                 original 5000, 1000 in configs/textual_inversion.yaml).
-            use_mask: multiply the loss by the subject mask (off for the classic baseline).
+            use_mask: multiply the loss by the subject mask (Eq. 5; off for the classic baseline, on for Table 2's
+                "+ mask" row).
+            mask_rule: how the photo's mask becomes the latent M: "area", "touched" or "soft" (hifilight.masking).
             gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
             attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the per-sample timestep and noise draws (see hifilight.data.sampling).
@@ -70,7 +74,7 @@ class TextualInversionModule(L.LightningModule):
         self.text_encoder.requires_grad_(False)
         self.vectors = torch.nn.Parameter(torch.zeros(num_vectors, self.text_encoder.config.hidden_size))
         self._initialised = False
-        self._latents = LatentCache()
+        self._latents = LatentCache(mask_rule)
         self._captions: dict[str, str] = {}
         self.text_encoder.get_input_embeddings().register_forward_hook(self._insert_vectors)
         self.strict_loading = False

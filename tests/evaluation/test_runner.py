@@ -116,14 +116,27 @@ def test_weighted_mean_and_table_rows():
     cells = [{"dino": "0.5", "dino_pairs": "2"}, {"dino": "1.0", "dino_pairs": "6"}, {"dino": "", "dino_pairs": "0"}]
     assert weighted(cells, "dino") == pytest.approx((0.5 * 2 + 6) / 8)
     assert weighted([], "dino") is None
-    labels = [r.label for r in method_rows("table2")]
-    assert labels[:2] == ["Textual Inversion", "Baseline (output-space c_s)"]
-    assert labels[2:] == ["+ mask", "+ regularization", "+ step-wise representations", "+ reference guidance"]
     summary = {"protocol": {"dino": {"encoder": "d", "pairing": "all", "scale100": False}, "clip_i": {"encoder": "c"},
                             "clip_t": {"text": "class"}, "images_per_prompt": 4, "steps": 50, "guidance": 7.5,
                             "resolution": 512, "base_model": "sd"},
                "methods": [{"label": "X", "dino": 0.6654, "clip_i": 0.8, "clip_t": None}]}  # fmt: skip
     assert "| X | 0.665 | 0.800 | N/A |" in markdown_table(summary)
+
+
+def test_table2_is_the_papers_ladder_one_technique_per_row():
+    rows = {r.name: r for r in method_rows("table2_dreambooth")}
+    ladder = ["textual_inversion", "ti_mask", "regularization", "stepwise", "reference"]
+    assert [r.base for r in map(rows.get, ladder)] == [None, *ladder[:-1]]
+    ti, masked = rows["textual_inversion"], rows["ti_mask"]
+    assert (ti.kind, ti.mask, masked.kind, masked.mask) == ("textual_inversion", False, "textual_inversion", True)
+    assert ti.artifact_key != masked.artifact_key  # the masked token is its own fit
+    reg = rows["regularization"]  # the move to the output space comes with Eq. 6 (Sec. 3.2)
+    assert (reg.kind, reg.mask, reg.regularizer, reg.stepwise, reg.reference) == ("hifi", True, True, False, False)
+    assert rows["stepwise"].stepwise and not rows["stepwise"].reference and rows["reference"].reference
+    assert rows["reference"].artifact_key == rows["stepwise"].artifact_key  # guidance is sampling only
+    extra = rows["output_space"]
+    assert (extra.kind, extra.mask, extra.regularizer, extra.base) == ("hifi", True, False, "ti_mask")
+    assert rows["hifi_dreambooth"].base == "dreambooth" and rows["hifi_dreambooth"].reference
 
 
 def test_dataset_without_classes_says_what_to_add(tmp_path, capsys):

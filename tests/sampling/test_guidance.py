@@ -96,6 +96,7 @@ def test_phi_h_starts_from_phi_at_t_s_and_is_carried_over(setup, monkeypatch):
         (GuidanceSettings(start=40, end=0), 7.5, "1 <= end"),
         (GuidanceSettings(inner_steps=-1), 7.5, "inner_steps"),
         (GuidanceSettings(reduction="max"), 7.5, "reduction"),
+        (GuidanceSettings(mask_rule="soft"), 7.5, "--reference.guide.mask_rule must be one of area, touched"),
         (GuidanceSettings(), 1.0, "guidance 1"),
     ],
 )

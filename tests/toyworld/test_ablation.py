@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from PIL import Image
 
 from hifilight.commands.reference import ReferenceOptions
 from hifilight.commands.toyworld import ablation
@@ -13,7 +14,7 @@ from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.toyworld.ablation import markdown, summarize
 from hifilight.toyworld.fidelity import MEASURES
 
-A, B = Row("a", "A", "hifi"), Row("b", "B", "hifi")
+A, B = Row("a", "A", "hifi"), Row("b", "B", "hifi", base="a")
 
 
 def _cell(seed, row, value, subject="s"):
@@ -31,20 +32,31 @@ def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
     assert "| A | 0.450 ± 0.150 |" in table and "protocol line" in table
 
 
-def test_step_gains_pair_each_row_with_the_one_above_per_seed_and_subject():
+def test_step_gains_pair_each_row_with_its_base_per_seed_and_subject():
     # A -> B: subject x rises by 0.2 (mean of its two prompts 0.3 -> 0.5), subject y falls by 0.1, seed 1's x is equal
     cells = [_cell(0, A, 0.2, "x"), _cell(0, A, 0.4, "x"), _cell(0, B, 0.5, "x"), _cell(0, A, 0.6, "y"),
              _cell(0, B, 0.5, "y"), _cell(1, A, 0.7, "x"), _cell(1, B, 0.7, "x")]  # fmt: skip
     (gain,) = summarize(cells, [A, B], [0, 1])["gains"]
     assert gain["from"] == "A" and gain["to"] == "B" and gain["pairs"] == 3
     assert gain["identity"]["mean"] == pytest.approx(0.1 / 3)
+    assert gain["identity"]["diffs"] == pytest.approx([0.2, -0.1, 0.0])  # units (0, x), (0, y), (1, x)
     assert (gain["identity"]["up"], gain["identity"]["down"]) == (1, 1)
+    low, high = gain["identity"]["ci95"]["low"], gain["identity"]["ci95"]["high"]
+    assert -0.1 <= low < 0 < high <= 0.2 and gain["identity"]["verdict"] == "no measurable effect"
     table = markdown(summarize(cells, [A, B], [0, 1]), "protocol line")
-    assert "| A → B | +0.033 (1↑ 1↓) |" in table and "3 pairs" in table
-    # the ceiling rows ("real") are not part of the ladder
-    ceiling = Row("c", "C", "real")
-    ceilings = [_cell(0, ceiling, 1.0, "x"), _cell(1, ceiling, 1.0, "x")]
-    assert len(summarize([*cells, *ceilings], [ceiling, A, B], [0, 1])["gains"]) == 1
+    assert "| A → B | +0.033 [" in table and "3 pairs" in table
+    # the ceiling rows ("real") and rows without a base in the table are not ladder steps
+    ceiling, lone = Row("c", "C", "real"), Row("d", "D", "hifi", base="missing")
+    ceilings = [_cell(s, r, 1.0, "x") for s in (0, 1) for r in (ceiling, lone)]
+    assert len(summarize([*cells, *ceilings], [ceiling, A, B, lone], [0, 1])["gains"]) == 1
+
+
+def test_a_step_that_helps_every_pair_is_called_so():
+    C = Row("c", "C", "hifi", base="a")
+    cells = [_cell(s, r, v, subj) for s in (0, 1, 2) for subj in "xyz" for r, v in ((A, 0.1), (C, 0.3))]
+    (gain,) = summarize(cells, [A, C], [0, 1, 2])["gains"]
+    assert gain["identity"]["ci95"] == pytest.approx({"low": 0.2, "high": 0.2})
+    assert gain["identity"]["verdict"] == "helps" and gain["pairs"] == 9
 
 
 def test_bad_seeds_are_one_line_errors(tmp_path):
@@ -81,6 +93,13 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
         assert m["normalised_identity"] == expected
     assert "test split" in (tmp_path / "toyworld_table.md").read_text()
     assert (tmp_path / "grids" / "hifi_ti_blue_star_yellow_dots.png").is_file()
+    # the comparison picture: 5 source photos, then a line per row with one image per prompt, 64 px cells
+    assert Image.open(tmp_path / "grids" / "compare_blue_star_yellow_dots.png").size == (5 * 64, 3 * 64)
+    record = json.loads((tmp_path / "toyworld_table.json").read_text())
+    assert record["split"] == "test" and record["seeds"] == [0] and len(record["rows"]) == 6
+    (step,) = record["steps"]
+    assert (step["from"], step["to"], step["pairs"]) == ("textual_inversion", "hifi_ti", 1)
+    assert step["identity"]["verdict"].startswith("n/a")  # one subject: no interval to judge by
     artifacts = sorted((tmp_path / "seed0" / "artifacts").rglob("*.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in artifacts]
     ablation(**kwargs)  # resumes: nothing is refitted

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hifilight.training.losses import embedding_regularizer, latent_mask, masked_mse
+from hifilight.training.losses import embedding_regularizer, masked_mse
 
 
 def test_masked_mse_known_values():
@@ -47,12 +47,3 @@ def test_background_values_do_not_change_the_loss():
 def test_regularizer_is_squared_l2_norm():
     c_s, phi_s = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 0.0], [0.0, 0.0]])
     assert embedding_regularizer(c_s, phi_s).item() == pytest.approx(4 + 9 + 16)
-
-
-def test_latent_mask_area_threshold_and_never_empty():
-    mask = torch.zeros(1, 1, 16, 16)
-    mask[..., :8, :] = 1  # top half
-    assert torch.equal(latent_mask(mask, (2, 2)), torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]]))
-    thin = torch.zeros(1, 1, 16, 16)
-    thin[..., 0, 0] = 1  # one pixel: below 0.5 of any cell, kept anyway
-    assert latent_mask(thin, (2, 2)).sum() == 1

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from hifilight.training import SubjectEmbeddingModule
@@ -83,3 +84,26 @@ def test_latent_cache_reuses_encodings():
     assert torch.equal(first[0], again[0]) and torch.equal(first_mask[0], again_mask[0])
     assert not torch.equal(first[1], again[1])
     assert list(module._latent_cache.entries) == ["0:0"]
+
+
+def test_drift_is_the_distance_from_phi_s_and_is_stored_in_the_artifact():
+    module = SubjectEmbeddingModule(num_tokens=2)
+    with torch.no_grad():
+        module.c_s.add_(0.5)  # every one of the 2 x 32 entries moves 0.5: distance 0.5 * 8
+    drift = module.drift()
+    assert drift["c_s"] == pytest.approx(4.0, rel=1e-5)
+    assert drift["c_s_rel"] == pytest.approx(4.0 / float(module.phi_s.norm()), rel=1e-5)
+    art = module.to_artifact("dog", ["a photo of a {}"], 64)
+    assert art.metadata["training"]["drift"]["c_s"] == pytest.approx(4.0, rel=1e-5)
+
+
+@pytest.mark.parametrize(("shift", "expected"), [(0.0, "moved only"), (1e3, "may override the prompt"), (0.3, None)])
+def test_drift_warning_fires_on_a_pinned_and_on_a_runaway_embedding(shift, expected):
+    module = SubjectEmbeddingModule(num_tokens=2)
+    with torch.no_grad():
+        module.c_s.add_(shift)
+    message = module.drift_warning()
+    if expected is None:
+        assert message is None
+    else:
+        assert expected in message and "--model.reg_weight" in message

@@ -1,0 +1,76 @@
+"""Tuning on the validation split, the same budget for every method: a grid of fit settings per fit method, each
+row scored at every point of its method's grid, the best point per row chosen by one validation measure.
+
+A grid point is a list of `hifilight fit` arguments (e.g. ["--model.learning_rate", "5e-3"]). Every fit method in
+the grid gets the same number of points, so no baseline is tuned less than ours. A row that only samples
+differently from its base (reference guidance reuses the step-wise fit) is not tuned: it takes its base's choice.
+The record (grid, every score, the choice) is what `hifilight toyworld ablation --tuning` reads; it refuses a
+record made on the test split.
+"""
+
+from __future__ import annotations
+
+from hifilight.evaluation.runner import FIT_METHOD, Row
+
+MEASURE, TIE_BREAK = "identity", "toydino"
+
+
+def owns_fit(row: Row, rows: list[Row]) -> bool:
+    """False for a row that shares its base row's fitted output (it differs only in sampling)."""
+    base = next((r for r in rows if r.name == row.base), None)
+    return base is None or base.kind != row.kind or base.artifact_key != row.artifact_key
+
+
+def tuned_rows(rows: list[Row], grid: dict[str, list[list[str]]]) -> dict[str, list[Row]]:
+    """Per fit method of the grid, the rows it tunes."""
+    return {m: [r for r in rows if FIT_METHOD.get(r.kind) == m and owns_fit(r, rows)] for m in grid}
+
+
+def check_grid(grid: dict, rows: list[Row]) -> None:
+    """Raise ValueError naming the problem: unknown methods, unequal budgets, points that are not argument lists."""
+    if not grid:
+        raise ValueError("--grid is empty; give each fit method (hifi_ti, textual_inversion, dreambooth) its points")
+    known = {FIT_METHOD[r.kind] for r in rows if r.kind in FIT_METHOD}
+    for method, points in grid.items():
+        if method not in known:
+            raise ValueError(f"--grid {method}: no row of this table fits with it; use {', '.join(sorted(known))}")
+        if not isinstance(points, list) or not points:
+            raise ValueError(f"--grid {method}: give a list of points, each a list of fit arguments")
+        for point in points:
+            if not isinstance(point, list) or len(point) % 2 or not all(isinstance(a, str) for a in point):
+                raise ValueError(f"--grid {method}: {point!r} is not a list of flag/value strings")
+    sizes = {m: len(p) for m, p in grid.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"--grid gives the methods unequal budgets {sizes}; give each the same number of points")
+    missing = known - grid.keys()
+    if missing:
+        raise ValueError(f"--grid has no points for {', '.join(sorted(missing))}; every method must be tuned")
+
+
+def choose(scores: dict[str, list[dict]]) -> dict[str, int]:
+    """Per row, the index of its best point: the highest MEASURE, ties broken by TIE_BREAK, then the first."""
+    return {row: max(range(len(pts)), key=lambda k: (pts[k][MEASURE], pts[k][TIE_BREAK], -k))
+            for row, pts in scores.items()}  # fmt: skip
+
+
+def record(split: str, seeds: list[int], grid: dict, rows: list[Row], scores: dict[str, list[dict]]) -> dict:
+    """The tuning record: the grid, every score, and each row's chosen arguments (inherited by sampling rows)."""
+    best = choose(scores)
+    choice = {row: scores[row][k]["args"] for row, k in best.items()}
+    for r in rows:
+        if r.name not in choice and r.base in choice and not owns_fit(r, rows):
+            choice[r.name] = choice[r.base]
+    return {"split": split, "seeds": seeds, "measure": MEASURE, "tie_break": TIE_BREAK, "grid": grid,
+            "scores": scores, "chosen_point": best, "choice": choice}  # fmt: skip
+
+
+def check_record(data: object, source: str) -> dict[str, list[str]]:
+    """The per-row choices of a tuning record, refusing one that is not a validation-split record."""
+    if not isinstance(data, dict) or not isinstance(data.get("choice"), dict):
+        raise ValueError(f"{source}: not a tuning record (no 'choice'); write one with `hifilight toyworld tune`")
+    if data.get("split") != "val":
+        raise ValueError(f"{source}: tuned on split {data.get('split')!r}; settings must be chosen on 'val' only")
+    for row, args in data["choice"].items():
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ValueError(f"{source}: choice for {row!r} is not a list of argument strings")
+    return data["choice"]

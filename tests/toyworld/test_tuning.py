@@ -1,0 +1,90 @@
+"""Table 2's ladder trains what each row says, and the tuning on the validation split is fair and recorded."""
+
+import json
+
+import pytest
+
+from hifilight.commands import evaluate as evaluate_command
+from hifilight.commands import fit as fit_command
+from hifilight.commands.toyworld import ablation, table_rows_of
+from hifilight.errors import HifiError
+from hifilight.evaluation.dreambench import BenchSubject
+from hifilight.toyworld import tuning
+
+ROWS = table_rows_of("table2_dreambooth", None)
+GRID = {m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]]
+        for m in ("textual_inversion", "hifi_ti", "dreambooth")}  # fmt: skip
+
+
+def _fit_args(row, tmp_path, monkeypatch):
+    """The `hifilight fit` arguments the evaluation fitter builds for `row` (captured, not run)."""
+    seen = []
+    monkeypatch.setattr(fit_command, "build_cli", lambda args, run=True: seen.append(args))
+    configs = {"hifi_ti": "configs/toyworld_hifi.yaml", "textual_inversion": "configs/toyworld_ti.yaml",
+               "dreambooth": "configs/toyworld_dreambooth.yaml"}  # fmt: skip
+    fitter = evaluate_command._fitter(tmp_path, "tiny", "float32", configs, [], {}, 10, 64,
+                                      {"ti_mask": ["--model.learning_rate", "0.5"]})  # fmt: skip
+    subject = BenchSubject("s", "dog", False, tmp_path, [])
+    fitter(subject, row, tmp_path / "a" / "x.safetensors")
+    return seen[0]
+
+
+@pytest.mark.parametrize("name", ["textual_inversion", "ti_mask", "regularization", "stepwise", "output_space"])
+def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
+    from conftest import EXAMPLE_SUBJECT
+
+    monkeypatch.chdir(fit_command.Path(fit_command.__file__).resolve().parents[2])
+    row = next(r for r in ROWS if r.name == name)
+    args = _fit_args(row, tmp_path, monkeypatch)[1:]  # without the "fit" subcommand
+    args[args.index("--data.subject_dir") + 1] = str(EXAMPLE_SUBJECT)
+    monkeypatch.undo()
+    monkeypatch.chdir(fit_command.Path(fit_command.__file__).resolve().parents[2])
+    cli = fit_command.build_cli([*args, "--model.stepwise_num_steps", "10"] if row.kind == "hifi" else args, run=False)
+    hp, masks = cli.model.hparams, cli.datamodule.mask_provider.name
+    if row.kind == "textual_inversion":  # an input-space token; "+ mask" adds Eq. 5 and nothing else
+        assert type(cli.model).__name__ == "TextualInversionModule"
+        assert hp.use_mask is row.mask and (masks == "none") is (not row.mask)
+        assert hp.learning_rate == (0.5 if name == "ti_mask" else 5e-3)  # the row's tuned arguments come last
+    else:  # output-space c_s initialised from phi_s (Sec. 3.2), with or without Eq. 6
+        assert type(cli.model).__name__ == "SubjectEmbeddingModule"
+        assert hp.use_mask and hp.use_regularizer is row.regularizer
+        assert (hp.stepwise_steps > 0) is row.stepwise
+
+
+def test_a_tuned_record_inherits_choices_for_sampling_only_rows():
+    scores = {r.name: [{"point": k, "args": GRID[m][k], "identity": [0.1, 0.3][k] if r.name != "dreambooth" else 0.2,
+                        "toydino": [0.5, 0.4][k]} for k in range(2)]
+              for m, rows in tuning.tuned_rows(ROWS, GRID).items() for r in rows}  # fmt: skip
+    record = tuning.record("val", [0], GRID, ROWS, scores)
+    assert record["chosen_point"]["ti_mask"] == 1  # higher identity
+    assert record["chosen_point"]["dreambooth"] == 0  # equal identity: the higher ToyDINO
+    assert record["choice"]["reference"] == record["choice"]["stepwise"]  # reference guidance reuses the fit
+    assert record["choice"]["hifi_dreambooth"] == record["choice"]["dreambooth"]
+    assert set(scores) == {"textual_inversion", "ti_mask", "regularization", "stepwise", "output_space", "dreambooth"}
+    assert tuning.check_record(record, "t.json") == record["choice"]
+
+
+@pytest.mark.parametrize(
+    ("grid", "match"),
+    [
+        ({}, "empty"),
+        ({**GRID, "hifi_ti": GRID["hifi_ti"][:1]}, "unequal budgets"),
+        ({"textual_inversion": GRID["textual_inversion"], "hifi_ti": GRID["hifi_ti"]}, "no points for dreambooth"),
+        ({**GRID, "lora": GRID["hifi_ti"]}, "lora: no row"),
+        ({**GRID, "hifi_ti": [["--model.learning_rate"], ["--x", "1"]]}, "flag/value"),
+    ],
+)
+def test_unfair_or_malformed_grids_are_refused(grid, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.check_grid(grid, ROWS)
+
+
+def test_a_record_made_on_the_test_split_is_refused(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"split": "test", "choice": {}}))
+    with pytest.raises(HifiError, match="settings must be chosen on 'val' only"):
+        ablation(out=tmp_path / "o", tuning=path)
+    with pytest.raises(HifiError, match="no such file"):
+        ablation(out=tmp_path / "o", tuning=tmp_path / "missing.json")
+    with pytest.raises(HifiError, match="--rows"):
+        ablation(out=tmp_path / "o", rows=["stepwise_typo"])
