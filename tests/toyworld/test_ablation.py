@@ -42,7 +42,7 @@ def test_step_gains_pair_each_row_with_its_base_per_seed_and_subject():
     assert gain["identity"]["diffs"] == pytest.approx([0.2, -0.1, 0.0])  # units (0, x), (0, y), (1, x)
     assert (gain["identity"]["up"], gain["identity"]["down"]) == (1, 1)
     low, high = gain["identity"]["ci95"]["low"], gain["identity"]["ci95"]["high"]
-    assert -0.1 <= low < 0 < high <= 0.2 and gain["identity"]["verdict"] == "no measurable effect"
+    assert -0.1 <= low < 0 < high <= 0.2 and gain["identity"]["verdict"] == "n/a (< 3 subjects)"  # x and y only
     table = markdown(summarize(cells, [A, B], [0, 1]), "protocol line")
     assert "| A → B | +0.033 [" in table and "3 pairs" in table
     # the ceiling rows ("real") and rows without a base in the table are not ladder steps
