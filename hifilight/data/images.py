@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +27,47 @@ def list_images(folder: Path, flag: str = "--data.subject_dir") -> list[Path]:
     return images
 
 
+# Larger images are refused before they are decoded (a 20000 x 20000 PNG would take ~1.2 GB as RGB); Pillow's
+# own decompression-bomb guard is replaced by this one-line check.
+MAX_PIXELS = 100_000_000
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit grayscale: PNG, TIFF
+
+
 def _open(path: Path) -> Image.Image:
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # Pillow warns above 89 MP; the check below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            if img.width * img.height > MAX_PIXELS:
+                raise HifiError(
+                    f"{path}: {img.width} x {img.height} is more than {MAX_PIXELS // 1_000_000} megapixels; "
+                    "downscale it (the model trains at 512 px) or remove it"
+                )
             img.load()
-            return ImageOps.exif_transpose(img)
+            return to_8bit(ImageOps.exif_transpose(img))
+    except Image.DecompressionBombError:
+        raise HifiError(
+            f"{path}: too many pixels (over {MAX_PIXELS // 1_000_000} megapixels); downscale it or remove it"
+        ) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise HifiError(f"{path}: unreadable or truncated image ({err}); re-export it or remove it") from err
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """High-bit-depth grayscale (16-bit PNG / TIFF, 32-bit int or float) scaled to 8-bit "L" by its type's range
+    (Pillow's own convert would clip everything above 255 to white). 16-bit RGB already arrives as 8-bit RGB."""
+    if img.mode not in HIGH_BIT_MODES:
+        return img
+    arr = np.asarray(img).astype(np.float64)
+    if img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0:
+        top = 1.0  # float images in [0, 1]
+    elif img.mode in ("I", "F") and arr.size and np.nanmax(arr) > 65535:
+        top = float(np.nanmax(arr))  # wider than 16 bit: its own maximum
+    else:
+        top = 65535.0
+    scaled = np.nan_to_num(arr / top * 255.0).clip(0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled)
 
 
 def load_rgb(path: Path) -> Image.Image:

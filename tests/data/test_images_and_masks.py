@@ -4,7 +4,7 @@ import torch
 from conftest import write_image
 from PIL import Image
 
-from hifilight.data.images import list_images, load_rgb
+from hifilight.data.images import list_images, load_gray, load_rgb
 from hifilight.data.masks import FilesMaskProvider, FullImageMaskProvider, build_mask_provider
 from hifilight.errors import HifiError
 
@@ -79,3 +79,48 @@ def test_providers():
         build_mask_provider("files", "nowhere", None)
     with pytest.raises(HifiError, match="unknown mask provider"):
         build_mask_provider("sam", "nowhere", None)
+
+
+def _gray16(path, ext):
+    ramp = np.array([[0, 257, 32896, 65535]], dtype=np.uint16).repeat(4, 0)  # 0, 1, 128, 255 in 8 bit
+    Image.fromarray(ramp).save(path.with_suffix(ext))
+    return path.with_suffix(ext)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path, ext):
+    path = _gray16(tmp_path / "g", ext)
+    assert Image.open(path).mode.startswith("I;16")
+    img = load_rgb(path)
+    assert img.mode == "RGB" and np.asarray(img)[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert load_gray(path)[0].tolist() == [0, 1, 128, 255]
+
+
+def test_16_bit_rgb_keeps_its_colours(tmp_path):
+    import cv2
+
+    rgb = np.zeros((4, 4, 3), dtype=np.uint16)
+    rgb[..., 0] = 65535  # red at full scale (OpenCV writes BGR: channel 2 is red)
+    cv2.imwrite(str(tmp_path / "c.png"), rgb[..., ::-1].copy())
+    assert np.asarray(load_rgb(tmp_path / "c.png"))[0, 0].tolist() == [255, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("size", "match"),
+    [
+        ((12000, 9000), "12000 x 9000 is more than 100 megapixels"),
+        ((20000, 20000), "too many pixels \\(over 100 megapixels\\)"),
+    ],
+)
+def test_huge_images_are_refused_before_decoding(tmp_path, size, match):
+    import struct
+    import zlib
+
+    path = tmp_path / "bomb.png"
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())  # IHDR sits at bytes 8..33: length, type, width, height, ..., CRC
+    data[16:24] = struct.pack(">II", *size)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))  # a header that claims the size; decoding it would fail
+    with pytest.raises(HifiError, match=f"bomb.png: {match}; downscale it"):
+        load_rgb(path)
