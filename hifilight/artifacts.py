@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 import hifilight
 from hifilight.errors import HifiError
 from hifilight.io import write_atomic
+from hifilight.validation import check_common_metadata, check_subject_tensors, header_json
 
 FORMAT = "hifilight.subject"
 FORMAT_VERSION = 1
@@ -68,17 +69,18 @@ class SubjectArtifact:
     def load(cls, path: Path) -> SubjectArtifact:
         path = Path(path).expanduser()
         tensors, header = read_safetensors(path, "--subject")
-        try:
-            meta = json.loads(header[METADATA_KEY])
-            assert meta.get("format") == FORMAT
-        except (KeyError, json.JSONDecodeError, AssertionError) as err:
-            raise HifiError(
-                f"--subject {path}: not a hifilight subject artifact (no '{METADATA_KEY}' metadata)"
-            ) from err
+        source = f"--subject {path}"
+        meta = header_json(header, METADATA_KEY, source)
+        if meta.get("format") != FORMAT:
+            raise HifiError(f"{source}: not a hifilight subject artifact (no '{METADATA_KEY}' metadata)")
+        if "format_version" not in meta:
+            raise HifiError(f"{source}: no format_version in its metadata; the file is damaged")
+        check_common_metadata(meta, source)
         if meta["format_version"] > FORMAT_VERSION:
             raise HifiError(
-                f"--subject {path}: written by a newer hifilight (format {meta['format_version']}); upgrade hifilight"
+                f"{source}: written by a newer hifilight (format {meta['format_version']}); upgrade hifilight"
             )
+        check_subject_tensors(tensors, meta, source)
         return cls(
             c_s=tensors["c_s"],
             phi_s=tensors["phi_s"],

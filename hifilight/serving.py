@@ -98,12 +98,19 @@ class SubjectServer:
         else:
             raise HifiError(f"HIFILIGHT_BACKEND={s.backend}: use torch or onnx")
         folder = Path(s.subjects_dir)
-        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.is_dir() or path.name.startswith("."):
+                continue  # a subject's photos (<name>/) for reference guidance
+            if path.suffix != ".safetensors":
+                self.skipped[path.name] = "only .safetensors subjects are read"
+                log.warning("skipping %s: only .safetensors subjects are read", path.name)
+                continue
             try:
                 self.subjects[path.stem] = self._load_one(path)
-            except (HifiError, KeyError, ValueError) as err:
-                self.skipped[path.stem] = str(err)
-                log.warning("skipping subject %s: %s", path.name, err)
+            except Exception as err:  # noqa: BLE001 - one bad file must never stop the others from serving
+                reason = str(err) if isinstance(err, HifiError) else f"unreadable subject ({type(err).__name__}: {err})"
+                self.skipped[path.stem] = reason
+                log.warning("skipping subject %s: %s", path.name, reason)
         log.info("serving %d subjects from %s (%d skipped)", len(self.subjects), folder, len(self.skipped))
         return self
 

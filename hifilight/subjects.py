@@ -20,6 +20,7 @@ from hifilight.artifacts import FORMAT as SUBJECT_FORMAT
 from hifilight.artifacts import SubjectArtifact
 from hifilight.errors import HifiError
 from hifilight.token_embeddings import TokenEmbedding
+from hifilight.validation import check_common_metadata, header_json
 
 
 @dataclass
@@ -49,7 +50,14 @@ def load_subject(path: Path) -> Subject:
         meta_path = path / "hifilight.json"
         if not meta_path.is_file():
             raise HifiError(f"--subject {path}: a folder, but not a DreamBooth model written by `hifilight fit`")
-        meta = json.loads(meta_path.read_text())
+        source = f"--subject {path}"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise HifiError(f"{source}: hifilight.json is not valid JSON; the folder is damaged") from None
+        if not isinstance(meta, dict) or not isinstance(meta.get("identifier"), str):
+            raise HifiError(f"{source}: hifilight.json must be an object with 'identifier' and 'class_name'")
+        check_common_metadata(meta, source)
         return Subject("dreambooth", meta["class_name"], meta["identifier"], str(path), meta.get("resolution", 512))
     if _format(path) == SUBJECT_FORMAT:
         art = SubjectArtifact.load(path)
@@ -71,7 +79,4 @@ def _format(path: Path) -> str | None:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise HifiError(f"--subject {path}: not a readable safetensors file ({err})") from err
-    try:
-        return json.loads(header.get("hifilight", "{}")).get("format")
-    except json.JSONDecodeError:
-        return None
+    return header_json(header, "hifilight", f"--subject {path}").get("format")

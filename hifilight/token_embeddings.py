@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from hifilight.artifacts import read_safetensors
 from hifilight.errors import HifiError
 from hifilight.io import write_atomic
+from hifilight.validation import check_common_metadata, check_token_vectors, header_json
 
 FORMAT = "hifilight.token_embedding"
 
@@ -53,7 +54,11 @@ class TokenEmbedding:
         if len(tensors) != 1:
             raise HifiError(f"{path}: expected one {{token: tensor}} entry, found {len(tensors)}")
         ((placeholder, vectors),) = tensors.items()
-        meta = json.loads(header.get("hifilight", "{}"))
+        source = f"--subject {path}"
+        meta = header_json(header, "hifilight", source)
+        check_token_vectors(placeholder, vectors, source)
+        if meta:
+            check_common_metadata(meta, source, needs_class=False)
         return cls(placeholder, vectors.reshape(-1, vectors.shape[-1]), meta)
 
     def apply(self, tokenizer, text_encoder) -> list[int]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from hifilight.models import load_components
 
@@ -117,4 +118,9 @@ def serve_subjects(tiny, tmp_path_factory):
     other = make_artifact(tiny, steps=4)
     other.phi_s = other.phi_s + 1.0  # as if trained on another text encoder
     other.save(folder / "other.safetensors")
+    damaged = make_artifact(tiny, steps=4)
+    save_file(damaged.tensors(), str(folder / "listmeta.safetensors"), metadata={"hifilight": "[1, 2]"})
+    damaged.c_s = damaged.c_s * float("nan")
+    damaged.save(folder / "nan.safetensors")
+    (folder / "legacy.pt").write_bytes(b"\x80\x04pickle")
     return folder

@@ -15,6 +15,9 @@ def test_loads_good_subjects_and_skips_bad_ones_with_a_reason(server):
     assert sorted(server.subjects) == ["dog", "toy"]
     assert "not a readable safetensors" in server.skipped["broken"]
     assert "text encoder differs" in server.skipped["other"]
+    assert "metadata is a JSON list, not an object" in server.skipped["listmeta"]
+    assert "tensor 'c_s' holds NaN or infinite values" in server.skipped["nan"]
+    assert server.skipped["legacy.pt"] == "only .safetensors subjects are read"
     described = {d["name"]: d for d in server.describe()}
     assert described["dog"]["stepwise"] and described["dog"]["reference_guidance"]
     assert described["toy"]["kind"] == "textual_inversion" and described["toy"]["word"] == "<toy> toy"
