@@ -121,6 +121,30 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
         ),  # fmt: skip
         (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--resolution", "100000"], "--resolution must"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--resolution", "-64"], "--resolution must"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--resolution", "60"], "a multiple of 8"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--seed", "99999999999999999999"], "--seed"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--steps", "100000"], "--steps must"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--guidance", "1000"], "--guidance must"),
+        (["evaluate", "--dataset", "{empty}", "--images_per_prompt", "0"], "--images_per_prompt must be in 1.."),
+        (["toyworld", "calibrate", "--images_per_prompt", "-1"], "--images_per_prompt must be in 1.."),
+        (["toyworld", "ablation", "--seeds", "[0, -3]"], "--seeds must be in 0.."),
+        (["toyworld", "dataset", "--size", "20000"], "--size must be in 16..4096"),
+        (
+            [
+                "fit",
+                "--data.subject_dir",
+                "{example}",
+                "--data.class_name",
+                "dog",
+                "--model.stage1_steps",
+                "0",
+                "--model.stepwise_steps",
+                "0",
+            ],
+            "nothing would be trained",
+        ),  # fmt: skip
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path, capsys):

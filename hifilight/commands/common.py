@@ -7,6 +7,7 @@ import sys
 import torch
 from jsonargparse import ArgumentParser
 
+from hifilight.errors import HifiError
 from hifilight.models.tiny import PRESETS
 
 RANDOM_WEIGHTS_NOTE = (
@@ -26,6 +27,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
+# The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).
+# Generation beyond these sizes is not a use case on any GPU we know; fits have their own checks in the modules.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "steps": (1, 1000), "num_steps": (1, 1000), "num_images": (1, 10_000), "images_per_prompt": (1, 1000),
+    "batch_size": (1, 4096), "resolution": (8, 4096), "size": (16, 4096), "guidance": (0.0, 100.0),
+    "seed": (0, 2**63 - 1), "seeds": (0, 2**63 - 1), "photos": (1, 8), "devices": (1, 1024), "threads": (0, 1024),
+}  # fmt: skip
+MULTIPLE_OF_8 = ("resolution", "size")
+
+
+def check_bounds(values: dict) -> None:
+    """One line naming the flag for a numeric value outside BOUNDS (lists, e.g. --seeds, are checked element-wise)."""
+    for name, value in values.items():
+        if name not in BOUNDS or value is None:
+            continue
+        low, high = BOUNDS[name]
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not low <= v <= high:  # also catches NaN
+                raise HifiError(f"--{name} must be in {low}..{high}, got {v}")
+            if name in MULTIPLE_OF_8 and v % 8:
+                raise HifiError(f"--{name} must be a multiple of 8, got {v}")
+
+
 def function_parser(fn, prog: str) -> ArgumentParser:
     """A typed parser (with --config) from a command function's signature and docstring."""
     parser = ArgumentParser(prog=prog, description=fn.__doc__.splitlines()[0])
@@ -39,4 +65,5 @@ def run_function(fn, prog: str, argv: list[str]) -> None:
     parser = function_parser(fn, prog)
     cfg = parser.instantiate_classes(parser.parse_args(argv))
     cfg.pop("config", None)
+    check_bounds(vars(cfg))
     fn(**vars(cfg))

@@ -99,6 +99,9 @@ class SubjectEmbeddingModule(L.LightningModule):
         for flag, value in (("stage1_steps", stage1_steps), ("stepwise_steps", stepwise_steps)):
             if value < 0:
                 raise HifiError(f"--model.{flag} must be >= 0, got {value}")
+        if stage1_steps + stepwise_steps == 0:
+            raise HifiError("--model.stage1_steps and --model.stepwise_steps are both 0: nothing would be trained; "
+                            "set --model.stage1_steps (paper: 1000)")  # fmt: skip
         if stepwise_num_steps < 1:
             raise HifiError(f"--model.stepwise_num_steps must be >= 1, got {stepwise_num_steps}")
         self.save_hyperparameters()
