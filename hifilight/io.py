@@ -18,6 +18,29 @@ def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite") -> No
         raise HifiError(f"{path} already exists; pass {flag} true to replace it, or choose another output path")
 
 
+def check_output_path(path: Path, overwrite: bool, flag: str, folder: bool = False) -> None:
+    """Before long work: refuse an output that exists (unless `overwrite`), is of the wrong kind (a folder where a
+    file goes, or the reverse), or lies where nothing can be written (a file on the way, a read-only place). A
+    probe file is created and removed in the nearest existing folder; no folder is created."""
+    path = Path(path).expanduser()
+    check_writable(path, overwrite)
+    if path.exists() and path.is_dir() != folder:
+        raise HifiError(
+            f"{flag} {path} is {'a file' if folder else 'a folder'}; pass a {'folder' if folder else 'file'} path"
+        )
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HifiError(f"{flag} {path}: {parent} is a file, so nothing can be written there; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".hifilight-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise HifiError(f"{flag} {path}: cannot write in {parent} ({err.strerror}); choose another path") from None
+
+
 def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call `writer(tmp_path)` and move the result into place in one rename."""
     path = Path(path)

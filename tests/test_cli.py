@@ -73,6 +73,81 @@ def test_existing_artifact_is_kept(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
 
 
+@pytest.mark.parametrize("case", ["under a file", "onto a folder"])
+def test_unwritable_outputs_are_refused_before_training(case, tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "folder").mkdir()
+    out, extra = {"under a file": (tmp_path / "file.txt" / "s.safetensors", []),
+                  "onto a folder": (tmp_path / "folder", ["--overwrite", "true"])}[case]  # fmt: skip
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp_path / "logs", *extra)) == 2
+    err = capsys.readouterr().err
+    assert ("is a file, so nothing can be written" if case == "under a file" else "is a folder; pass a file") in err
+    assert not (tmp_path / "logs").exists()  # refused before the trainer started
+
+
+def test_a_result_that_cannot_be_written_at_the_end_is_saved_elsewhere(tmp_path, capsys, monkeypatch):
+    from conftest import EXAMPLE_SUBJECT
+
+    from hifilight.training import SubjectEmbeddingModule
+
+    out = tmp_path / "s.safetensors"
+    original = SubjectEmbeddingModule.save_outputs
+
+    def flaky(self, datamodule, path, overwrite):  # the disk fills up just as the fit ends
+        if path == out:
+            raise OSError(28, "No space left on device")
+        return original(self, datamodule, path, overwrite)
+
+    monkeypatch.setattr(SubjectEmbeddingModule, "save_outputs", flaky)
+    monkeypatch.chdir(tmp_path)
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp_path / "logs")) == 2
+    err = capsys.readouterr().err
+    rescued = tmp_path / "outputs" / "recovered" / "s.safetensors"
+    assert f"the result was saved to {Path('outputs/recovered/s.safetensors')}" in err and "No space left" in err
+    assert SubjectArtifact.load(rescued).c_s_t is not None
+
+
+@pytest.mark.parametrize("case", ["missing", "url", "text", "pickle", "not lightning", "weights_only false"])
+def test_bad_checkpoints_are_one_line_errors(case, tmp_path, capsys):
+    import pickle
+
+    from conftest import EXAMPLE_SUBJECT
+
+    class Evil:  # a pickle that would run code: weights_only refuses it
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    ckpt = tmp_path / "x.ckpt"
+    if case == "text":
+        ckpt.write_text("hello")
+    elif case == "pickle":
+        ckpt.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    elif case == "not lightning":
+        torch.save({"weights": torch.zeros(2)}, ckpt)
+    extra = {"missing": ["--ckpt_path", str(tmp_path / "nope.ckpt")], "url": ["--ckpt_path", "https://x/y.ckpt"],
+             "weights_only false": ["--weights_only", "false"]}.get(case, ["--ckpt_path", str(ckpt)])  # fmt: skip
+    assert main(fit_args(EXAMPLE_SUBJECT, tmp_path / "s.safetensors", tmp_path / "logs", *extra)) == 2
+    captured = capsys.readouterr()
+    expected = {"missing": "no such file", "url": "only local files", "text": "not a checkpoint hifilight can load",
+                "pickle": "not a checkpoint hifilight can load", "not lightning": "not a Lightning checkpoint",
+                "weights_only false": "would unpickle"}[case]  # fmt: skip
+    errors = [line for line in captured.err.splitlines() if line.startswith("hifilight fit: error:")]
+    assert len(errors) == 1 and expected in errors[0] and "pwned" not in captured.out
+
+
+def test_an_own_checkpoint_passes_the_check_and_resumes(tmp_path):
+    from conftest import EXAMPLE_SUBJECT
+
+    assert main(fit_args(EXAMPLE_SUBJECT, tmp_path / "a.safetensors", tmp_path / "logs")) == 0
+    (ckpt,) = (tmp_path / "logs").rglob("*.ckpt")
+    args = fit_args(EXAMPLE_SUBJECT, tmp_path / "b.safetensors", tmp_path / "logs2", "--ckpt_path", str(ckpt))
+    assert main(args) == 0  # the run had ended: the resumed fit writes the same embedding at once
+    a, b = (SubjectArtifact.load(tmp_path / f"{n}.safetensors") for n in "ab")
+    assert torch.equal(a.c_s, b.c_s) and torch.equal(a.c_s_t, b.c_s_t)
+
+
 def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
     from hifilight.models.tiny import build_tiny
 

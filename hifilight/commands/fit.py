@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 from hifilight.commands.common import note_random_weights
 from hifilight.data import SubjectDataModule
 from hifilight.errors import HifiError
-from hifilight.io import check_writable
+from hifilight.io import check_output_path
 
 METHODS = {
     "hifi_ti": "hifilight.training.subject_module:SubjectEmbeddingModule",
@@ -55,7 +56,8 @@ class FitCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self._fit_config()
-        check_writable(cfg.out, cfg.overwrite, "--overwrite")  # fail before any training, not after
+        # fail before any training, not after: the output must be new (or --overwrite) and writable
+        check_output_path(cfg.out, cfg.overwrite, "--out", folder=cfg.method == "dreambooth")
         note_random_weights(cfg.model.pretrained)
         if cfg.method == "hifi_ti" and cfg.trainer.strategy in ("ddp", "ddp_spawn"):
             # stage 1 trains c_s and the step-wise stage c_work: DDP must allow the idle one (its grad stays None)
@@ -71,29 +73,87 @@ class FitCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         cfg = self._fit_config()
-        print(self.model.save_outputs(self.datamodule, cfg.out, cfg.overwrite))
+        try:
+            print(self.model.save_outputs(self.datamodule, cfg.out, cfg.overwrite))
+        except (OSError, HifiError) as err:  # the training is not lost: write it where we can, say where
+            rescue = recovery_path(cfg.out)
+            print(self.model.save_outputs(self.datamodule, rescue, False), file=sys.stderr)
+            raise HifiError(
+                f"--out {cfg.out}: could not be written ({err}); the result was saved to {rescue}"
+            ) from None
+
+
+def check_checkpoint(path) -> None:
+    """--ckpt_path must be a local Lightning checkpoint that loads without unpickling code (weights_only)."""
+    import torch
+
+    text = str(path)
+    if "://" in text:
+        raise HifiError(f"--ckpt_path {text}: only local files are resumed from; download it first")
+    if not Path(text).is_file():
+        raise HifiError(f"--ckpt_path {text}: no such file; pass a .ckpt from <default_root_dir>/.../checkpoints/")
+    try:
+        ckpt = torch.load(text, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - torch's safe unpickler raises many kinds on foreign bytes
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HifiError(f"--ckpt_path {text}: not a checkpoint hifilight can load safely ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
+        raise HifiError(f"--ckpt_path {text}: not a Lightning checkpoint (no state_dict / global_step)")
+
+
+def recovery_path(out: Path) -> Path:
+    """A new path for a result that could not be written to --out: outputs/recovered/<name> (numbered if taken),
+    else the system's temporary folder."""
+    for root in (Path("outputs/recovered"), Path(tempfile.gettempdir()) / "hifilight-recovered"):
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        for k in range(1000):
+            candidate = root / (Path(out).name if k == 0 else f"{Path(out).stem}-{k}{Path(out).suffix}")
+            if not candidate.exists():
+                return candidate
+    raise HifiError(f"--out {out}: could not be written and no recovery folder is writable")
 
 
 def run(argv: list[str]) -> None:
     build_cli(["fit", *argv])
 
 
-def peek_method(args: list[str]) -> str:
-    """The --method of these arguments: the last --method flag, else the last `method:` of a --config file."""
-    method = "hifi_ti"
+def peek(args: list[str], key: str, default=None):
+    """The value of --<key> in these arguments: the last flag, else the last top-level `key:` of a --config file
+    (LightningCLI reads some values, e.g. the checkpoint, before any of our hooks run)."""
+    value = default
     for i, arg in enumerate(args):
-        value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
-        if arg.startswith("--config") and Path(value).is_file():
+        given = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+        if arg.startswith("--config") and Path(given).is_file():
             try:
-                loaded = yaml.safe_load(Path(value).read_text())
+                loaded = yaml.safe_load(Path(given).read_text())
             except yaml.YAMLError as err:
-                raise HifiError(f"--config {value}: not valid YAML ({str(err).splitlines()[0]})") from err
-            method = loaded.get("method", method) if isinstance(loaded, dict) else method
-        elif arg.startswith("--method"):
-            method = value
+                raise HifiError(f"--config {given}: not valid YAML ({str(err).splitlines()[0]})") from err
+            value = loaded.get(key, value) if isinstance(loaded, dict) else value
+        elif arg.split("=", 1)[0] == f"--{key}":
+            value = given
+    return value
+
+
+def peek_method(args: list[str]) -> str:
+    """The --method of these arguments (default hifi_ti)."""
+    method = peek(args, "method", "hifi_ti")
     if method not in METHODS:
         raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
     return method
+
+
+def check_resume(args: list[str]) -> None:
+    """Before LightningCLI opens --ckpt_path: it must be a safe local checkpoint, and nothing may turn off
+    weights_only (an unpickled checkpoint can run any code)."""
+    if str(peek(args, "weights_only", "")).lower() in ("false", "0", "no"):
+        raise HifiError("--weights_only false would unpickle the checkpoint (it can run any code); hifilight only "
+                        "resumes from its own checkpoints, which load with weights_only (drop the flag)")  # fmt: skip
+    ckpt = peek(args, "ckpt_path")
+    if ckpt not in (None, "", "null", "None"):
+        check_checkpoint(ckpt)
 
 
 def module_class(method: str):
@@ -106,6 +166,7 @@ def build_cli(args: list[str], run: bool = True) -> FitCLI:
     # Frozen models are in eval mode on purpose; `args` is how a dispatcher hands LightningCLI its arguments.
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
     warnings.filterwarnings("ignore", message=r".*args parameter is intended to run from within Python.*")
+    check_resume(args)
     return FitCLI(
         module_class(peek_method(args)),
         SubjectDataModule,
