@@ -20,25 +20,30 @@ def check_writable(path: Path, overwrite: bool, flag: str = "--overwrite") -> No
 
 def check_output_path(path: Path, overwrite: bool, flag: str, folder: bool = False) -> None:
     """Before long work: refuse an output that exists (unless `overwrite`), is of the wrong kind (a folder where a
-    file goes, or the reverse), or lies where nothing can be written (a file on the way, a read-only place). A
-    probe file is created and removed in the nearest existing folder; no folder is created."""
+    file goes, or the reverse), or lies where nothing can be written (see `check_output_folder`)."""
     path = Path(path).expanduser()
     check_writable(path, overwrite)
     if path.exists() and path.is_dir() != folder:
-        raise HifiError(
-            f"{flag} {path} is {'a file' if folder else 'a folder'}; pass a {'folder' if folder else 'file'} path"
-        )
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise HifiError(f"{flag} {path}: {parent} is a file, so nothing can be written there; choose another path")
+        kind, want = ("a file", "folder") if folder else ("a folder", "file")
+        raise HifiError(f"{flag} {path} is {kind}; pass a {want} path")
+    check_output_folder(path.parent, flag, shown=path)
+
+
+def check_output_folder(folder: Path, flag: str, shown: Path | None = None) -> None:
+    """A folder that files can be written into (it may not exist yet): nothing on the way is a file, and a probe
+    file can be created and removed in the nearest existing folder. No folder is created."""
+    shown = shown or folder
+    existing = Path(folder).expanduser()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HifiError(f"{flag} {shown}: {existing} is a file, so nothing can be written there; choose another path")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".hifilight-probe-", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=".hifilight-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise HifiError(f"{flag} {path}: cannot write in {parent} ({err.strerror}); choose another path") from None
+        raise HifiError(f"{flag} {shown}: cannot write in {existing} ({err.strerror}); choose another path") from None
 
 
 def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:

@@ -375,3 +375,27 @@ def test_ddp_strategy_allows_the_idle_embedding(tmp_path):
             "--trainer.strategy", "ddp", "--trainer.devices", "1", "--out", str(out)]  # fmt: skip
     cli = build_cli(args, run=False)
     assert cli.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
+
+
+def test_predict_into_a_file_is_refused_before_generating(fitted, tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    args = ["predict", "--subject", str(fitted), "--prompts", '["a {}"]', "--out_dir", str(tmp_path / "taken")]
+    assert main(args) == 2
+    assert "taken is a file, so nothing can be written there" in capsys.readouterr().err
+
+
+def test_masks_write_nothing_when_one_photo_fails_and_rerun_after_the_fix(tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = sorted(EXAMPLE_SUBJECT.glob("*.jpg"))[:2]
+    for p in good:
+        (photos / p.name).write_bytes(p.read_bytes())
+    (photos / "zz.jpg").write_bytes(good[0].read_bytes()[:2000])  # truncated: fails after the good ones
+    out = tmp_path / "masks"
+    args = ["masks", "--data.subject_dir", str(photos), "--masks", "grabcut", "--out", str(out)]
+    assert main(args) == 2 and "zz.jpg: unreadable or truncated" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())  # no partial set to block the rerun
+    (photos / "zz.jpg").unlink()
+    assert main(args) == 0 and len(list(out.glob("*.png"))) == 3  # two masks and overlay.png

@@ -19,7 +19,7 @@ from hifilight.commands.common import function_parser, run_function
 from hifilight.data.images import list_images, load_rgb
 from hifilight.data.masks import build_mask_provider
 from hifilight.errors import HifiError
-from hifilight.io import check_writable, image_grid, save_png
+from hifilight.io import check_output_folder, check_writable, image_grid, save_png
 from hifilight.perception.grounded_sam import GroundedSamSettings
 
 LOW, HIGH = 0.01, 0.90  # coverage outside these bounds suggests a failed or inverted mask
@@ -68,10 +68,12 @@ def masks(
     targets = [Path(out) / f"{p.stem}.png" for p in paths]
     if len({t.name for t in targets}) != len(targets):
         raise HifiError(f"--data.subject_dir {data.subject_dir}: two photos share a file stem; rename one")
+    check_output_folder(Path(out), "--out")
     for path in [*targets, Path(out) / "overlay.png"]:
         check_writable(path, overwrite, "--overwrite")
-    tiles = []
-    for path, target in zip(paths, targets, strict=True):
+    tiles, results = [], []
+    # every mask is made before any file is written: a photo that fails leaves no partial set behind
+    for path in paths:
         image = load_rgb(path)
         mask = provider(path, image)[0].numpy() > 0.5
         coverage = float(mask.mean())
@@ -79,9 +81,11 @@ def masks(
             print(f"warning: {path.name}: mask covers {coverage:.1%} of the image (expected {LOW:.0%}-{HIGH:.0%}); "
                   "check it in overlay.png: it may have failed or be inverted (white must be the subject)",
                   file=sys.stderr)  # fmt: skip
-        save_png(Image.fromarray(mask.astype(np.uint8) * 255), target, overwrite)
+        results.append(mask)
         tiles.append(overlay(image, mask))
         print(f"{path.name}: subject covers {coverage:.1%}")
+    for mask, target in zip(results, targets, strict=True):
+        save_png(Image.fromarray(mask.astype(np.uint8) * 255), target, overwrite)
     save_png(image_grid(tiles, cols=min(len(tiles), 4)), Path(out) / "overlay.png", overwrite)
     print(f"wrote {len(targets)} masks and overlay.png to {out}")
 

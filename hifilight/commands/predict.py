@@ -16,7 +16,7 @@ from hifilight.commands.common import function_parser, note_random_weights, reso
 from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide, output_names, save_record
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
-from hifilight.io import check_writable, image_grid, save_png, write_atomic
+from hifilight.io import check_output_folder, check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
 from hifilight.sampling.reference import reference_guided
@@ -115,6 +115,7 @@ def predict(
     jobs = make_jobs(prompts, subj.word, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
     extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
+    check_output_folder(Path(out_dir), "--out_dir")
     for path in [*paths, *extras, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
         check_writable(path, overwrite, "--overwrite")
     pretrained = model.pretrained or subj.base_model
