@@ -43,6 +43,10 @@ class ServeSettings:
     max_prompt_chars: int = 300
     dino_model: str = "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset)
     threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
+    # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; reference guidance
+    # counts twice): 50 steps at 512 x 512 is 13.1. A request beyond it gets a 413, so no client can hold the model
+    # for long (768 px x 100 steps took ~30 minutes on 2 CPU cores).
+    max_work: float = 14.0
 
     @classmethod
     def from_env(cls, env=os.environ) -> ServeSettings:
@@ -54,11 +58,11 @@ class ServeSettings:
                    device=get("device", cls.device), max_size=int(get("max_size", cls.max_size)),
                    max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
                    dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
-                   threads=int(get("threads", 0)))  # fmt: skip
+                   threads=int(get("threads", 0)), max_work=float(get("max_work", cls.max_work)))  # fmt: skip
 
 
 class RequestError(ValueError):
-    """A bad request: `status` is 400 (invalid value) or 404 (unknown subject)."""
+    """A bad request: `status` is 400 (invalid value), 404 (unknown subject) or 413 (more work than allowed)."""
 
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
@@ -158,6 +162,13 @@ class SubjectServer:
         for name, value in (("width", width), ("height", height)):
             if value % 8 or not 8 <= value <= s.max_size:
                 raise RequestError(f"{name} must be a multiple of 8 in 8..{s.max_size}, got {value}")
+        work = width * height * steps / 1e6 * (2 if reference_guidance else 1)
+        if work > s.max_work:
+            raise RequestError(
+                f"this request is {work:.2f} megapixel-steps (width x height x steps / 1e6, x2 with reference "
+                f"guidance), more than this service allows ({s.max_work:g}); lower steps or the size",
+                status=413,
+            )
         item = self.subjects[subject]
         if reference_guidance and (item.photos is None or width != height or self.settings.backend != "torch"
                                    or guidance_scale == 1.0):  # fmt: skip

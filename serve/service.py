@@ -3,15 +3,17 @@
 Configuration by environment (see `hifilight.serving.ServeSettings`): HIFILIGHT_MODEL (default the random-weight
 `tiny` preset; a hub id or local folder for real use), HIFILIGHT_SUBJECTS_DIR (default serve/subjects),
 HIFILIGHT_BACKEND torch|onnx with HIFILIGHT_ONNX_DIR, HIFILIGHT_MAX_SIZE, HIFILIGHT_DEVICE, HIFILIGHT_DINO_MODEL.
-Bad values get a 400 (unknown subject: 404) with a one-line message. One generation runs at a time (a lock).
+Bad values get a 400 (unknown subject: 404; more than HIFILIGHT_MAX_WORK megapixel-steps: 413) with a one-line
+message. One generation runs at a time (a lock).
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Annotated
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, NotFound
+from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
@@ -42,7 +44,7 @@ class HifiService:
             return self.server.generate(prompt, subject, seed, steps, guidance_scale, width, height,
                                         reference_guidance)  # fmt: skip
         except RequestError as err:
-            raise (NotFound if err.status == 404 else InvalidArgument)(str(err)) from None
+            raise BentoMLException(str(err), error_code=HTTPStatus(err.status)) from None
 
     @bentoml.api
     def subjects(self) -> dict:

@@ -24,7 +24,7 @@ def service(serve_subjects, tmp_path_factory):
     port = _free_port()
     env = os.environ | {"BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True",
                         "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects), "HIFILIGHT_MAX_SIZE": "128",
-                        "HF_HUB_OFFLINE": "1"}  # fmt: skip
+                        "HIFILIGHT_MAX_WORK": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
     log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
     proc = start_service(port, env, log)
     try:
@@ -79,6 +79,7 @@ def test_reference_guidance_over_http(service):
         ({"prompt": "a {}", "subject": "cat"}, 404),
         ({"prompt": "a {}", "subject": "../../etc/passwd"}, 404),
         ({"prompt": "a beach", "subject": "dog", "steps": 2}, 400),
+        ({"prompt": "a {}", "subject": "dog", "steps": 100, "width": 128, "height": 128}, 413),  # 1.6 > 1 allowed
     ],
 )
 def test_bad_requests_get_4xx_with_a_message(service, body, status):

@@ -1,5 +1,7 @@
 """The service's model side without HTTP: loading, skipping bad subjects, validation, determinism."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,16 @@ def test_bad_requests(server, kwargs, status, message):
     with pytest.raises(RequestError, match=message) as err:
         server.generate(**args)
     assert err.value.status == status
+
+
+def test_a_request_beyond_the_work_budget_is_413(server):
+    small = SubjectServer(dataclasses.replace(server.settings, max_work=0.5), server.subjects, server.skipped)
+    small.validate("a {}", "dog", 30, 7.5, 128, 128, False)  # 0.49 megapixel-steps: allowed
+    with pytest.raises(RequestError, match=r"0.98 megapixel-steps .* more than this service allows \(0.5\)") as err:
+        small.validate("a {}", "dog", 60, 7.5, 128, 128, False)
+    assert err.value.status == 413
+    with pytest.raises(RequestError, match="x2 with reference"):
+        small.validate("a {}", "dog", 30, 7.5, 128, 128, True)  # guidance counts twice
 
 
 def test_settings_from_environment(tmp_path):
