@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hmac
+import json
 import logging
 import os
 import threading
@@ -47,6 +49,8 @@ class ServeSettings:
     # counts twice): 50 steps at 512 x 512 is 13.1. A request beyond it gets a 413, so no client can hold the model
     # for long (768 px x 100 steps took ~30 minutes on 2 CPU cores).
     max_work: float = 14.0
+    max_body: int = 1_000_000  # bytes of a request body (requests are small JSON)
+    api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
 
     @classmethod
     def from_env(cls, env=os.environ) -> ServeSettings:
@@ -58,7 +62,8 @@ class ServeSettings:
                    device=get("device", cls.device), max_size=int(get("max_size", cls.max_size)),
                    max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
                    dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
-                   threads=int(get("threads", 0)), max_work=float(get("max_work", cls.max_work)))  # fmt: skip
+                   threads=int(get("threads", 0)), max_work=float(get("max_work", cls.max_work)),
+                   max_body=int(get("max_body", cls.max_body)), api_token=get("api_token", None))  # fmt: skip
 
 
 class RequestError(ValueError):
@@ -254,3 +259,56 @@ def stop_service(proc, timeout: float = 20.0) -> None:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ---- the HTTP gate in front of the service (an ASGI middleware; BentoML mounts it in serve/service.py) ----------
+OPEN_PATHS = ("/readyz", "/livez", "/healthz", "/metrics")  # probes stay open without the token
+
+
+class RequestGate:
+    """Refuses, before the service sees them, bodies over `max_body` bytes (413) and, when `token` is set, requests
+    without `Authorization: Bearer <token>` (401; the probes in OPEN_PATHS stay open). Errors are one JSON shape,
+    {"error": "..."}. A chunked body is read up to the limit and replayed to the service."""
+
+    def __init__(self, app, max_body: int = 1_000_000, token: str | None = None):
+        self.app, self.max_body, self.token = app, max_body, (token or None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        if self.token and scope.get("path") not in OPEN_PATHS:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self.token.encode()):
+                return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer <token>)")
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            return await _reply(send, 413, f"request body over {self.max_body} bytes (HIFILIGHT_MAX_BODY)")
+        if length is not None:
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:  # no length given: read it here, within the limit
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay([message]), send)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return await _reply(send, 413, f"request body over {self.max_body} bytes (HIFILIGHT_MAX_BODY)")
+        return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
+
+
+def _replay(messages: list[dict]):
+    queue = list(messages)
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _reply(send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

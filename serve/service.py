@@ -2,9 +2,10 @@
 
 Configuration by environment (see `hifilight.serving.ServeSettings`): HIFILIGHT_MODEL (default the random-weight
 `tiny` preset; a hub id or local folder for real use), HIFILIGHT_SUBJECTS_DIR (default serve/subjects),
-HIFILIGHT_BACKEND torch|onnx with HIFILIGHT_ONNX_DIR, HIFILIGHT_MAX_SIZE, HIFILIGHT_DEVICE, HIFILIGHT_DINO_MODEL.
-Bad values get a 400 (unknown subject: 404; more than HIFILIGHT_MAX_WORK megapixel-steps: 413) with a one-line
-message. One generation runs at a time (a lock).
+HIFILIGHT_BACKEND torch|onnx with HIFILIGHT_ONNX_DIR, HIFILIGHT_MAX_SIZE, HIFILIGHT_DEVICE, HIFILIGHT_DINO_MODEL,
+HIFILIGHT_MAX_WORK (megapixel-steps per request), HIFILIGHT_MAX_BODY (bytes), HIFILIGHT_API_TOKEN (require
+`Authorization: Bearer <token>`; the probes stay open). Bad values get a 400 (unknown subject: 404; more work than
+allowed: 413) with a one-line message. One generation runs at a time (a lock).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
-from hifilight.serving import RequestError, ServeSettings, SubjectServer
+from hifilight.serving import RequestError, RequestGate, ServeSettings, SubjectServer
 
 SETTINGS = ServeSettings.from_env()
 
@@ -50,3 +51,7 @@ class HifiService:
     def subjects(self) -> dict:
         """The loaded subjects with their metadata, and the files that were skipped (with why)."""
         return {"subjects": self.server.describe(), "skipped": self.server.skipped}
+
+
+# body-size limit and the optional bearer token, before any request reaches the API
+HifiService.add_asgi_middleware(RequestGate, max_body=SETTINGS.max_body, token=SETTINGS.api_token)

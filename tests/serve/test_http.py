@@ -80,6 +80,7 @@ def test_reference_guidance_over_http(service):
         ({"prompt": "a {}", "subject": "../../etc/passwd"}, 404),
         ({"prompt": "a beach", "subject": "dog", "steps": 2}, 400),
         ({"prompt": "a {}", "subject": "dog", "steps": 100, "width": 128, "height": 128}, 413),  # 1.6 > 1 allowed
+        (b'{"prompt": "' + b"x" * 2_000_000 + b'"}', 413),  # over the 1 MB body limit
     ],
 )
 def test_bad_requests_get_4xx_with_a_message(service, body, status):

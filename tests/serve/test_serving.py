@@ -1,6 +1,7 @@
 """The service's model side without HTTP: loading, skipping bad subjects, validation, determinism."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -84,3 +85,53 @@ def test_onnx_backend_serves_the_same_image(serve_subjects, tiny, tmp_path, serv
     a = np.asarray(ort.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
     b = np.asarray(server.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
     assert np.abs(a - b).max() <= 1
+
+
+def _call(gate, headers, chunks, path="/generate"):
+    """One request through the gate; returns (status, body) of the reply, the app's own reply being 200 b'ok'."""
+    import asyncio
+
+    seen = {}
+
+    async def app(scope, receive, send):
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        seen["body"] = body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    gate.app = app
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+    asyncio.run(gate(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"], seen.get("body")
+
+
+def test_the_gate_limits_bodies_and_checks_the_token():
+    from hifilight.serving import RequestGate
+
+    gate = RequestGate(None, max_body=10)
+    assert _call(gate, {"content-length": "5"}, [b"12345"])[:2] == (200, b"ok")
+    status, body, reached = _call(gate, {"content-length": "11"}, [b"x" * 11])
+    assert status == 413 and b"over 10 bytes" in body and reached is None  # the service never saw it
+    assert _call(gate, {}, [b"123", b"4567890"])[2] == b"1234567890"  # chunked within the limit: replayed whole
+    assert _call(gate, {}, [b"123456", b"789012"])[0] == 413
+    locked = RequestGate(None, max_body=10, token="s3cret")
+    assert _call(locked, {}, [b""])[0] == 401
+    assert _call(locked, {"authorization": "Bearer nope"}, [b""])[0] == 401
+    assert _call(locked, {"authorization": "Bearer s3cret"}, [b""])[0] == 200
+    assert _call(locked, {}, [b""], path="/readyz")[0] == 200  # probes stay open
+    assert json.loads(_call(locked, {}, [b""])[1]) == {
+        "error": "missing or wrong bearer token (Authorization: Bearer <token>)"
+    }
