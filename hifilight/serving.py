@@ -276,6 +276,7 @@ class RequestGate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        send = _one_error_shape(send)
         headers = dict(scope.get("headers") or [])
         if self.token and scope.get("path") not in OPEN_PATHS:
             given = headers.get(b"authorization", b"")
@@ -298,6 +299,35 @@ class RequestGate:
         return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
 
 
+def _one_error_shape(send):
+    """Pass responses through, rewriting a 4xx body that is a one-element JSON list ([{"error": ...}], as BentoML
+    answers some client errors) to the object inside, so every error has the shape {"error": ...}."""
+    held: dict = {}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            held.update(start=message, body=b"")
+            return
+        if not held or message["type"] != "http.response.body":
+            return await send(message)
+        held["body"] += message.get("body", b"")
+        if message.get("more_body"):
+            return
+        body = held["body"]
+        try:
+            data = json.loads(body)
+            if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+                body = json.dumps(data[0]).encode()
+        except ValueError:
+            pass
+        start = held.pop("start")
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
 def _replay(messages: list[dict]):
     queue = list(messages)
 
@@ -312,3 +342,18 @@ async def _reply(send, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class ClientErrorFilter(logging.Filter):
+    """A client's mistake is one WARNING line, not an ERROR with a traceback: for log records whose exception is a
+    4xx (an `error_code` below 500, or a pydantic ValidationError), drop the traceback and name the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        code = getattr(getattr(exc, "error_code", None), "value", getattr(exc, "error_code", None))
+        client = (isinstance(code, int) and 400 <= code < 500) or type(exc).__name__ == "ValidationError"
+        if exc is not None and client:
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

@@ -10,6 +10,7 @@ allowed: 413) with a one-line message. One generation runs at a time (a lock).
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
-from hifilight.serving import RequestError, RequestGate, ServeSettings, SubjectServer
+from hifilight.serving import ClientErrorFilter, RequestError, RequestGate, ServeSettings, SubjectServer
 
 SETTINGS = ServeSettings.from_env()
 
@@ -53,5 +54,7 @@ class HifiService:
         return {"subjects": self.server.describe(), "skipped": self.server.skipped}
 
 
+# client errors are logged as one line (BentoML logs each with a traceback at ERROR)
+logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientErrorFilter())
 # body-size limit and the optional bearer token, before any request reaches the API
 HifiService.add_asgi_middleware(RequestGate, max_body=SETTINGS.max_body, token=SETTINGS.api_token)

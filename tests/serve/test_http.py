@@ -86,3 +86,4 @@ def test_reference_guidance_over_http(service):
 def test_bad_requests_get_4xx_with_a_message(service, body, status):
     code, text, _ = _post(service, "generate", body)
     assert code == status and b"error" in text and b"Traceback" not in text
+    assert isinstance(json.loads(text), dict) and "error" in json.loads(text)  # one shape: {"error": ...}

@@ -87,8 +87,8 @@ def test_onnx_backend_serves_the_same_image(serve_subjects, tiny, tmp_path, serv
     assert np.abs(a - b).max() <= 1
 
 
-def _call(gate, headers, chunks, path="/generate"):
-    """One request through the gate; returns (status, body) of the reply, the app's own reply being 200 b'ok'."""
+def _call(gate, headers, chunks, path="/generate", reply=(200, b"ok")):
+    """One request through the gate; returns (status, body, body the app saw); the app answers `reply`."""
     import asyncio
 
     seen = {}
@@ -100,8 +100,8 @@ def _call(gate, headers, chunks, path="/generate"):
             body += message.get("body", b"")
             more = message.get("more_body", False)
         seen["body"] = body
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send({"type": "http.response.start", "status": reply[0], "headers": []})
+        await send({"type": "http.response.body", "body": reply[1]})
 
     gate.app = app
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
@@ -135,3 +135,38 @@ def test_the_gate_limits_bodies_and_checks_the_token():
     assert json.loads(_call(locked, {}, [b""])[1]) == {
         "error": "missing or wrong bearer token (Authorization: Bearer <token>)"
     }
+
+
+def test_client_errors_are_logged_as_one_warning_line():
+    import logging
+    import sys
+    from http import HTTPStatus
+
+    from hifilight.serving import ClientErrorFilter
+
+    class Rejected(Exception):
+        error_code = HTTPStatus.BAD_REQUEST
+
+    def record(exc):
+        try:
+            raise exc
+        except Exception:
+            return logging.LogRecord("x", logging.ERROR, "f", 1, "Exception on %s", ("/generate",), sys.exc_info())
+
+    client = record(Rejected("steps must be in 1..100, got 0"))
+    ClientErrorFilter().filter(client)
+    assert client.levelname == "WARNING" and client.exc_info is None
+    assert client.getMessage() == "Exception on /generate: Rejected: steps must be in 1..100, got 0"
+    server = record(RuntimeError("boom"))  # a real fault keeps its traceback
+    ClientErrorFilter().filter(server)
+    assert server.levelname == "ERROR" and server.exc_info is not None
+
+
+def test_every_client_error_has_one_json_shape():
+    from hifilight.serving import RequestGate
+
+    gate = RequestGate(None)
+    status, body, _ = _call(gate, {"content-length": "0"}, [b""], reply=(404, b'[{"error": "unknown subject"}]'))
+    assert status == 404 and json.loads(body) == {"error": "unknown subject"}
+    ok = b'[{"a": 1}]'  # a successful answer is never rewritten
+    assert _call(gate, {"content-length": "0"}, [b""], reply=(200, ok))[1] == ok
