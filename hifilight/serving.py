@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,6 +221,23 @@ class SubjectServer:
         guide = dataclasses.replace(self._guides[key], guide=options.guide)
         return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size,
                                 progress=False)[0].final  # fmt: skip
+
+
+def exit_with_parent(interval: float = 1.0) -> threading.Thread:
+    """Make this process end when the process that started it dies (a BentoML worker whose `bentoml serve` was
+    killed with -9 would otherwise keep the port and keep computing): a daemon thread watches the parent id."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:  # re-parented: the server is gone
+                log.warning("the server process %d is gone; this worker exits", parent)
+                os._exit(0)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def start_service(port: int, env: dict, log, cwd: Path | None = None):

@@ -19,7 +19,14 @@ from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
-from hifilight.serving import ClientErrorFilter, RequestError, RequestGate, ServeSettings, SubjectServer
+from hifilight.serving import (
+    ClientErrorFilter,
+    RequestError,
+    RequestGate,
+    ServeSettings,
+    SubjectServer,
+    exit_with_parent,  # fmt: skip
+)
 
 SETTINGS = ServeSettings.from_env()
 
@@ -27,6 +34,7 @@ SETTINGS = ServeSettings.from_env()
 @bentoml.service(name="hifilight", traffic={"timeout": 600})
 class HifiService:
     def __init__(self) -> None:
+        exit_with_parent()  # a worker must not outlive a killed `bentoml serve`
         self.server = SubjectServer(SETTINGS).load()
 
     @bentoml.api

@@ -170,3 +170,37 @@ def test_every_client_error_has_one_json_shape():
     assert status == 404 and json.loads(body) == {"error": "unknown subject"}
     ok = b'[{"a": 1}]'  # a successful answer is never rewritten
     assert _call(gate, {"content-length": "0"}, [b""], reply=(200, ok))[1] == ok
+
+
+def test_a_worker_ends_when_its_server_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    # parent: starts a worker (which watches it) and prints the worker's pid, then waits; killed with -9 below
+    ready = tmp_path / "watching"
+    worker = (f"from hifilight.serving import exit_with_parent; import pathlib, time; exit_with_parent(0.1); "
+              f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")  # fmt: skip
+    parent = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
+              "print(p.pid, flush=True); time.sleep(60)")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:  # the worker is up and watching
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:  # gone, or a zombie waiting for init to reap it: either way it stopped running
+            state = Path(f"/proc/{child}/status").read_text().split("State:")[1].split()[0]
+        except (FileNotFoundError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the worker outlived its killed parent")
