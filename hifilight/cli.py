@@ -17,9 +17,9 @@ commands:
   replace   put a learned subject into a real photo (Algorithm 3)
   evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
   export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
-  toyworld  toyworld dataset: procedural subjects with exact masks (DreamBench layout); toyworld ablation: Table 2
-            on ToyWorld with ToySD, scored with exact subject / prompt fidelity measures; toyworld calibrate: the
-            class-word floor, text oracle and ceilings of the instrument
+  toyworld  ToyWorld, where the truth of every image is known: dataset (subjects with exact masks), calibrate
+            (the instrument's floor, oracle and ceilings), tune (settings on the validation split), ablation
+            (Table 2 on ToySD with exact fidelity measures)
 
 Run `hifilight <command> --help` for the options of a command."""
 

@@ -399,3 +399,21 @@ def test_masks_write_nothing_when_one_photo_fails_and_rerun_after_the_fix(tmp_pa
     assert not out.exists() or not any(out.iterdir())  # no partial set to block the rerun
     (photos / "zz.jpg").unlink()
     assert main(args) == 0 and len(list(out.glob("*.png"))) == 3  # two masks and overlay.png
+
+
+HELP = [
+    *([c, "--help"] for c in ("fit", "predict", "attention", "masks", "invert", "replace", "evaluate", "export")),
+    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
+    ["--help"],
+    ["export", "onnx", "--help"],
+    ["toyworld", "--help"],
+]
+
+
+@pytest.mark.parametrize("args", HELP, ids=" ".join)
+def test_every_command_has_help_that_exits_0(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exit:  # the typed parsers print help and exit
+        code = exit.code
+    assert code in (0, None) and "usage" in capsys.readouterr().out.lower()

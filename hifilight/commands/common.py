@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import torch
@@ -58,6 +59,27 @@ def function_parser(fn, prog: str) -> ArgumentParser:
     parser.add_argument("--config", action="config")
     parser.add_function_arguments(fn, as_positional=False)
     return parser
+
+
+def summary(fn) -> str:
+    """The first clause of a function's docstring (up to its first colon or full stop)."""
+    return re.split(r"[:.](?:\s|$)", fn.__doc__.strip().splitlines()[0])[0]
+
+
+def run_group(commands: dict, prog: str, argv: list[str]) -> None:
+    """A command with subcommands (`hifilight toyworld dataset ...`): `--help` lists them with each one's summary
+    line; a subcommand gets its own typed parser (and its own --help)."""
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, commands))
+        lines = [f"usage: {prog} {{{','.join(commands)}}} [options]", "", "commands:"]
+        lines += [f"  {name:<{width}}  {summary(fn)}" for name, fn in commands.items()]
+        print("\n".join([*lines, "", f"Run `{prog} <command> --help` for the options of a command."]))
+        if not argv:
+            raise HifiError(f"{prog}: choose a command: {', '.join(commands)}")
+        return
+    if argv[0] not in commands:
+        raise HifiError(f"{prog} {argv[0]}: unknown command; choose one of {', '.join(commands)}")
+    run_function(commands[argv[0]], f"{prog} {argv[0]}", argv[1:])
 
 
 def run_function(fn, prog: str, argv: list[str]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hifilight.commands.common import note_random_weights, run_function
+from hifilight.commands.common import note_random_weights, run_group
 from hifilight.commands.predict import ModelOptions
 from hifilight.errors import HifiError
 
@@ -49,6 +49,4 @@ def export_onnx(
 
 
 def run(argv: list[str]) -> None:
-    if not argv or argv[0] != "onnx":
-        raise HifiError("usage: hifilight export onnx [--model.pretrained ...] [--out folder]; onnx is the one format")
-    run_function(export_onnx, "hifilight export onnx", argv[1:])
+    run_group({"onnx": export_onnx}, "hifilight export", argv)

@@ -1,5 +1,6 @@
-"""`hifilight toyworld dataset|ablation`: ToyWorld's subjects in the DreamBench layout, and the paper's Table 2 on
-ToyWorld scored with exact measures.
+"""`hifilight toyworld dataset|calibrate|tune|ablation`: ToyWorld's subjects in the DreamBench layout, the
+instrument's calibration, settings chosen on the validation split, and the paper's Table 2 on ToyWorld scored with
+exact measures.
 
 hifilight toyworld dataset --out toyworld/ --photos 5 --split val
 hifilight toyworld ablation --out outputs/toyworld_ablation --seeds '[0, 1]'
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hifilight.commands.common import run_function
+from hifilight.commands.common import run_group
 from hifilight.commands.reference import ReferenceOptions
 from hifilight.errors import HifiError
 from hifilight.sampling.guidance import GuidanceSettings
@@ -334,6 +335,4 @@ COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate, "t
 
 
 def run(argv: list[str]) -> None:
-    if not argv or argv[0] not in COMMANDS:
-        raise HifiError("usage: hifilight toyworld dataset|ablation|calibrate|tune [--help]")
-    run_function(COMMANDS[argv[0]], f"hifilight toyworld {argv[0]}", argv[1:])
+    run_group(COMMANDS, "hifilight toyworld", argv)
