@@ -14,7 +14,9 @@ from hifilight.sampling.generate import generate, make_jobs
 
 
 class SampleGrid(L.Callback):
-    """Every `every_n_steps` training steps, generate a grid with the current c_s and log it.
+    """Every `every_n_steps` training steps, and once at the end, generate a grid of the subject as it is now and
+    log it, for any method (HiFi: the current c_s / c_s^t; Textual Inversion: the current token; DreamBooth: the
+    current UNet; see each module's `sample_subject`).
 
     With a WandbLogger the grid goes to the run (`samples` panel); otherwise it is written as
     `<log_dir>/samples/step_<N>.png`.
@@ -24,17 +26,33 @@ class SampleGrid(L.Callback):
         self,
         prompts: list[str] | None = None,
         every_n_steps: int = 250,
-        steps: int = 25,
+        steps: int | None = None,
         guidance: float = 7.5,
         seed: int = 0,
     ):
+        """Args:
+        prompts: prompts with {} for the subject.
+        every_n_steps: interval in training steps; a grid is also logged when the fit ends.
+        steps: DDIM steps (default: the method's own, the step-wise T for HiFi once its c_s^t exist, else 25).
+        guidance: classifier-free guidance weight.
+        seed: seed of each prompt's image.
+        """
         self.prompts = prompts or ["a photo of a {}"]
         self.every_n_steps, self.steps, self.guidance, self.seed = every_n_steps, steps, guidance, seed
+        self._last = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.log_grid(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.log_grid(trainer, pl_module)
+
+    def log_grid(self, trainer, pl_module) -> None:
         step = trainer.global_step
-        if step % self.every_n_steps or not trainer.is_global_zero:
+        if step == self._last or not trainer.is_global_zero:
             return
+        self._last = step
         grid = self.render(trainer, pl_module)
         logger = trainer.logger
         if logger is not None and type(logger).__name__ == "WandbLogger":
@@ -46,15 +64,9 @@ class SampleGrid(L.Callback):
     @torch.no_grad()
     def render(self, trainer, module):
         dm = trainer.datamodule
-        artifact = module.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
-        comps = SDComponents(
-            module.unet,
-            module.vae,
-            module.text_encoder,
-            module.tokenizer,
-            module.scheduler,
-            module.base_model,
-        )
-        jobs = make_jobs(self.prompts, dm.class_name, self.seed, 1)
-        images = generate(comps, artifact, jobs, self.steps, self.guidance, dm.resolution, progress=False)
+        artifact, word, steps = module.sample_subject(dm)
+        comps = SDComponents(module.unet, module.vae, module.text_encoder, module.tokenizer, module.scheduler,
+                             module.base_model)  # fmt: skip
+        jobs = make_jobs(self.prompts, word, self.seed, 1)
+        images = generate(comps, artifact, jobs, self.steps or steps, self.guidance, dm.resolution, progress=False)
         return image_grid([to_pil(x) for x in images], cols=len(jobs))

@@ -185,6 +185,10 @@ class DreamBoothModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith(keep)}
 
     # --- output -------------------------------------------------------------------------------------------
+    def sample_subject(self, datamodule) -> tuple[None, str, int]:
+        """What a sample grid renders now: the fine-tuned UNet itself, with "<identifier> <class>", 25 DDIM steps."""
+        return None, f"{self.hparams.identifier} {datamodule.class_name}", 25
+
     def save_outputs(self, datamodule, out, overwrite: bool) -> str:
         """A diffusers pipeline folder (safetensors), written to a temporary folder and moved into place."""
         from diffusers import StableDiffusionPipeline

@@ -279,6 +279,13 @@ class SubjectEmbeddingModule(L.LightningModule):
         kind = f"c_s and {len(artifact.timesteps)} step-wise c_s^t" if artifact.c_s_t is not None else "c_s only"
         return f"wrote subject artifact {path} ({kind})"
 
+    def sample_subject(self, datamodule) -> tuple[SubjectArtifact, str, int]:
+        """What a sample grid renders now: (the current artifact, the prompt word, DDIM steps: the step-wise T once
+        the c_s^t exist)."""
+        dm = datamodule
+        art = self.to_artifact(dm.class_name, dm.caption_templates, dm.resolution)
+        return art, dm.class_name, self.hparams.stepwise_num_steps if art.c_s_t is not None else 25
+
     def to_artifact(self, class_name: str, caption_templates: list[str], resolution: int) -> SubjectArtifact:
         meta = {
             "resolution": resolution,

@@ -128,6 +128,11 @@ class TextualInversionModule(L.LightningModule):
     def link_arguments(parser) -> None:
         parser.link_arguments("model.max_steps", "trainer.max_steps")
 
+    def sample_subject(self, datamodule) -> tuple[None, str, int]:
+        """What a sample grid renders now: no artifact (the hook puts the vectors in), the prompt word as `predict`
+        writes it ("<sks> dog"), 25 DDIM steps."""
+        return None, f"{' '.join(self.tokens)} {datamodule.class_name}", 25
+
     def to_embedding(self, resolution: int) -> TokenEmbedding:
         meta = {"base_model": self.base_model, "class_name": self.class_name, "resolution": resolution,
                 "training": dict(self.hparams) | {"global_step": int(self.global_step)}}  # fmt: skip
