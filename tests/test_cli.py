@@ -262,7 +262,11 @@ def test_attention_figure(fitted, tmp_path):
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--steps", "0,4"], "each step must be in 1..3"), (["--steps", "a,b"], "separated by commas")],
+    [
+        (["--steps", "0,4"], "each step must be in 1..3"),
+        (["--steps", "a,b"], "separated by commas"),
+        (["--steps", "3,1", "--res", "16"], "--res 16: at 32 px this model's cross-attention maps are [2, 4] wide"),
+    ],
 )
 def test_attention_bad_steps(fitted, tmp_path, capsys, extra, message):
     args = [
@@ -417,3 +421,14 @@ def test_every_command_has_help_that_exits_0(args, capsys):
     except SystemExit as exit:  # the typed parsers print help and exit
         code = exit.code
     assert code in (0, None) and "usage" in capsys.readouterr().out.lower()
+
+
+def test_cross_attention_sizes_match_what_the_unet_records(tiny):
+    from hifilight.sampling.attention import AttentionStore, attention_control, cross_attention_sizes
+
+    store = AttentionStore({0}, [1])
+    latents = torch.zeros(1, 4, 8, 8)
+    with attention_control(tiny.unet, store), torch.no_grad():
+        store.step = 0
+        tiny.unet(latents, torch.tensor([10]), encoder_hidden_states=torch.zeros(1, 77, 32))
+    assert cross_attention_sizes(tiny.unet.config, 8) == sorted(store.sizes)

@@ -16,7 +16,7 @@ from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png
 from hifilight.models import load_components
-from hifilight.sampling.attention import AttentionStep, AttentionStore, attention_control
+from hifilight.sampling.attention import AttentionStep, AttentionStore, attention_control, cross_attention_sizes
 from hifilight.sampling.generate import generate, make_jobs
 from hifilight.viz import attention_figure
 
@@ -73,6 +73,10 @@ def attention(
     note_random_weights(pretrained)
     comps = load_components(pretrained, model.dtype, resolve_device(model.device))
     size = resolution or artifact.metadata.get("resolution", 512)
+    sizes = cross_attention_sizes(comps.unet.config, size // comps.vae_scale_factor)
+    if res is not None and res not in sizes:  # before sampling, not after all the steps
+        raise HifiError(f"--res {res}: at {size} px this model's cross-attention maps are {sizes} wide; pass one of "
+                        "them or leave --res out (all layers)")  # fmt: skip
     n, length = artifact.num_tokens, comps.tokenizer.model_max_length
     store = AttentionStore({num_steps - s for s in wanted}, list(range(length - n, length)), res)
     with attention_control(comps.unet, store):

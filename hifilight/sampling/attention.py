@@ -109,6 +109,17 @@ def conditional_maps(probs: Tensor, heads: int, cfg: bool) -> Tensor:
     return maps[maps.shape[0] // 2 :] if cfg else maps
 
 
+def cross_attention_sizes(unet_config, latent_size: int) -> list[int]:
+    """The side of every cross-attention map a UNet2DConditionModel makes for a latent_size x latent_size input:
+    down block i works at latent / 2^i, the mid block at the smallest size, up block j at latent / 2^(n-1-j)."""
+    n = len(unet_config.down_block_types)
+    sizes = {latent_size >> i for i, t in enumerate(unet_config.down_block_types) if "CrossAttn" in t}
+    sizes |= {latent_size >> j for j, t in zip(range(n - 1, -1, -1), unet_config.up_block_types) if "CrossAttn" in t}
+    if "CrossAttn" in (unet_config.mid_block_type or ""):
+        sizes.add(latent_size >> (n - 1))
+    return sorted(sizes)
+
+
 class AttentionStore(AttentionController):
     """Averages the cross-attention maps of chosen key positions at chosen steps (Figure 3).
 

@@ -32,8 +32,9 @@ class StepwiseEmbeddings(StepCallback):
             self.warned = True
             warnings.warn(
                 f"the step-wise embeddings were trained for {len(self.trained)} DDIM steps; sampling with another "
-                "number of steps uses the nearest trained timestep at each step (pass --steps "
-                f"{len(self.trained)} to sample exactly as trained)",
+                "number of steps uses the nearest trained timestep at each step (sample with "
+                f"{len(self.trained)} steps to match them: --steps {len(self.trained)}, or --num_steps in "
+                "`hifilight attention`)",
                 stacklevel=2,
             )
         return k
