@@ -114,7 +114,11 @@ def cross_attention_sizes(unet_config, latent_size: int) -> list[int]:
     down block i works at latent / 2^i, the mid block at the smallest size, up block j at latent / 2^(n-1-j)."""
     n = len(unet_config.down_block_types)
     sizes = {latent_size >> i for i, t in enumerate(unet_config.down_block_types) if "CrossAttn" in t}
-    sizes |= {latent_size >> j for j, t in zip(range(n - 1, -1, -1), unet_config.up_block_types) if "CrossAttn" in t}
+    sizes |= {
+        latent_size >> j
+        for j, t in zip(range(n - 1, -1, -1), unet_config.up_block_types, strict=True)
+        if "CrossAttn" in t
+    }
     if "CrossAttn" in (unet_config.mid_block_type or ""):
         sizes.add(latent_size >> (n - 1))
     return sorted(sizes)
