@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -32,13 +33,31 @@ def _commands():
             "toyworld": toyworld.run}  # fmt: skip
 
 
+# Third-party notices a hifilight user cannot act on: Lightning's advertisement tips and its notes about our own
+# choices (the seed, the CSV logger), and a deprecation inside Lightning.
+QUIET_WARNINGS = (r"No seed found", r".*tensorboardX.*", r".*LeafSpec.*", r".*local_dir_use_symlinks.*")
+QUIET_LOG_PREFIXES = ("💡 Tip",)
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(QUIET_LOG_PREFIXES)
+
+
+def quiet_third_party() -> None:
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+    quiet_third_party()
     from hifilight.errors import HifiError
 
     commands = _commands()

@@ -83,5 +83,5 @@ def add_tokens(tokenizer, text_encoder, tokens: list[str]) -> list[int]:
             f"token {clash[0]!r} is already in the tokenizer's vocabulary; choose another --model.placeholder"
         )
     tokenizer.add_tokens(tokens)
-    text_encoder.resize_token_embeddings(len(tokenizer))
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the new rows are written by the caller
     return tokenizer.convert_tokens_to_ids(tokens)

@@ -12,7 +12,7 @@ are deterministic, so a training step costs one UNet forward + backward.
 
 from __future__ import annotations
 
-import warnings
+import sys
 from typing import Literal
 
 import lightning as L
@@ -246,8 +246,8 @@ class SubjectEmbeddingModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         message = self.drift_warning()
-        if message:
-            warnings.warn(message, stacklevel=1)
+        if message and self.global_rank == 0:
+            print(f"warning: {message}", file=sys.stderr)
 
     @property
     def stepwise_done(self) -> bool:
