@@ -46,6 +46,12 @@ def check_output_folder(folder: Path, flag: str, shown: Path | None = None) -> N
         raise HifiError(f"{flag} {shown}: cannot write in {existing} ({err.strerror}); choose another path") from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call `writer(tmp_path)` and move the result into place in one rename."""
     path = Path(path)
@@ -55,6 +61,8 @@ def write_atomic(path: Path, writer: Callable[[Path], None], overwrite: bool = F
     os.close(fd)
     try:
         writer(Path(tmp))
+        if Path(tmp).is_file():  # mkstemp makes 0600 files: give the result the mode a plain open() would
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -56,3 +56,16 @@ def test_unreadable_and_foreign_files(tmp_path):
     save_file({"emb": torch.zeros(1, 4)}, str(tmp_path / "ti.safetensors"), metadata={"x": json.dumps({})})
     with pytest.raises(HifiError, match="not a hifilight subject artifact"):
         SubjectArtifact.load(tmp_path / "ti.safetensors")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from hifilight.io import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_atomic(tmp_path / "a.txt", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the group and others, as open() would make it
