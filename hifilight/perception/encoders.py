@@ -3,7 +3,7 @@
 Used by reference selection (Algorithm 2 picks the source image closest to a generation in DINO space) and by the
 DINO / CLIP-I / CLIP-T metrics. Every encoder returns L2-normalised embeddings, one row per input, computed in
 batches, with the preprocessing its model expects (`Preprocess`, a documented parameter since public evaluation
-code differs here; see README "Evaluation protocol").
+code differs here; see docs/evaluate.md).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ class OriginalSam:
         except ImportError as err:
             raise HifiError(
                 f"--segmentation.segmenter {checkpoint}: the segment-anything package is not installed; "
-                "pip install 'hifilight[sam]' (it needs torchvision, see README), or pass a transformers SAM id"
+                "pip install 'hifilight[sam]' (it needs torchvision, see docs/fit.md), or pass a transformers SAM id"
             ) from err
         if not Path(checkpoint).is_file():
             raise HifiError(f"--segmentation.segmenter {checkpoint}: no such checkpoint file")
