@@ -1,9 +1,9 @@
 """Null-text inversion (Mokady et al.; HiFi Tuner Eq. 4): per-step null embeddings phi_t that make guided DDIM
 sampling retrace the inversion pivot [x_0*, ..., x_T*].
 
-Follows the public reference schedule (see docs/generate.md): the conditional prediction is computed once per step without
-gradients; the inner loop runs only the unconditional branch forward + backward, combines with CFG, takes one DDIM
-step and matches x*_{t-1} (MSE); K = 10 inner steps with early stop at loss < 1e-5 + i * 2e-5; a fresh Adam per step
+Follows the public reference schedule (see docs/generate.md): the conditional prediction is computed once per step
+without gradients; the inner loop runs only the unconditional branch forward + backward, combines with CFG, takes one
+DDIM step and matches x*_{t-1} (MSE); K = 10 inner steps with early stop at loss < 1e-5 + i * 2e-5; a fresh Adam per step
 with lr = 1e-2 * (1 - i / 100); phi warm-started from the previous step's result. Each is a setting.
 """
 
