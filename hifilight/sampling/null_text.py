@@ -3,8 +3,8 @@ sampling retrace the inversion pivot [x_0*, ..., x_T*].
 
 Follows the public reference schedule (see docs/generate.md): the conditional prediction is computed once per step
 without gradients; the inner loop runs only the unconditional branch forward + backward, combines with CFG, takes one
-DDIM step and matches x*_{t-1} (MSE); K = 10 inner steps with early stop at loss < 1e-5 + i * 2e-5; a fresh Adam per step
-with lr = 1e-2 * (1 - i / 100); phi warm-started from the previous step's result. Each is a setting.
+DDIM step and matches x*_{t-1} (MSE); K = 10 inner steps with early stop at loss < 1e-5 + i * 2e-5; a fresh Adam per
+step with lr = 1e-2 * (1 - i / 100); phi warm-started from the previous step's result. Each is a setting.
 """
 
 from __future__ import annotations
