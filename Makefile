@@ -38,14 +38,14 @@ lint: $(DEV)
 	$(BIN)/ruff format --check hifilight tests benchmarks serve
 
 bench: $(DEV)
-	$(OFFLINE) $(BIN)/python benchmarks/train_step.py
-	$(OFFLINE) $(BIN)/python benchmarks/stepwise.py
-	$(OFFLINE) $(BIN)/python benchmarks/masks.py
-	$(OFFLINE) $(BIN)/python benchmarks/null_text.py
-	$(OFFLINE) $(BIN)/python benchmarks/reference_guidance.py
-	$(OFFLINE) $(BIN)/python benchmarks/evaluate.py
-	$(OFFLINE) $(BIN)/python benchmarks/serve_load.py
-	$(OFFLINE) $(BIN)/python benchmarks/scale.py
+	$(OFFLINE) $(BIN)/python -m benchmarks.train_step
+	$(OFFLINE) $(BIN)/python -m benchmarks.stepwise
+	$(OFFLINE) $(BIN)/python -m benchmarks.masks
+	$(OFFLINE) $(BIN)/python -m benchmarks.null_text
+	$(OFFLINE) $(BIN)/python -m benchmarks.reference_guidance
+	$(OFFLINE) $(BIN)/python -m benchmarks.evaluate
+	$(OFFLINE) $(BIN)/python -m benchmarks.serve_load
+	$(OFFLINE) $(BIN)/python -m benchmarks.scale
 
 # the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
 serve: $(DEV)

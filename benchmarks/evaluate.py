@@ -1,7 +1,7 @@
 """Evaluation throughput (informational): images per second for generation + DINO/CLIP scoring with the runner, on
 the tiny preset (random weights, CPU). Fits are excluded (a pre-fitted artifact is reused).
 
-    python benchmarks/evaluate.py [--out benchmarks/results/evaluate.json]
+    python -m benchmarks.evaluate [--out benchmarks/results/evaluate.json]
 """
 
 from __future__ import annotations
@@ -9,17 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import EXAMPLE, write_report  # noqa: E402
 
+from benchmarks.common import EXAMPLE, write_report  # noqa: E402
 from hifilight.evaluation.dreambench import load_dreambench  # noqa: E402
 from hifilight.evaluation.runner import EvalSettings, Runner, method_rows  # noqa: E402
 from hifilight.models import load_components  # noqa: E402

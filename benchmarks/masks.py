@@ -1,25 +1,23 @@
 """Perception timings (informational): GrabCut per 512 px photo, image-encoder throughput on tiny configs.
 
-python benchmarks/masks.py [--out benchmarks/results/masks.json]
+python -m benchmarks.masks [--out benchmarks/results/masks.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import EXAMPLE, write_report  # noqa: E402
 from PIL import Image  # noqa: E402
 from transformers import ViTConfig, ViTModel  # noqa: E402
 
+from benchmarks.common import EXAMPLE, write_report  # noqa: E402
 from hifilight.perception.encoders import DinoEncoder  # noqa: E402
 from hifilight.perception.grabcut import grabcut  # noqa: E402
 

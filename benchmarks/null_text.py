@@ -4,24 +4,22 @@ inner loop) vs a straightforward loop that runs both CFG branches at every inner
 Both optimise the same objective with the same schedule (early stop off, so both do K inner steps), so their
 reconstructions should match; the JSON reports both MSEs next to the speedup.
 
-    python benchmarks/null_text.py [--out benchmarks/results/null_text.json]
+    python -m benchmarks.null_text [--out benchmarks/results/null_text.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import write_report  # noqa: E402
 
+from benchmarks.common import write_report  # noqa: E402
 from hifilight.conditioning import encode_text  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
 from hifilight.sampling import DDIMSchedule, SamplingEngine  # noqa: E402

@@ -7,24 +7,22 @@ Reports the UNet evaluations and wall time of the whole guided generation for bo
 UNet forward + backward ("overhead_ratio", target <= 1.15; the loop's time includes the one no-grad forward per
 step that gives x_{t-1} with the final phi_h).
 
-    python benchmarks/reference_guidance.py [--out benchmarks/results/reference_guidance.json]
+    python -m benchmarks.reference_guidance [--out benchmarks/results/reference_guidance.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import interleaved_ms, write_report  # noqa: E402
-from null_text import Counter  # noqa: E402
 
+from benchmarks.common import interleaved_ms, write_report  # noqa: E402
+from benchmarks.null_text import Counter  # noqa: E402
 from hifilight.conditioning import encode_text  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
 from hifilight.sampling import DDIMSchedule, SamplingEngine, StepState  # noqa: E402

@@ -9,7 +9,7 @@
    at the paper's settings on an A100 and an H200 at a stated utilisation of their dense bf16 peak.
 3. Sampling throughput with the CFG branches and 4 images in one UNet call vs one image at a time.
 
-    python benchmarks/scale.py [--out benchmarks/results/scale.json]
+    python -m benchmarks.scale [--out benchmarks/results/scale.json]
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from common import write_report  # noqa: E402
+
+from benchmarks.common import write_report  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"a100": 312.0, "h200": 989.0}  # dense, no sparsity (vendor data sheets)
 UTILISATION = 0.25  # batch-1 diffusion steps are far from peak; an assumption, not a measurement

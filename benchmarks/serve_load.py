@@ -6,7 +6,7 @@
 2. Time per image of the same generation with torch and with onnxruntime (from `hifilight export onnx`), on the
    tiny and the ~1/4-SD1.4 configs, and their max pixel difference.
 
-    python benchmarks/serve_load.py [--requests 200 --concurrency 8] [--out benchmarks/results/serve_load.json]
+    python -m benchmarks.serve_load [--requests 200 --concurrency 8] [--out benchmarks/results/serve_load.json]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,12 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 import torch  # noqa: E402
-from common import write_report  # noqa: E402
 
+from benchmarks.common import write_report  # noqa: E402
 from hifilight.artifacts import SubjectArtifact  # noqa: E402
 from hifilight.conditioning import encode_text, null_tail  # noqa: E402
 from hifilight.models import load_components  # noqa: E402

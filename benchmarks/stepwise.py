@@ -5,7 +5,7 @@ runs one bare UNet forward+backward after every training step, so the two are me
 process state (this machine's speed drifts by several percent over a minute); the bare time is subtracted from
 the stage's wall time.
 
-    python benchmarks/stepwise.py [--out benchmarks/results/stepwise.json]
+    python -m benchmarks.stepwise [--out benchmarks/results/stepwise.json]
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from common import (  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
     CONFIGS,
     EXAMPLE,
     InterleavedBare,
@@ -33,7 +32,6 @@ from common import (  # noqa: E402
     unet_params_m,
     write_report,
 )
-
 from hifilight.data import SubjectDataModule  # noqa: E402
 from hifilight.training import SubjectEmbeddingModule  # noqa: E402
 

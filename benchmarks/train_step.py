@@ -7,7 +7,7 @@ alternately inside the same fit.
 Ratios are measured within one run (overhead_ratio from the per-step minima of interleaved runs); absolute times
 depend on the machine.
 
-    python benchmarks/train_step.py [--repeats 20] [--out benchmarks/results/train_step.json]
+    python -m benchmarks.train_step [--repeats 20] [--out benchmarks/results/train_step.json]
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
-from common import (  # noqa: E402
+
+from benchmarks.common import (  # noqa: E402
     CONFIGS,
     EXAMPLE,
     InterleavedBare,
@@ -35,7 +34,6 @@ from common import (  # noqa: E402
     unet_params_m,
     write_report,
 )
-
 from hifilight.data import SubjectDataModule  # noqa: E402
 from hifilight.training import SubjectEmbeddingModule  # noqa: E402
 
