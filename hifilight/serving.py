@@ -92,8 +92,8 @@ class SubjectServer:
     _guides: dict = field(default_factory=dict)
 
     def load(self) -> SubjectServer:
-        from hifilight.commands.common import resolve_device
         from hifilight.models import load_components
+        from hifilight.options import resolve_device
 
         s = self.settings
         self.threads = s.threads or os.cpu_count() or 1
@@ -203,8 +203,7 @@ class SubjectServer:
         return to_pil(out[0])
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int) -> Image.Image:
-        from hifilight.commands.common import resolve_device
-        from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide
+        from hifilight.options import ReferenceOptions, SourceOptions, build_guide, resolve_device
         from hifilight.perception.encoders import DinoEncoder
         from hifilight.sampling.guidance import GuidanceSettings
         from hifilight.sampling.reference import reference_guided

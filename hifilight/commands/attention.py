@@ -10,12 +10,12 @@ from pathlib import Path
 from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
-from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
-from hifilight.commands.predict import ModelOptions
+from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png
 from hifilight.models import load_components
+from hifilight.options import ModelOptions, resolve_device
 from hifilight.sampling.attention import AttentionStep, AttentionStore, attention_control, cross_attention_sizes
 from hifilight.sampling.generate import generate, make_jobs
 from hifilight.viz import attention_figure

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import sys
 
-import torch
 from jsonargparse import ArgumentParser
 
 from hifilight.errors import HifiError
@@ -20,12 +19,6 @@ RANDOM_WEIGHTS_NOTE = (
 def note_random_weights(pretrained: str) -> None:
     if pretrained in PRESETS:
         print(RANDOM_WEIGHTS_NOTE, file=sys.stderr)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 # The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).

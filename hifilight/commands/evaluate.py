@@ -15,13 +15,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
-from hifilight.commands.predict import ModelOptions
-from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide
+from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
 from hifilight.evaluation.runner import FIT_METHOD, EvalSettings, Row, Runner, method_rows, select_rows
 from hifilight.io import write_atomic
+from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
 from hifilight.perception.encoders import CLIP_DEFAULT, DINO_DEFAULT
 
 SD14 = "CompVis/stable-diffusion-v1-4"

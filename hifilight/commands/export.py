@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from hifilight.commands.common import note_random_weights, run_group
-from hifilight.commands.predict import ModelOptions
 from hifilight.errors import HifiError
+from hifilight.options import ModelOptions
 
 
 def export_onnx(

@@ -7,35 +7,24 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
-from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
-from hifilight.commands.predict import ModelOptions
+from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.conditioning import encode_text
-from hifilight.data.images import center_square as crop_square
-from hifilight.data.images import load_rgb, to_pil, to_tensor
+from hifilight.data.images import load_rgb, square_photo, to_pil, to_tensor
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png, write_atomic
 from hifilight.models import load_components
+from hifilight.options import ModelOptions, resolve_device
 from hifilight.sampling import DDIMSchedule, SamplingEngine
 from hifilight.sampling.ddim import decode_latents, encode_images
 from hifilight.sampling.inversion import ddim_invert
 from hifilight.sampling.null_text import NullTextSettings, PerStepUncond, null_text_inversion
 
 OUTPUTS = ("null_text.safetensors", "reconstruction.png", "ddim_reconstruction.png")
-
-
-def center_square(image: Image.Image, size: int) -> Image.Image:
-    """Centre-crop to a square and resize to size x size (as the null-text inversion reference), with a notice."""
-    if image.width != image.height or image.width != size:
-        print(f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
-              file=sys.stderr)  # fmt: skip
-    return crop_square(image, size)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -83,7 +72,7 @@ def invert(
     comps = load_components(pretrained, model.dtype, resolve_device(model.device))
     if resolution % comps.vae_scale_factor:
         raise HifiError(f"--resolution must be a multiple of {comps.vae_scale_factor}, got {resolution}")
-    photo = center_square(load_rgb(Path(image)), resolution)
+    photo = square_photo(load_rgb(Path(image)), resolution)
     target = (to_tensor(photo)[None] + 1) / 2
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
     cond = encode_text(comps.tokenizer, comps.text_encoder, [caption]).float()

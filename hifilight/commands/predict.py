@@ -7,35 +7,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
-from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
-from hifilight.commands.reference import ReferenceOptions, SourceOptions, build_guide, output_names, save_record
+from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_output_folder, check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
+from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
 from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
-from hifilight.sampling.reference import reference_guided
+from hifilight.sampling.reference import output_names, reference_guided, save_record
 from hifilight.subjects import Subject, load_subject
-
-
-@dataclass
-class ModelOptions:
-    """Base model options.
-
-    Args:
-        pretrained: base model (hub id, local folder or "tiny"); default: the one the artifact was trained on.
-        dtype: float32, float16 or bfloat16.
-        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-    """
-
-    pretrained: str | None = None
-    dtype: str = "float32"
-    device: str = "auto"
 
 
 def _slug(text: str, limit: int = 40) -> str:

@@ -11,14 +11,13 @@ from pathlib import Path
 import torch
 
 from hifilight.artifacts import SubjectArtifact
-from hifilight.commands.common import function_parser, note_random_weights, resolve_device, run_function
-from hifilight.commands.invert import center_square
-from hifilight.commands.predict import ModelOptions
+from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.conditioning import check_room, encode_text
-from hifilight.data.images import load_rgb, to_pil, to_tensor
+from hifilight.data.images import load_rgb, square_photo, to_pil, to_tensor
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, image_grid, save_png
 from hifilight.models import load_components
+from hifilight.options import ModelOptions, resolve_device
 from hifilight.sampling import DDIMSchedule, SamplingEngine
 from hifilight.sampling.attention import AttentionStep, attention_control
 from hifilight.sampling.ddim import decode_latents, encode_images
@@ -89,7 +88,7 @@ def replace(
     device = resolve_device(model.device)
     comps = load_components(pretrained, model.dtype, device)
     size = resolution or artifact.metadata.get("resolution", 512)
-    photo = center_square(load_rgb(Path(image)), size)
+    photo = square_photo(load_rgb(Path(image)), size)
     c_r_text = caption_for(photo, caption, captioner, device)
     c_g_text = replace_word(c_r_text, source_word, artifact.class_name)
     check_room(comps.tokenizer, c_g_text, artifact.num_tokens)

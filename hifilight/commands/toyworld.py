@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 from hifilight.commands.common import run_group
-from hifilight.commands.reference import ReferenceOptions
 from hifilight.errors import HifiError
+from hifilight.options import ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -163,10 +163,10 @@ def ablation(
         calibration_rows: also score the class-word floor, the text oracle and the ceilings.
     """
     from hifilight.commands.evaluate import MetricOptions, evaluate
-    from hifilight.commands.predict import ModelOptions
     from hifilight.evaluation.dreambench import load_dreambench
     from hifilight.io import write_atomic
     from hifilight.models import load_components
+    from hifilight.options import ModelOptions
     from hifilight.toyworld.ablation import (
         CALIBRATION,
         score_runs,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -102,3 +103,12 @@ def center_square(image: Image.Image, size: int, resample=Image.BICUBIC) -> Imag
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side)).resize((size, size), resample)
+
+
+def square_photo(image: Image.Image, size: int) -> Image.Image:
+    """A real photo for inversion or replacement: centre-cropped and resized to size x size, saying so when it
+    changes the photo."""
+    if image.width != image.height or image.width != size:
+        print(f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
+              file=sys.stderr)  # fmt: skip
+    return center_square(image, size)

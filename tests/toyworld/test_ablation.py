@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
-from hifilight.commands.reference import ReferenceOptions
 from hifilight.commands.toyworld import ablation
 from hifilight.errors import HifiError
 from hifilight.evaluation.runner import Row
+from hifilight.options import ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.toyworld.ablation import markdown, summarize
 from hifilight.toyworld.fidelity import MEASURES

@@ -1,5 +1,6 @@
-"""`hifilight predict --reference_guidance true`: the options and outputs of reference-guided generation
-(Algorithm 2; the algorithm itself is `hifilight.sampling.reference`).
+"""The options the commands and the service share: the base model (`ModelOptions`, `resolve_device`), the subject's
+source photos and reference-guided generation (`SourceOptions`, `ReferenceOptions`, `build_guide`; Algorithm 2
+itself is `hifilight.sampling.reference`). Commands import these; no command imports another.
 """
 
 from __future__ import annotations
@@ -9,15 +10,37 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from hifilight.data.masks import build_generated_mask_provider, build_mask_provider
 from hifilight.errors import HifiError
 from hifilight.perception.align import AlignSettings
 from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.sampling.guidance import GuidanceSettings
-from hifilight.sampling.reference import ReferenceGuide, ReferenceRecord, SourceSet, load_sources
+from hifilight.sampling.reference import ReferenceGuide, load_sources
 from hifilight.subjects import Subject
+
+
+@dataclass
+class ModelOptions:
+    """Base model options.
+
+    Args:
+        pretrained: base model (hub id, local folder or "tiny"); default: the one the artifact was trained on.
+        dtype: float32, float16 or bfloat16.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    """
+
+    pretrained: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" when available, else "cpu"; anything else as given."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 @dataclass
@@ -60,15 +83,6 @@ class ReferenceOptions:
     segmentation: GroundedSamSettings = field(default_factory=GroundedSamSettings)
 
 
-INTERMEDIATES = ("g1", "mask_g", "reference", "reference_aligned", "mask_r_aligned")
-
-
-def output_names(path: Path, save_intermediates: bool) -> list[Path]:
-    """I_g1 always; the masks and references with --save_intermediates."""
-    kinds = INTERMEDIATES if save_intermediates else INTERMEDIATES[:1]
-    return [path.with_name(f"{path.stem}_{kind}.png") for kind in kinds]
-
-
 def build_guide(
     subject: Subject, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str, encoder=None
 ) -> ReferenceGuide:
@@ -103,23 +117,3 @@ def _captioner(options: ReferenceOptions, class_name: str, device: str):
 
     model = Blip2Captioner.from_pretrained(options.captioner, device)
     return lambda image: captions_or_fallback(model, [image], fallback)[0]
-
-
-def save_record(record: ReferenceRecord, sources: SourceSet, path: Path, save_intermediates: bool, overwrite: bool):
-    """Write I_g1 (and the intermediates) next to the final image `path`."""
-    from hifilight.io import save_png
-
-    names = output_names(path, save_intermediates)
-    save_png(record.first, names[0], overwrite)
-    if not save_intermediates:
-        return
-    mask_png = lambda m: Image.fromarray((m[0].numpy() * 255).astype("uint8"))  # noqa: E731
-    extras = {
-        names[1]: record.mask_g,
-        names[2]: sources.images[record.reference] if record.reference is not None else None,
-        names[3]: record.aligned_reference,
-        names[4]: record.mask_r_aligned,
-    }
-    for name, item in extras.items():
-        if item is not None:
-            save_png(item if isinstance(item, Image.Image) else mask_png(item), name, overwrite)
