@@ -27,6 +27,7 @@ from PIL import Image
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.prompts import render
+from hifilight.sampling.engine import StepCallback
 from hifilight.sampling.generate import Job, generate, make_jobs
 from hifilight.subjects import Subject, load_subject
 
@@ -73,6 +74,27 @@ class RequestError(ValueError):
     def __init__(self, message: str, status: int = 400):
         super().__init__(message)
         self.status = status
+
+
+class Cancelled(RequestError):
+    """The client went away; nothing is sent back (499: client closed the request)."""
+
+    def __init__(self):
+        super().__init__("the client closed the request; generation stopped", status=499)
+
+
+class StopWhenSet(StepCallback):
+    """An engine callback that ends sampling at the next step once `event` is set."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise Cancelled()
+
+    def on_step_begin(self, state, engine) -> None:
+        self.check()
 
 
 @dataclass
@@ -189,17 +211,23 @@ class SubjectServer:
         return item
 
     def generate(self, prompt: str, subject: str, seed: int = 0, steps: int = 50, guidance_scale: float = 7.5,
-                 width: int = 512, height: int = 512, reference_guidance: bool = False) -> Image.Image:  # fmt: skip
+                 width: int = 512, height: int = 512, reference_guidance: bool = False,
+                 cancel: threading.Event | None = None) -> Image.Image:  # fmt: skip
+        """One image. `cancel` (set when the client goes away) skips a request still waiting for the model and
+        stops a running one at its next DDIM step (reference guidance: before it starts)."""
         item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance)
         job = make_jobs([prompt], item.subject.word, seed, 1)
+        stop = StopWhenSet(cancel) if cancel is not None else None
         with self.lock:
             import torch
 
+            if stop is not None:
+                stop.check()
             torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
             if reference_guidance:
                 return self._guided(item, job, steps, guidance_scale, width)
             out = generate(item.comps, item.subject.artifact, job, steps, guidance_scale, (height, width),
-                           progress=False)  # fmt: skip
+                           callbacks=[stop] if stop else [], progress=False)  # fmt: skip
         return to_pil(out[0])
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int) -> Image.Image:
@@ -301,6 +329,7 @@ class RequestGate:
                 return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer <token>)")
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await _drain(receive, DRAIN_LIMIT)  # read (and drop) what the client sends, so it can read the answer
             return await _reply(send, 413, f"request body over {self.max_body} bytes (HIFILIGHT_MAX_BODY)")
         if length is not None:
             return await self.app(scope, receive, send)
@@ -343,6 +372,19 @@ def _one_error_shape(send):
         await send({"type": "http.response.body", "body": body})
 
     return wrapped
+
+
+DRAIN_LIMIT = 32_000_000  # bytes of an oversized body read and dropped before the 413; beyond it the answer is sent
+
+
+async def _drain(receive, limit: int) -> None:
+    seen, more = 0, True
+    while more and seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 def _replay(messages: list[dict]):

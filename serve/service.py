@@ -10,7 +10,9 @@ allowed: 413) with a one-line message. One generation runs at a time (a lock).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from http import HTTPStatus
 from typing import Annotated
 
@@ -20,6 +22,7 @@ from PIL.Image import Image
 from pydantic import Field
 
 from hifilight.serving import (
+    Cancelled,
     ClientErrorFilter,
     RequestError,
     RequestGate,
@@ -38,7 +41,7 @@ class HifiService:
         self.server = SubjectServer(SETTINGS).load()
 
     @bentoml.api
-    def generate(
+    async def generate(
         self,
         prompt: Annotated[str, Field(min_length=1, max_length=SETTINGS.max_prompt_chars)],
         subject: Annotated[str, Field(min_length=1, max_length=200)],
@@ -48,13 +51,21 @@ class HifiService:
         width: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         height: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         reference_guidance: bool = False,
+        ctx: bentoml.Context = None,
     ) -> Image:
         """A PNG of `prompt` ({} marks the subject) with the named subject."""
+        cancel = threading.Event()  # set when the client disconnects: the model is freed at the next step
+        args = (prompt, subject, seed, steps, guidance_scale, width, height, reference_guidance, cancel)
+        work = asyncio.ensure_future(asyncio.to_thread(self.server.generate, *args))
         try:
-            return self.server.generate(prompt, subject, seed, steps, guidance_scale, width, height,
-                                        reference_guidance)  # fmt: skip
-        except RequestError as err:
-            raise BentoMLException(str(err), error_code=HTTPStatus(err.status)) from None
+            while not work.done():
+                await asyncio.wait({work}, timeout=0.5)
+                if not work.done() and ctx is not None and await ctx.request.is_disconnected():
+                    cancel.set()
+            return work.result()
+        except RequestError as err:  # (a cancelled request's client is gone; 408 goes nowhere)
+            code = HTTPStatus.REQUEST_TIMEOUT if isinstance(err, Cancelled) else HTTPStatus(err.status)
+            raise BentoMLException(str(err), error_code=code) from None
 
     @bentoml.api
     def subjects(self) -> dict:

@@ -432,3 +432,50 @@ def test_cross_attention_sizes_match_what_the_unet_records(tiny):
         store.step = 0
         tiny.unet(latents, torch.tensor([10]), encoder_hidden_states=torch.zeros(1, 77, 32))
     assert cross_attention_sizes(tiny.unet.config, 8) == sorted(store.sizes)
+
+
+DAMAGED = {  # every command, fed a damaged input: one line naming it, exit 2, no traceback
+    "predict": (["predict", "--subject", "{bad}", "--prompts", '["a {}"]'], "tensor 'c_s' holds NaN"),
+    "attention": (["attention", "--subject", "{bad}", "--prompt", "a {}", "--out", "{tmp}/a.png"], "holds NaN"),
+    "replace": (
+        [
+            "replace",
+            "--image",
+            "{photo}",
+            "--subject",
+            "{bad}",
+            "--source_word",
+            "dog",
+            "--caption",
+            "a dog",
+            "--out",
+            "{tmp}/r",
+        ],
+        "holds NaN",
+    ),  # fmt: skip
+    "invert": (["invert", "--image", "{broken}", "--caption", "a dog", "--out", "{tmp}/i"], "unreadable or truncated"),
+    "masks": (["masks", "--data.subject_dir", "{broken_dir}", "--out", "{tmp}/m"], "unreadable or truncated"),
+    "export": (["export", "onnx", "--model.pretrained", "{tmp}/nowhere", "--out", "{tmp}/o"], "no such folder"),
+    "evaluate": (["evaluate", "--dataset", "{tmp}/nowhere"], "nowhere"),
+    "toyworld": (["toyworld", "calibrate", "--split", "train"], "--split must be one of"),
+    "fit": (["fit", "--data.subject_dir", "{broken_dir}", "--data.class_name", "dog"], "unreadable or truncated"),
+}
+
+
+@pytest.mark.parametrize("command", DAMAGED)
+def test_every_command_answers_a_damaged_input_in_one_line(command, fitted, tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    art = SubjectArtifact.load(fitted)
+    art.c_s = art.c_s * float("nan")
+    art.save(tmp_path / "bad.safetensors")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "00.jpg").write_bytes((EXAMPLE_SUBJECT / "00.jpg").read_bytes()[:3000])
+    subs = {"{bad}": str(tmp_path / "bad.safetensors"), "{photo}": str(EXAMPLE_SUBJECT / "00.jpg"),
+            "{broken}": str(tmp_path / "b" / "00.jpg"), "{broken_dir}": str(tmp_path / "b")}  # fmt: skip
+    args, message = DAMAGED[command]
+    args = [subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith(f"hifilight {command}: error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err

@@ -204,3 +204,27 @@ def test_a_worker_ends_when_its_server_is_killed(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_cancelled_request_frees_the_model(server):
+    import threading
+
+    from hifilight.serving import Cancelled
+
+    gone = threading.Event()
+    gone.set()  # the client left while the request waited for the model: it never starts
+    with pytest.raises(Cancelled):
+        server.generate("a {}", "dog", steps=50, width=32, height=32, cancel=gone)
+
+    class LeavesAtStep3(threading.Event):
+        checks = 0
+
+        def is_set(self):
+            self.checks += 1
+            return self.checks > 3  # checked before the model, then before each step
+
+    leaving = LeavesAtStep3()
+    with pytest.raises(Cancelled, match="client closed the request"):
+        server.generate("a {}", "dog", steps=50, width=32, height=32, cancel=leaving)
+    assert leaving.checks == 4  # stopped at the third DDIM step, not after all 50
+    assert server.generate("a {}", "dog", steps=2, width=32, height=32).size == (32, 32)  # and the model is free
