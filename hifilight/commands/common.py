@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import re
-import sys
 
 from jsonargparse import ArgumentParser
 
 from hifilight.errors import HifiError
-from hifilight.models.tiny import PRESETS
-
-RANDOM_WEIGHTS_NOTE = (
-    "NOTE: built-in model preset has random weights: it proves the code path, its images are not meaningful. "
-    "For real results add --model.pretrained CompVis/stable-diffusion-v1-4 (hub id or local folder)."
-)
-
-
-def note_random_weights(pretrained: str) -> None:
-    if pretrained in PRESETS:
-        print(RANDOM_WEIGHTS_NOTE, file=sys.stderr)
-
+from hifilight.models.loading import note_random_weights  # noqa: F401 (the commands' import of it)
 
 # The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).
 # Generation beyond these sizes is not a use case on any GPU we know; fits have their own checks in the modules.

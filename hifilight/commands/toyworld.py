@@ -162,11 +162,11 @@ def ablation(
         split: "val" (choose settings here) or "test" (final tables only); named in the protocol line.
         calibration_rows: also score the class-word floor, the text oracle and the ceilings.
     """
-    from hifilight.commands.evaluate import MetricOptions, evaluate
     from hifilight.evaluation.dreambench import load_dreambench
     from hifilight.io import write_atomic
     from hifilight.models import load_components
     from hifilight.options import ModelOptions
+    from hifilight.protocol import MetricOptions, evaluate
     from hifilight.toyworld.ablation import (
         CALIBRATION,
         score_runs,

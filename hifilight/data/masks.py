@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hifilight import plugins
 from hifilight.data.images import IMAGE_EXTENSIONS, load_gray
 from hifilight.errors import HifiError
 
@@ -107,10 +108,9 @@ def build_mask_provider(
         from hifilight.perception.grabcut import GrabCutMaskProvider
 
         return GrabCutMaskProvider()
-    if kind == "toyworld":
-        from hifilight.toyworld.perception import ToySamMaskProvider
-
-        return ToySamMaskProvider()
+    registered = plugins.mask_provider(kind)  # e.g. "toyworld" (ToySAM)
+    if registered is not None:
+        return registered()
     if kind == "grounded_sam":
         from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
 

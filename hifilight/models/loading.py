@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from hifilight import plugins
 from hifilight.errors import HifiError
 from hifilight.models.tiny import PRESETS
 
@@ -100,20 +102,13 @@ def load_failure(flag: str, source: str, err: OSError) -> HifiError:
     )
 
 
-def toysd_folder() -> str:
-    from hifilight.toyworld.toysd import TOYSD as FOLDER
-
-    if not (FOLDER / "unet").is_dir():
-        raise HifiError(f"--model.pretrained toysd: {FOLDER} has no weights; train them with `make toyworld-train`")
-    return str(FOLDER)
-
-
 def load_components(pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu") -> SDComponents:
     """Return frozen, eval-mode SD components.
 
     Args:
-        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), ``"toysd"`` (the ToyWorld
-            model shipped in the package), a local diffusers pipeline folder, or a hub id.
+        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), a registered name
+            (``"toysd"``: the ToyWorld model shipped in the package; see hifilight.plugins), a local diffusers
+            pipeline folder, or a hub id.
         dtype: one of float32, float16, bfloat16.
         device: where to put the modules.
     """
@@ -122,7 +117,8 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
     if pretrained in PRESETS:
         parts = PRESETS[pretrained]()
     else:
-        folder = toysd_folder() if pretrained == TOYSD else pretrained
+        registered = plugins.base_model(pretrained)  # e.g. "toysd", registered by ToyWorld
+        folder = registered() if registered is not None else pretrained
         source, local = resolve_source(folder, "--model.pretrained", required_subfolder="unet")
         try:
             parts = _from_pretrained(source, local)
@@ -137,3 +133,14 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
             module.to(dtype=DTYPES[dtype])
         module.to(device=device)
     return comps
+
+
+RANDOM_WEIGHTS_NOTE = (
+    "NOTE: built-in model preset has random weights: it proves the code path, its images are not meaningful. "
+    "For real results add --model.pretrained CompVis/stable-diffusion-v1-4 (hub id or local folder)."
+)
+
+
+def note_random_weights(pretrained: str) -> None:
+    if pretrained in PRESETS:
+        print(RANDOM_WEIGHTS_NOTE, file=sys.stderr)

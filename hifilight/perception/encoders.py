@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 from transformers import CLIPModel, CLIPTokenizer, ViTModel
 
+from hifilight import plugins
 from hifilight.models.loading import load_failure, resolve_source
 from hifilight.models.tiny import tiny_clip, tiny_vit
 
@@ -98,10 +99,9 @@ class DinoEncoder:
         """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or "toyworld" (ToyDINO)."""
         if source == TINY:
             return cls(tiny_vit().to(device), name=source, **kwargs)
-        if source == "toyworld":
-            from hifilight.toyworld.perception import ToyDinoEncoder
-
-            return ToyDinoEncoder()
+        registered = plugins.image_encoder(source)  # e.g. "toyworld" (ToyDINO)
+        if registered is not None:
+            return registered(device)
         path, local = resolve_source(source, "--dino_model")
         try:
             model = ViTModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local)

@@ -1,16 +1,19 @@
 """Table 2's ladder trains what each row says, and the tuning on the validation split is fair and recorded."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from hifilight.commands import evaluate as evaluate_command
+from hifilight import protocol
 from hifilight.commands import fit as fit_command
 from hifilight.commands.toyworld import ablation, table_rows_of
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.toyworld import tuning
+from hifilight.training import fit_cli
 
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = table_rows_of("table2_dreambooth", None)
 GRID = {m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]]
         for m in ("textual_inversion", "hifi_ti", "dreambooth")}  # fmt: skip
@@ -19,10 +22,10 @@ GRID = {m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]
 def _fit_args(row, tmp_path, monkeypatch):
     """The `hifilight fit` arguments the evaluation fitter builds for `row` (captured, not run)."""
     seen = []
-    monkeypatch.setattr(fit_command, "build_cli", lambda args, run=True: seen.append(args))
+    monkeypatch.setattr(fit_cli, "build_cli", lambda args, run=True: seen.append(args))
     configs = {"hifi_ti": "configs/toyworld_hifi.yaml", "textual_inversion": "configs/toyworld_ti.yaml",
                "dreambooth": "configs/toyworld_dreambooth.yaml"}  # fmt: skip
-    fitter = evaluate_command._fitter(tmp_path, "tiny", "float32", configs, [], {}, 10, 64,
+    fitter = protocol._fitter(tmp_path, "tiny", "float32", configs, [], {}, 10, 64,
                                       {"ti_mask": ["--model.learning_rate", "0.5"]})  # fmt: skip
     subject = BenchSubject("s", "dog", False, tmp_path, [])
     fitter(subject, row, tmp_path / "a" / "x.safetensors")
@@ -33,12 +36,12 @@ def _fit_args(row, tmp_path, monkeypatch):
 def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
     from conftest import EXAMPLE_SUBJECT
 
-    monkeypatch.chdir(fit_command.Path(fit_command.__file__).resolve().parents[2])
+    monkeypatch.chdir(ROOT)
     row = next(r for r in ROWS if r.name == name)
     args = _fit_args(row, tmp_path, monkeypatch)[1:]  # without the "fit" subcommand
     args[args.index("--data.subject_dir") + 1] = str(EXAMPLE_SUBJECT)
     monkeypatch.undo()
-    monkeypatch.chdir(fit_command.Path(fit_command.__file__).resolve().parents[2])
+    monkeypatch.chdir(ROOT)
     cli = fit_command.build_cli([*args, "--model.stepwise_num_steps", "10"] if row.kind == "hifi" else args, run=False)
     hp, masks = cli.model.hparams, cli.datamodule.mask_provider.name
     if row.kind == "textual_inversion":  # an input-space token; "+ mask" adds Eq. 5 and nothing else

@@ -1,0 +1,254 @@
+"""The DreamBench protocol as one function (fit, generate every prompt, score DINO / CLIP-I / CLIP-T): what
+`hifilight evaluate` runs and what the ToyWorld ablation calls.
+
+hifilight evaluate --dataset dreambench/ --method table2 --images_per_prompt 4 --out eval/
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from hifilight.errors import HifiError
+from hifilight.evaluation.dreambench import load_dreambench
+from hifilight.evaluation.runner import FIT_METHOD, EvalSettings, Row, Runner, method_rows, select_rows
+from hifilight.io import write_atomic
+from hifilight.models.loading import note_random_weights
+from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
+from hifilight.perception.encoders import CLIP_DEFAULT, DINO_DEFAULT
+
+SD14 = "CompVis/stable-diffusion-v1-4"
+
+
+@dataclass
+class MetricOptions:
+    """Scoring protocol (defaults follow DreamBooth; every choice is written beside the results).
+
+    Args:
+        dino_model: DINO for the DINO score (DreamBooth: ViT-S/16): hub id, local folder, or "tiny".
+        clip_model: CLIP for CLIP-I and CLIP-T (common choice: ViT-B/32): hub id, local folder, or "tiny".
+        pairing: "all" generated x real pairs (DreamBooth) or "one_to_one".
+        scale100: report x100 instead of [-1, 1] (the paper reports [-1, 1]).
+        clip_t_text: CLIP-T's text: the prompt with the class word only ("class") or also with the method's
+            identifier ("identifier"; the embedding methods have none).
+    """
+
+    dino_model: str = DINO_DEFAULT
+    clip_model: str = CLIP_DEFAULT
+    pairing: str = "all"
+    scale100: bool = False
+    clip_t_text: str = "class"
+
+
+def evaluate(
+    dataset: Path,
+    method: str = "hifi_ti",
+    out: Path = Path("outputs/eval"),
+    rows: list[str] | None = None,
+    images_per_prompt: int = 4,
+    subjects: list[str] | None = None,
+    prompts: list[int] | None = None,
+    class_name: str | None = None,
+    mask: bool = True,
+    regularizer: bool = True,
+    stepwise: bool = True,
+    reference_guidance: bool = False,
+    reference_on_live: bool = False,
+    fit_config: Path | None = None,
+    ti_config: Path | None = None,
+    dreambooth_config: Path | None = None,
+    fit_args: list[str] | None = None,
+    method_fit_args: dict[str, list[str]] | None = None,
+    row_fit_args: dict[str, list[str]] | None = None,
+    model: ModelOptions | None = None,
+    steps: int = 50,
+    guidance: float = 7.5,
+    resolution: int = 512,
+    batch_size: int = 4,
+    seed: int = 0,
+    metrics: MetricOptions | None = None,
+    reference: ReferenceOptions | None = None,
+    devices: int = 1,
+    shard: str | None = None,
+    print_table: bool = True,
+) -> None:
+    """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T.
+
+    Args:
+        dataset: DreamBench-layout folder: <subject>/<NN>.jpg plus prompts_and_classes.txt (or subjects.csv with
+            subject_name,class[,live], or --class_name for all subjects).
+        method: "hifi_ti" (with the switches below), "textual_inversion" (classic TI), "dreambooth",
+            "hifi_dreambooth" (DreamBooth + reference guidance), "sd" (base model, no subject), "real"
+            (real-vs-real), "table1" (the paper's Table 1: real, sd, TI, ours (TI), DreamBooth, ours (DreamBooth))
+            or "table2" (its ablation ladder: Textual Inversion, + mask, + regularization (output-space c_s
+            with Eq. 6), + step-wise, + reference guidance, and an extra output-space row without the
+            regulariser), "table2_dreambooth" (table2, then DreamBooth with and without reference guidance) or
+            "ti_vs_ours" (classic Textual Inversion and ours with every technique).
+        out: results folder; rerunning with the same folder resumes (nothing on disk is recomputed).
+        rows: only these rows of --method, by name (e.g. '[textual_inversion, ti_mask]').
+        images_per_prompt: images per prompt (DreamBench: 4).
+        subjects: only these subjects (folder names); default all.
+        prompts: only these prompt indices (0-24); default all 25.
+        class_name: class word for every subject when the dataset has no class table.
+        mask: hifi_ti switch: masked loss (Eq. 5).
+        regularizer: hifi_ti switch: regulariser (Eq. 6).
+        stepwise: hifi_ti switch: step-wise embeddings (Algorithm 1, Eq. 7).
+        reference_guidance: hifi_ti switch: reference-guided generation (Algorithm 2).
+        reference_on_live: also guide live subjects (the paper guides only the rigid objects).
+        fit_config: `hifilight fit` YAML for the HiFi fits (e.g. configs/hifi_ti.yaml); default: module defaults.
+        ti_config: YAML for the Textual Inversion fits (e.g. configs/textual_inversion.yaml).
+        dreambooth_config: YAML for the DreamBooth fits (e.g. configs/dreambooth.yaml).
+        fit_args: extra `hifilight fit` arguments for every fit, e.g. '["--trainer.precision", "16-mixed"]'.
+        method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
+            '{"hifi_ti": ["--model.stage1_steps", "500"]}'.
+        row_fit_args: extra arguments per row (by row name, applied last), e.g. the choices of `hifilight
+            toyworld tune`; a row that only samples differently (reference guidance) uses its fit's row.
+        model: base model (default CompVis/stable-diffusion-v1-4), used for the fits and generation.
+        steps: DDIM steps (also the step-wise stage's T).
+        guidance: classifier-free guidance weight.
+        resolution: training and generation size in pixels.
+        batch_size: images generated together.
+        seed: image k of every prompt uses seed + k, so all methods share their x_T.
+        metrics: scoring protocol.
+        reference: reference-guided generation settings (see `hifilight predict --help`).
+        devices: processes to spread the subjects over (one GPU each when CUDA is there, via CUDA_VISIBLE_DEVICES);
+            each writes its own results file, merged when all are done (logs in <out>/shards/).
+        shard: "k/n": run only subjects k, k+n, ... (what each of --devices' processes runs).
+        print_table: print the DINO / CLIP-I / CLIP-T table at the end (table.md is written either way).
+    """
+    config = {k: _plain(v) for k, v in locals().items() if k not in ("devices", "shard")}
+    model, metrics, reference = model or ModelOptions(), metrics or MetricOptions(), reference or ReferenceOptions()
+    try:
+        rows = select_rows(method_rows(method, mask, regularizer, stepwise, reference_guidance), rows)
+    except ValueError as err:
+        raise HifiError(f"{err} (--method {method})") from None
+    _check(images_per_prompt, metrics, rows, reference, steps, guidance, resolution)
+    bench = load_dreambench(Path(dataset), subjects, class_name)
+    part = _parse_shard(shard)
+    if devices < 1:
+        raise HifiError(f"--devices must be >= 1, got {devices}")
+    if devices > 1 and part is None:
+        _launch_shards(config, devices, Path(out), model.device)
+    pretrained = model.pretrained or SD14
+    note_random_weights(pretrained)
+    device = resolve_device(model.device)
+    from hifilight.models import load_components
+    from hifilight.perception.encoders import ClipEncoder, DinoEncoder
+
+    dino = DinoEncoder.from_pretrained(metrics.dino_model, device)
+    clip = ClipEncoder.from_pretrained(metrics.clip_model, device)
+    settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
+                            metrics.clip_t_text, reference_on_live, pretrained, part,
+                            print_table=print_table)  # fmt: skip
+    configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config}
+    settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
+                           steps, resolution, row_fit_args or {})  # fmt: skip
+    runner = Runner(
+        settings, lambda name: load_components(name, model.dtype, device), dino, clip, metrics.pairing,
+        metrics.scale100,
+        reference_guide=lambda fitted, bench: build_guide(
+            fitted, SourceOptions(subject_dir=bench.folder), reference, resolution, device, encoder=dino
+        ),
+    )  # fmt: skip
+    runner.run(rows, bench)
+    if part is None and print_table:
+        print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
+
+
+def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference, steps, guidance, resolution):
+    if images_per_prompt < 1:
+        raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
+    if metrics.pairing not in ("all", "one_to_one"):
+        raise HifiError(f"--metrics.pairing must be 'all' or 'one_to_one', got {metrics.pairing!r}")
+    if metrics.clip_t_text not in ("class", "identifier"):
+        raise HifiError(f"--metrics.clip_t_text must be 'class' or 'identifier', got {metrics.clip_t_text!r}")
+    if resolution % 8:
+        raise HifiError(f"--resolution must be a multiple of 8, got {resolution}")
+    if any(r.reference for r in rows):
+        try:
+            reference.guide.check(steps, guidance)
+        except ValueError as err:
+            raise HifiError(str(err)) from None
+
+
+def _plain(value):
+    """A config value as plain YAML data (dataclasses -> dicts, paths -> strings)."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+        assert 0 <= k < n
+    except (ValueError, AssertionError):
+        raise HifiError(f"--shard {shard}: expected k/n with 0 <= k < n, e.g. 0/2") from None
+    return k, n
+
+
+def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
+    """Run n `hifilight evaluate --shard k/n` processes on the same config and wait for all of them."""
+    folder = out / "shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "evaluate.yaml"
+    write_atomic(config_path, lambda tmp: tmp.write_text(yaml.safe_dump(config)), overwrite=True)
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    procs = []
+    for k in range(n):
+        env = os.environ | ({"CUDA_VISIBLE_DEVICES": str(k % gpus)} if gpus else {})
+        log = (folder / f"shard{k}.log").open("w")
+        cmd = [sys.executable, "-m", "hifilight.cli", "evaluate", "--config", str(config_path), "--shard", f"{k}/{n}"]
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+    print(f"evaluate: {n} processes running (logs: {folder}/shard<k>.log)", file=sys.stderr)
+    failed = []
+    for k, (proc, log) in enumerate(procs):
+        if proc.wait() != 0:
+            failed.append(k)
+        log.close()
+    if failed:
+        raise HifiError(
+            f"evaluate shard(s) {failed} failed; see {folder}/shard<k>.log (finished cells are kept: rerun to resume)"
+        )
+
+
+def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: list[str], method_args: dict,
+            steps: int, resolution: int, row_args: dict):  # fmt: skip
+    """`hifilight fit` for one subject and one row (the row's switches are applied after the user's arguments)."""
+
+    def fit(subject, row: Row, path: Path) -> None:
+        from hifilight.training.fit_cli import build_cli
+
+        method = FIT_METHOD[row.kind]
+        args = ["fit", "--method", method, *(["--config", str(configs[method])] if configs.get(method) else [])]
+        args += ["--trainer.default_root_dir", str(out / "fit_logs" / subject.name / path.stem)]
+        args += [*fit_args, *method_args.get(method, []), *row_args.get(row.name, [])]
+        args += ["--model.pretrained", pretrained, "--data.subject_dir", str(subject.folder),
+                 "--data.class_name", subject.class_name, "--data.resolution", str(resolution),
+                 "--out", str(path)]  # fmt: skip
+        if method == "hifi_ti":
+            args += ["--model.dtype", dtype, "--model.stepwise_num_steps", str(steps), "--model.use_mask",
+                     str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
+            args += [] if row.stepwise else ["--model.stepwise_steps", "0"]
+            args += [] if row.mask else ["--data.masks", "none"]
+        if method == "textual_inversion":  # Table 2's "+ mask" row: the same token with Eq. 5
+            args += ["--model.use_mask", str(row.mask).lower(), "--data.masks", "auto" if row.mask else "none"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_cli(args)
+
+    return fit

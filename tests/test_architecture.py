@@ -1,0 +1,69 @@
+"""The layers of the package (docs/architecture.md): every import points down or sideways, never up, and no core
+module imports the ToyWorld plugin (it registers itself through hifilight.plugins)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hifilight"
+LAYERS = {  # keep in step with docs/architecture.md
+    0: {"errors", "io", "prompts", "validation", "masking", "conditioning", "viz", "plugins", "__init__"},
+    1: {"artifacts", "token_embeddings", "subjects"},
+    2: {"models"},
+    3: {"perception"},
+    4: {"data"},
+    5: {"sampling", "export"},
+    6: {"training", "evaluation"},
+    7: {"toyworld", "options", "api", "serving", "protocol"},
+    8: {"commands", "cli"},
+}
+LAYER = {unit: level for level, units in LAYERS.items() for unit in units}
+PLUGIN, MAY_IMPORT_PLUGIN = "toyworld", {"toyworld", "commands", "cli"}
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "hifilight":
+            found |= {_unit(node.module)} if node.module != "hifilight" else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {_unit(a.name) for a in node.names if a.name.startswith("hifilight.")}
+    return found
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        yield path, parts[0] if len(parts) > 1 else parts[0]
+
+
+def test_every_module_has_a_layer():
+    assert {unit for _, unit in _modules()} <= set(LAYER), "add new modules to LAYERS and docs/architecture.md"
+
+
+def test_imports_point_down_and_no_core_module_imports_the_plugin():
+    wrong = []
+    for path, unit in _modules():
+        for target in _imports(path) - {unit}:
+            if target not in LAYER:
+                continue  # e.g. `from hifilight import __version__`
+            if LAYER[target] > LAYER[unit] or (target == PLUGIN and unit not in MAY_IMPORT_PLUGIN):
+                wrong.append(f"{path.relative_to(PACKAGE.parent)} imports hifilight.{target}")
+    assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
+
+
+def test_no_command_imports_another():
+    commands = PACKAGE / "commands"
+    names = {p.stem for p in commands.glob("*.py")} - {"__init__", "common"}
+    wrong = []
+    for path in commands.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("hifilight.commands."):
+                other = node.module.split(".")[2]
+                if other in names and other != path.stem:
+                    wrong.append(f"commands/{path.name} imports commands.{other}")
+    assert not wrong, "\n".join(wrong)
