@@ -98,7 +98,7 @@ def build_guide(
     from hifilight.perception.encoders import DinoEncoder
 
     class_name = subject.class_name
-    encoder = encoder or DinoEncoder.from_pretrained(options.dino_model, device)
+    encoder = encoder or DinoEncoder.from_pretrained(options.dino_model, device, flag="--reference.dino_model")
     source_masks = build_mask_provider(data.masks, data.subject_dir, data.masks_dir, class_name, options.segmentation)
     sources = load_sources(Path(data.subject_dir), source_masks, resolution, encoder)
     generated = build_generated_mask_provider(options.generated_masks, class_name, options.segmentation)

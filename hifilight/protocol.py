@@ -142,8 +142,8 @@ def evaluate(
     from hifilight.models import load_components
     from hifilight.perception.encoders import ClipEncoder, DinoEncoder
 
-    dino = DinoEncoder.from_pretrained(metrics.dino_model, device)
-    clip = ClipEncoder.from_pretrained(metrics.clip_model, device)
+    dino = DinoEncoder.from_pretrained(metrics.dino_model, device, flag="--metrics.dino_model")
+    clip = ClipEncoder.from_pretrained(metrics.clip_model, device, flag="--metrics.clip_model")
     settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
                             metrics.clip_t_text, reference_on_live, pretrained, part,
                             print_table=print_table)  # fmt: skip

@@ -240,7 +240,7 @@ class SubjectServer:
         options = ReferenceOptions(dino_model=self.settings.dino_model, guide=GuidanceSettings(start=start, end=end))
         device = resolve_device(self.settings.device)
         if self._dino is None:
-            self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device)
+            self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device, flag="HIFILIGHT_DINO_MODEL")
         key = (id(item), size)
         if key not in self._guides:  # photos, masks and their DINO embeddings: once per subject and size
             self._guides[key] = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size,

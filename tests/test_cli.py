@@ -479,3 +479,25 @@ def test_every_command_answers_a_damaged_input_in_one_line(command, fitted, tmp_
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith(f"hifilight {command}: error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["masks", "--data.subject_dir", "{example}", "--masks", "bogus", "--out", "{tmp}/m"], "--masks bogus"),
+        (["evaluate", "--dataset", "{toy}", "--metrics.dino_model", "{tmp}/nowhere"], "--metrics.dino_model"),
+        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--reference_guidance", "true",
+          "--data.subject_dir", "{example}", "--reference.dino_model", "{tmp}/nowhere", "--steps", "3",
+          "--reference.guide.start", "2", "--reference.guide.end", "1", "--out_dir", "{tmp}/p"],
+         "--reference.dino_model"),
+    ],
+)  # fmt: skip
+def test_messages_name_the_flag_of_the_command_that_was_run(args, flag, fitted, tmp_path, capsys):
+    from conftest import EXAMPLE_SUBJECT
+
+    from hifilight.toyworld.dataset import write_dataset
+
+    write_dataset(tmp_path / "toy", ["blue_star_yellow_dots"], 1, 64)
+    subs = {"{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted), "{toy}": str(tmp_path / "toy")}
+    assert main([subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    assert f"error: {flag}" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def masks(
         overwrite: replace existing mask files.
     """
     paths = list_images(data.subject_dir)
-    provider = build_mask_provider(masks, data.subject_dir, None, data.class_name, segmentation)
+    provider = build_mask_provider(masks, data.subject_dir, None, data.class_name, segmentation, "--masks")
     targets = [Path(out) / f"{p.stem}.png" for p in paths]
     if len({t.name for t in targets}) != len(targets):
         raise HifiError(f"--data.subject_dir {data.subject_dir}: two photos share a file stem; rename one")

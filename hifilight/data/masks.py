@@ -89,9 +89,15 @@ MASK_PROVIDERS = ("auto", "files", "grounded_sam", "grabcut", "toyworld", "none"
 
 
 def build_mask_provider(
-    kind: str, subject_dir: Path, masks_dir: Path | None, class_name: str = "object", segmentation=None
+    kind: str,
+    subject_dir: Path,
+    masks_dir: Path | None,
+    class_name: str = "object",
+    segmentation=None,
+    flag: str = "--data.masks",
 ) -> MaskProvider:
-    """The provider named `kind`; `segmentation` (GroundedSamSettings) configures "grounded_sam".
+    """The provider named `kind`; `segmentation` (GroundedSamSettings) configures "grounded_sam"; `flag` is the
+    option that chose it (for messages).
 
     "auto": mask files if `masks_dir` (default subject_dir/masks) exists; else Grounded SAM if its weights are in a
     local folder or the hub cache (nothing is downloaded); else GrabCut.
@@ -99,7 +105,7 @@ def build_mask_provider(
     if kind == "auto":
         if (Path(masks_dir) if masks_dir is not None else Path(subject_dir) / "masks").is_dir():
             return build_mask_provider("files", subject_dir, masks_dir)
-        return local_grounded_sam_or_grabcut(class_name, segmentation)
+        return local_grounded_sam_or_grabcut(class_name, segmentation, flag)
     if kind == "none":
         return FullImageMaskProvider()
     if kind == "files":
@@ -115,10 +121,10 @@ def build_mask_provider(
         from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
 
         return GroundedSamMaskProvider(GroundedSam.from_pretrained(segmentation or GroundedSamSettings()), class_name)
-    raise HifiError(f"--data.masks {kind}: unknown mask provider; use one of {', '.join(MASK_PROVIDERS)}")
+    raise HifiError(f"{flag} {kind}: unknown mask provider; use one of {', '.join(MASK_PROVIDERS)}")
 
 
-def local_grounded_sam_or_grabcut(class_name: str, segmentation=None) -> MaskProvider:
+def local_grounded_sam_or_grabcut(class_name: str, segmentation=None, flag: str = "--data.masks") -> MaskProvider:
     """Grounded SAM if its weights are in a local folder or the hub cache (nothing is downloaded), else GrabCut."""
     from hifilight.perception.grounded_sam import GroundedSam, GroundedSamMaskProvider, GroundedSamSettings
 
@@ -126,7 +132,7 @@ def local_grounded_sam_or_grabcut(class_name: str, segmentation=None) -> MaskPro
         model = GroundedSam.from_pretrained(segmentation or GroundedSamSettings(), offline=True)
         return GroundedSamMaskProvider(model, class_name)
     except HifiError:
-        print("masks: no mask files and no local Grounded SAM weights; using GrabCut (--data.masks to choose)",
+        print(f"masks: no mask files and no local Grounded SAM weights; using GrabCut ({flag} to choose)",
               file=sys.stderr)  # fmt: skip
         from hifilight.perception.grabcut import GrabCutMaskProvider
 
@@ -139,10 +145,10 @@ GENERATED_MASKS = ("auto", "grounded_sam", "grabcut", "toyworld", "none")
 def build_generated_mask_provider(kind: str, class_name: str, segmentation=None) -> MaskProvider:
     """Masks of generated images (M_g of Algorithm 2): no files exist, so "auto" = local Grounded SAM else GrabCut."""
     if kind == "auto":
-        return local_grounded_sam_or_grabcut(class_name, segmentation)
+        return local_grounded_sam_or_grabcut(class_name, segmentation, "--reference.generated_masks")
     if kind not in GENERATED_MASKS:
         raise HifiError(
             f"--reference.generated_masks {kind}: unknown provider for generated images; use one of "
             f"{', '.join(GENERATED_MASKS)}"
         )
-    return build_mask_provider(kind, Path("."), None, class_name, segmentation)
+    return build_mask_provider(kind, Path("."), None, class_name, segmentation, "--reference.generated_masks")

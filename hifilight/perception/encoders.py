@@ -95,18 +95,20 @@ class DinoEncoder:
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", **kwargs) -> DinoEncoder:
-        """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or "toyworld" (ToyDINO)."""
+    def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", flag: str = "--dino_model",
+                        **kwargs) -> DinoEncoder:  # fmt: skip
+        """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or a registered name
+        ("toyworld": ToyDINO); `flag` is the option that named it, for messages."""
         if source == TINY:
             return cls(tiny_vit().to(device), name=source, **kwargs)
         registered = plugins.image_encoder(source)  # e.g. "toyworld" (ToyDINO)
         if registered is not None:
             return registered(device)
-        path, local = resolve_source(source, "--dino_model")
+        path, local = resolve_source(source, flag)
         try:
             model = ViTModel.from_pretrained(path, add_pooling_layer=False, local_files_only=local)
         except OSError as err:
-            raise load_failure("--dino_model", source, err) from err
+            raise load_failure(flag, source, err) from err
         return cls(model.to(device), name=source, **kwargs)
 
     @torch.no_grad()
@@ -129,17 +131,18 @@ class ClipEncoder:
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", **kwargs) -> ClipEncoder:
-        """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs)."""
+    def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", flag: str = "--clip_model",
+                        **kwargs) -> ClipEncoder:  # fmt: skip
+        """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs); `flag` names the option."""
         if source == TINY:
             model, tokenizer = tiny_clip()
             return cls(model.to(device), tokenizer, name=source, **kwargs)
-        path, local = resolve_source(source, "--clip_model")
+        path, local = resolve_source(source, flag)
         try:
             model = CLIPModel.from_pretrained(path, local_files_only=local)
             tokenizer = CLIPTokenizer.from_pretrained(path, local_files_only=local)
         except OSError as err:
-            raise load_failure("--clip_model", source, err) from err
+            raise load_failure(flag, source, err) from err
         return cls(model.to(device), tokenizer, name=source, **kwargs)
 
     @torch.no_grad()

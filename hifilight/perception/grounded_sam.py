@@ -54,7 +54,7 @@ def _load(cls, source: str, flag: str, offline: bool = False):
     except OSError as err:
         raise HifiError(
             f"{flag} {source}: segmentation weights could not be loaded ({str(err).splitlines()[0]}); download them "
-            "and pass the folder, or use --data.masks grabcut (no weights) or files"
+            "and pass the folder, or choose the grabcut masks (no weights) or mask files"
         ) from err
 
 
