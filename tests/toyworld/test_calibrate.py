@@ -51,11 +51,12 @@ def test_calibrate_command_refuses_a_bad_split_and_an_existing_output(tmp_path):
 
 # --- the committed weights -----------------------------------------------------------------------------------
 # Measured by `hifilight toyworld calibrate --split test --images_per_prompt 1` on the committed ToySD (8 test
-# subjects x 8 background prompts x 1 image): floor identity 0.016, oracle identity 0.203 (attributes 0.723, shape
-# 0.266), background following 1.000, renders 0.906, through the VAE 0.797; classifier_toysd on fresh renders shape
-# 0.938, colour 1.0, pattern 0.984, pattern colour 0.986, background 1.0; ToySAM mean IoU 0.965. The bounds sit just
-# under these; the oracle's identity is far from the 0.5 the instrument needs (issue "ToyWorld as a real instrument").
-BOUNDS = {"floor_identity_max": 0.05, "oracle_identity_min": 0.15, "oracle_attributes_min": 0.65,
+# subjects x 8 background prompts x 1 image; the weights continued 4000 steps, see toysd/training.json): floor
+# identity 0.000, oracle identity 0.234 (attributes 0.742, shape 0.375; the earlier weights 0.203 / 0.723 / 0.266),
+# background following 1.000, renders 0.906, through the VAE 0.797; classifier_toysd on fresh renders shape 0.938,
+# colour 1.0, pattern 0.984, pattern colour 0.986, background 1.0; ToySAM mean IoU 0.965. The bounds sit just under
+# these; the oracle's identity is still far from the 0.5 the instrument needs (issue "ToyWorld as a real instrument").
+BOUNDS = {"floor_identity_max": 0.05, "oracle_identity_min": 0.2, "oracle_attributes_min": 0.7,
           "background_min": 0.95, "vae_identity_min": 0.7}  # fmt: skip
 
 

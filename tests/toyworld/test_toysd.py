@@ -44,10 +44,10 @@ def measure_prompt_following(seeds=(0, 1)):
     return {"background": background, "color": colour, "shape": shape}
 
 
-# Measured on the committed weights by measure_prompt_following() (48 images): background 0.958, colour 1.00,
-# shape 0.708 (chance: 1/8, 1/8, 1/6); the earlier weights (old VAE, 10500 UNet steps in three runs): 1.00 / 1.00 /
-# 0.375.
-MIN_RATE = {"background": 0.9, "color": 0.9, "shape": 0.6}
+# Measured on the committed weights by measure_prompt_following() (48 images): background 0.979, colour 1.00,
+# shape 0.771 (chance: 1/8, 1/8, 1/6); before the 4000-step continuation 0.958 / 1.00 / 0.708; the weights before
+# those (old VAE, 10500 UNet steps in three runs): 1.00 / 1.00 / 0.375.
+MIN_RATE = {"background": 0.9, "color": 0.9, "shape": 0.7}
 
 
 def test_committed_toysd_loads_through_the_stable_diffusion_path():
