@@ -22,6 +22,7 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.prompts import render
+from hifilight.sampling.stepwise import nearest_index
 
 
 @dataclass
@@ -89,8 +90,7 @@ class StepwisePicker:
         self.c_s_t, self.trained, self.timesteps = c_s_t, trained.long().cpu(), timesteps
 
     def embedding(self, index: int) -> Tensor:
-        k = int(torch.argmin((self.trained - self.timesteps[index]).abs()))
-        return self.c_s_t[k]
+        return self.c_s_t[nearest_index(self.trained, self.timesteps[index])]
 
     def __call__(self, pipe, i: int, t, callback_kwargs: dict) -> dict:
         if i + 1 >= len(self.timesteps):

@@ -18,6 +18,7 @@ from hifilight.conditioning import splice_subject
 from hifilight.errors import HifiError
 from hifilight.sampling.attention import AttentionController
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepState
+from hifilight.sampling.stepwise import nearest_index
 
 OWN = -1  # a target column that keeps its own attention map
 
@@ -86,5 +87,5 @@ class ReplacementConditioning(StepCallback):
     def on_step_begin(self, state: StepState, engine: SamplingEngine) -> StepOverride:
         embedding = self.c_s
         if self.c_s_t is not None:
-            embedding = self.c_s_t[int(torch.argmin((self.timesteps - state.timestep).abs()))]
+            embedding = self.c_s_t[nearest_index(self.timesteps, state.timestep)]
         return StepOverride(cond=torch.cat([self.c_r, splice_subject(self.c_g, embedding.to(self.c_g.device))]))

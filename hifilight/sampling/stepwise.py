@@ -11,6 +11,11 @@ from hifilight.conditioning import splice_subject
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepState
 
 
+def nearest_index(trained: Tensor, timestep: int) -> int:
+    """The index of the trained timestep nearest to `timestep` (Eq. 7 when sampling with other steps)."""
+    return int(torch.argmin((trained.long().cpu() - int(timestep)).abs()))
+
+
 class StepwiseEmbeddings(StepCallback):
     """Replaces the conditioning of each step by [c, c_s^t] for that step's timestep t.
 
@@ -26,9 +31,8 @@ class StepwiseEmbeddings(StepCallback):
         self.warned = False
 
     def index_for(self, timestep: int) -> int:
-        distance = (self.trained - timestep).abs()
-        k = int(torch.argmin(distance))
-        if distance[k] != 0 and not self.warned:
+        k = nearest_index(self.trained, timestep)
+        if int(self.trained[k]) != int(timestep) and not self.warned:
             self.warned = True
             warnings.warn(
                 f"the step-wise embeddings were trained for {len(self.trained)} DDIM steps; sampling with another "
