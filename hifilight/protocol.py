@@ -131,7 +131,7 @@ def evaluate(
         raise HifiError(f"{err} (--method {method})") from None
     _check(images_per_prompt, metrics, rows, reference, steps, guidance, resolution)
     bench = load_dreambench(Path(dataset), subjects, class_name)
-    part = _parse_shard(shard)
+    part = parse_shard(shard)
     if devices < 1:
         raise HifiError(f"--devices must be >= 1, got {devices}")
     if devices > 1 and part is None:
@@ -191,14 +191,15 @@ def _plain(value):
     return value
 
 
-def _parse_shard(shard: str | None) -> tuple[int, int] | None:
+def parse_shard(shard: str | None, flag: str = "--shard") -> tuple[int, int] | None:
+    """ "k/n" as (k, n), None for None; a HifiError naming `flag` otherwise."""
     if shard is None:
         return None
     try:
         k, n = (int(x) for x in shard.split("/"))
         assert 0 <= k < n
     except (ValueError, AssertionError):
-        raise HifiError(f"--shard {shard}: expected k/n with 0 <= k < n, e.g. 0/2") from None
+        raise HifiError(f"{flag} {shard}: expected k/n with 0 <= k < n, e.g. 0/2") from None
     return k, n
 
 
@@ -244,7 +245,7 @@ def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: lis
         if method == "hifi_ti":
             args += ["--model.dtype", dtype, "--model.stepwise_num_steps", str(steps), "--model.use_mask",
                      str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
-            args += [] if row.stepwise else ["--model.stepwise_steps", "0"]
+            # no "--model.stepwise_steps 0" for rows sampled with c_s alone: they share the step-wise fit's c_s
             args += [] if row.mask else ["--data.masks", "none"]
         if method == "textual_inversion":  # Table 2's "+ mask" row: the same token with Eq. 5
             args += ["--model.use_mask", str(row.mask).lower(), "--data.masks", "auto" if row.mask else "none"]

@@ -266,8 +266,11 @@ def tune(
     out: Path = Path("outputs/toyworld_tune"),
     method: str = "table2",
     seeds: list[int] | None = None,
+    subjects: list[str] | None = None,
     prompts: list[int] | None = None,
     images_per_prompt: int = 2,
+    measure: str = "attributes",
+    part: str | None = None,
     record_out: Path | None = None,
     overwrite: bool = False,
     fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
@@ -288,8 +291,13 @@ def tune(
         out: working folder (one ablation folder per method and point; reruns resume).
         method: the table whose rows are tuned ("table2" or "table2_dreambooth").
         seeds: seeds of every point (default [0]).
+        subjects: validation subjects to tune on (default: all 8 of the val split).
         prompts: prompt indices (default 0, 2, 4, 6, 8: four backgrounds and a recolouring).
         images_per_prompt: images per prompt and seed.
+        measure: what picks a row's point: "attributes" (default: the mean per-attribute match, measured on every
+            image), "identity" (all four right: few hits on a small budget) or "toydino"; ties: ToyDINO.
+        part: "k/n": run only grid cells k, k+n, ... (methods x points, in order) and write no record, so n
+            processes can share the grid; a last run without --part resumes every cell and writes the record.
         record_out: where to write the record (default <out>/tuning.json).
         overwrite: replace an existing record.
         fit_config: base YAML of the HiFi fits (the grid's arguments are added to it).
@@ -301,30 +309,40 @@ def tune(
         reference: reference-guidance settings (as `toyworld ablation`).
     """
     from hifilight.io import check_writable, write_atomic
+    from hifilight.protocol import parse_shard
     from hifilight.toyworld import tuning
 
     seeds = [0] if seeds is None else seeds
     prompts = [0, 2, 4, 6, 8] if prompts is None else prompts
     record_out = Path(record_out or Path(out) / "tuning.json")
-    check_writable(record_out, overwrite)
+    shard = parse_shard(part, "--part")
+    if shard is None:
+        check_writable(record_out, overwrite)
     rows = table_rows_of(method, None)
     try:
         tuning.check_grid(grid, rows)
+        tuning.check_measure(measure)
     except ValueError as err:
         raise HifiError(str(err)) from None
     scores: dict[str, list[dict]] = {}
-    for fit_method, tuned in tuning.tuned_rows(rows, grid).items():
-        for k, point in enumerate(grid[fit_method]):
-            summary = ablation(Path(out) / fit_method / f"point{k}", method, seeds, None, prompts, images_per_prompt,
-                               fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
-                               method_fit_args={fit_method: point}, rows=[r.name for r in tuned], steps=steps,
-                               guidance=guidance, batch_size=batch_size, reference=reference, split="val",
-                               calibration_rows=False)  # fmt: skip
-            for entry in summary["methods"]:
-                scores.setdefault(entry["method"], []).append(
-                    {"point": k, "args": point, **{m: entry[m]["mean"] for m in (tuning.MEASURE, tuning.TIE_BREAK)}}
-                )
-    result = tuning.record("val", seeds, grid, rows, scores)
+    cells = [(m, k, point, tuned) for m, tuned in tuning.tuned_rows(rows, grid).items()
+             for k, point in enumerate(grid[m])]  # fmt: skip
+    for n, (fit_method, k, point, tuned) in enumerate(cells):
+        if shard is not None and n % shard[1] != shard[0]:
+            continue
+        summary = ablation(Path(out) / fit_method / f"point{k}", method, seeds, subjects, prompts, images_per_prompt,
+                           fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
+                           method_fit_args={fit_method: point}, rows=[r.name for r in tuned], steps=steps,
+                           guidance=guidance, batch_size=batch_size, reference=reference, split="val",
+                           calibration_rows=False)  # fmt: skip
+        for entry in summary["methods"]:
+            scores.setdefault(entry["method"], []).append(
+                {"point": k, "args": point, **{m: entry[m]["mean"] for m in tuning.CHOICE_MEASURES}}
+            )
+    if shard is not None:
+        print(f"tune --part {part}: its cells are done; run once more without --part to write {record_out}")
+        return
+    result = tuning.record("val", seeds, grid, rows, scores, measure, subjects)
     write_atomic(record_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
     for row, args in result["choice"].items():
         print(f"{row}: {' '.join(args) or '(the config as it is)'}")

@@ -42,9 +42,12 @@ class Row:
 
     @property
     def artifact_key(self) -> str:
-        """The fitted output this row uses (rows that differ only in sampling share it)."""
+        """The fitted output this row uses (rows that differ only in sampling share it). A HiFi fit always runs
+        Algorithm 1's step-wise stage after stage 1, and the artifact keeps both c_s and c_s^t: "+ step-wise" and
+        the row below it (sampled with c_s alone) are then the same fit, so their paired difference isolates the
+        step-wise stage, and one fit serves both."""
         if self.kind == "hifi":
-            return f"mask{int(self.mask)}_reg{int(self.regularizer)}_stepwise{int(self.stepwise)}.safetensors"
+            return f"mask{int(self.mask)}_reg{int(self.regularizer)}.safetensors"
         if self.kind == "textual_inversion":
             return "textual_inversion_mask.safetensors" if self.mask else "textual_inversion.safetensors"
         return "dreambooth"

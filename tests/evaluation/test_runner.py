@@ -68,7 +68,7 @@ def test_files_cells_and_table(evaluated):
     assert {r["prompt"] for r in rows if r["subject"] == "can_b" and r["method"] == "sd"} == {
         "a {0} {1} in the jungle", "a red {0} {1}"}  # fmt: skip
     artifacts = out / "artifacts" / "dog_a"
-    assert (artifacts / "mask1_reg1_stepwise1.safetensors").is_file()
+    assert (artifacts / "mask1_reg1.safetensors").is_file()
     assert (artifacts / "textual_inversion.safetensors").is_file() and (artifacts / "dreambooth").is_dir()
     summary = json.loads((out / "summary.json").read_text())
     assert [m["method"] for m in summary["methods"]] == ROWS
@@ -134,6 +134,7 @@ def test_table2_is_the_papers_ladder_one_technique_per_row():
     assert (reg.kind, reg.mask, reg.regularizer, reg.stepwise, reg.reference) == ("hifi", True, True, False, False)
     assert rows["stepwise"].stepwise and not rows["stepwise"].reference and rows["reference"].reference
     assert rows["reference"].artifact_key == rows["stepwise"].artifact_key  # guidance is sampling only
+    assert rows["stepwise"].artifact_key == rows["regularization"].artifact_key  # one fit: c_s, then c_s^t
     extra = rows["output_space"]
     assert (extra.kind, extra.mask, extra.regularizer, extra.base) == ("hifi", True, False, "ti_mask")
     assert rows["hifi_dreambooth"].base == "dreambooth" and rows["hifi_dreambooth"].reference

@@ -51,19 +51,21 @@ def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
     else:  # output-space c_s initialised from phi_s (Sec. 3.2), with or without Eq. 6
         assert type(cli.model).__name__ == "SubjectEmbeddingModule"
         assert hp.use_mask and hp.use_regularizer is row.regularizer
-        assert (hp.stepwise_steps > 0) is row.stepwise
+        assert hp.stepwise_steps > 0  # every HiFi fit runs Algorithm 1; rows without it sample with c_s alone
 
 
 def test_a_tuned_record_inherits_choices_for_sampling_only_rows():
     scores = {r.name: [{"point": k, "args": GRID[m][k], "identity": [0.1, 0.3][k] if r.name != "dreambooth" else 0.2,
-                        "toydino": [0.5, 0.4][k]} for k in range(2)]
+                        "attributes": [0.4, 0.2][k], "toydino": [0.5, 0.4][k]} for k in range(2)]
               for m, rows in tuning.tuned_rows(ROWS, GRID).items() for r in rows}  # fmt: skip
-    record = tuning.record("val", [0], GRID, ROWS, scores)
+    assert tuning.record("val", [0], GRID, ROWS, scores)["chosen_point"]["ti_mask"] == 0  # default: attributes
+    record = tuning.record("val", [0], GRID, ROWS, scores, measure="identity")
     assert record["chosen_point"]["ti_mask"] == 1  # higher identity
     assert record["chosen_point"]["dreambooth"] == 0  # equal identity: the higher ToyDINO
     assert record["choice"]["reference"] == record["choice"]["stepwise"]  # reference guidance reuses the fit
+    assert record["choice"]["stepwise"] == record["choice"]["regularization"]  # one fit holds c_s and c_s^t
     assert record["choice"]["hifi_dreambooth"] == record["choice"]["dreambooth"]
-    assert set(scores) == {"textual_inversion", "ti_mask", "regularization", "stepwise", "output_space", "dreambooth"}
+    assert set(scores) == {"textual_inversion", "ti_mask", "regularization", "output_space", "dreambooth"}
     assert tuning.check_record(record, "t.json") == record["choice"]
 
 
@@ -91,3 +93,30 @@ def test_a_record_made_on_the_test_split_is_refused(tmp_path):
         ablation(out=tmp_path / "o", tuning=tmp_path / "missing.json")
     with pytest.raises(HifiError, match="--rows"):
         ablation(out=tmp_path / "o", rows=["stepwise_typo"])
+
+
+def test_tuning_parts_share_the_grid_and_the_last_run_writes_the_record(tmp_path, monkeypatch):
+    from hifilight.commands import toyworld
+
+    calls = []
+
+    def fake_ablation(out, method, seeds, subjects, *args, rows, **kwargs):
+        calls.append((Path(out).parent.name, Path(out).name))
+        value = 0.1 * int(Path(out).name[-1])
+        return {"methods": [{"method": r, **{m: {"mean": value} for m in tuning.CHOICE_MEASURES}} for r in rows]}
+
+    monkeypatch.setattr(toyworld, "ablation", fake_ablation)
+    record = tmp_path / "t" / "tuning.json"
+    for part in ("0/2", "1/2"):
+        toyworld.tune(GRID, out=tmp_path / "t", method="table2_dreambooth", part=part)
+    assert not record.exists()  # a part writes no record
+    every = [(m, f"point{k}") for m in GRID for k in range(2)]
+    assert sorted(calls) == sorted(every)  # the two parts split the cells between them, each cell once
+    calls.clear()
+    toyworld.tune(GRID, out=tmp_path / "t", method="table2_dreambooth", subjects=["a", "b"])
+    data = json.loads(record.read_text())
+    assert (data["measure"], data["subjects"], data["chosen_point"]["ti_mask"]) == ("attributes", ["a", "b"], 1)
+    with pytest.raises(HifiError, match="--part 2/2"):
+        toyworld.tune(GRID, out=tmp_path / "u", method="table2_dreambooth", part="2/2")
+    with pytest.raises(HifiError, match="--measure"):
+        toyworld.tune(GRID, out=tmp_path / "u", method="table2_dreambooth", measure="clip")
