@@ -19,10 +19,12 @@ def export_onnx(
     tolerance: float = 1e-4,
     overwrite: bool = False,
 ) -> None:
-    """Export the base model's UNet, VAE decoder and text encoder to ONNX (opset 17, dynamic batch and size).
+    """Export the base model's UNet, VAE decoder and encoder and text encoder to ONNX (opset 17, dynamic batch and
+    size) in the layout diffusers' OnnxStableDiffusionPipeline and Optimum read.
 
     Args:
-        out: output folder (with tokenizer/, scheduler/ and hifilight_onnx.json, enough to sample with onnxruntime).
+        out: output folder (<part>/model.onnx, tokenizer/, scheduler/, model_index.json, hifilight_onnx.json), enough
+            for `hifilight predict --onnx`, the service's onnx backend and diffusers.
         model: base model to export ("tiny", a hub id or a local folder, e.g. a DreamBooth output); exported in
             float32 on the CPU.
         check: run each part with onnxruntime and torch on fresh inputs and print the max abs difference.
@@ -45,7 +47,7 @@ def export_onnx(
 
         shutil.rmtree(out)
         raise HifiError(f"ONNX parity above --tolerance {tolerance}: {bad}; nothing was kept")
-    print(f"wrote {out}")
+    print(f"wrote {out} (diffusers: OnnxStableDiffusionPipeline.from_pretrained({str(out)!r}))")
 
 
 def run(argv: list[str]) -> None:
