@@ -1,6 +1,8 @@
-"""`hifilight export onnx`: the UNet, VAE decoder and text encoder as ONNX, checked against torch.
+"""`hifilight export onnx|checkpoint`: the base model as ONNX (checked against torch, in diffusers' layout), or a
+diffusers folder (a DreamBooth result) as one original-layout `.safetensors` checkpoint.
 
 hifilight export onnx --model.pretrained CompVis/stable-diffusion-v1-4 --out onnx/
+hifilight export checkpoint --model.pretrained outputs/dog_dreambooth --out dog.safetensors
 """
 
 from __future__ import annotations
@@ -50,5 +52,42 @@ def export_onnx(
     print(f"wrote {out} (diffusers: OnnxStableDiffusionPipeline.from_pretrained({str(out)!r}))")
 
 
+def export_checkpoint(
+    out: Path,
+    model: ModelOptions | None = None,
+    half: bool = False,
+    overwrite: bool = False,
+) -> None:
+    """Write a diffusers Stable Diffusion folder (e.g. a DreamBooth output) as one `.safetensors` checkpoint in the
+    original SD layout (UNet, VAE and text encoder), the file A1111 / ComfyUI load and diffusers reads with
+    `StableDiffusionPipeline.from_single_file(path, config=<the folder or its base model>)`.
+
+    Args:
+        out: the checkpoint file (.safetensors).
+        model: the model to write ("tiny", "toysd", a hub id or a local folder).
+        half: store float16 (half the size; SD 1.x: ~2.1 GB instead of ~4.2 GB).
+        overwrite: replace an existing file.
+    """
+    import torch
+
+    from hifilight.export.checkpoint import save_checkpoint
+    from hifilight.io import check_output_path
+    from hifilight.models import load_components
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise HifiError(f"--out {out}: a checkpoint is written as .safetensors; name it e.g. {out.stem}.safetensors")
+    check_output_path(out, overwrite, "--out")
+    model = model or ModelOptions()
+    pretrained = model.pretrained or "tiny"
+    note_random_weights(pretrained)
+    comps = load_components(pretrained, "float32", "cpu")
+    n = save_checkpoint(comps, out, torch.float16 if half else torch.float32, overwrite)
+    print(
+        f"wrote {out} ({n} tensors, original SD layout; diffusers: StableDiffusionPipeline.from_single_file("
+        f"{str(out)!r}, config={pretrained!r}))"
+    )
+
+
 def run(argv: list[str]) -> None:
-    run_group({"onnx": export_onnx}, "hifilight export", argv)
+    run_group({"onnx": export_onnx, "checkpoint": export_checkpoint}, "hifilight export", argv)
