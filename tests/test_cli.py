@@ -410,6 +410,7 @@ HELP = [
     *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
     ["--help"],
     ["export", "onnx", "--help"],
+    ["export", "checkpoint", "--help"],
     ["toyworld", "--help"],
 ]
 
@@ -421,6 +422,17 @@ def test_every_command_has_help_that_exits_0(args, capsys):
     except SystemExit as exit:  # the typed parsers print help and exit
         code = exit.code
     assert code in (0, None) and "usage" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.parametrize("method", ["hifi_ti", "textual_inversion", "dreambooth"])
+def test_fit_help_names_its_method_and_how_to_see_the_others(method, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--method", method, "--help"])
+    out = capsys.readouterr().out
+    others = {"hifi_ti", "textual_inversion", "dreambooth"} - {method}
+    assert f"those of --method {method};" in " ".join(out.split())
+    assert all(f"hifilight fit --method {m} --help" in " ".join(out.split()) for m in others)
+    assert out.splitlines()[0].startswith("usage: hifilight fit [--config FILE]")  # one line, not 600
 
 
 def test_cross_attention_sizes_match_what_the_unet_records(tiny):

@@ -171,5 +171,16 @@ def build_cli(args: list[str], run: bool = True) -> FitCLI:
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "hifilight fit"} if not run else {"fit": {"prog": "hifilight fit"}},
+        parser_kwargs=fit_help(peek_method(args)) if not run else {"fit": fit_help(peek_method(args))},
     )
+
+
+def fit_help(method: str) -> dict:
+    """A short usage line and what `--help` shows: each method has its own --model.* options."""
+    others = " or ".join(f"`hifilight fit --method {m} --help`" for m in METHODS if m != method)
+    return {
+        "prog": "hifilight fit",
+        "usage": "hifilight fit [--config FILE] [--method METHOD] [--data.* ...] [--model.* ...] [--trainer.* ...]",
+        "description": f"Learn a subject from 3-6 photos. The options below are those of --method {method}; the "
+        f"other methods have their own --model.* options: {others}. Recipes: configs/*.yaml; guide: docs/fit.md.",
+    }
