@@ -52,6 +52,21 @@ class FitCLI(LightningCLI):
         parser.add_argument("--method", type=str, default="hifi_ti", help=f"One of {', '.join(METHODS)}.")
         self.model_class.link_arguments(parser)  # the module's step settings set --trainer.max_steps
 
+    def instantiate_trainer(self, **kwargs):
+        """Lightning's trainer, with the step-based progress bar (training.progress) unless the bar is off or the
+        user configured another."""
+        from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+        from hifilight.training.progress import StepProgressBar
+
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        callbacks = list(trainer_config.get("callbacks") or [])
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            kwargs["callbacks"] = [*callbacks, StepProgressBar()]
+        return super().instantiate_trainer(**kwargs)
+
     def _fit_config(self):
         return self.config[self.subcommand] if self.subcommand else self.config
 

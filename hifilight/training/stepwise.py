@@ -38,6 +38,15 @@ class StepwisePlan:
             raise ValueError(f"step {global_step} is past the end of training ({self.total_steps} steps)")
         return divmod(j, self.steps_per_timestep)
 
+    def describe(self, global_step: int) -> str:
+        """Where step `global_step` (0-based, the next to run) is, for a progress bar: "stage 1 120/1000" or
+        "step-wise t=781 3/10"."""
+        where = self.locate(min(global_step, self.total_steps - 1)) if self.total_steps else None
+        if where is None:
+            return f"stage 1 {min(global_step, self.stage1_steps)}/{self.stage1_steps}"
+        k, i = where
+        return f"step-wise t={self.timesteps[k]} {i}/{self.steps_per_timestep}"
+
 
 def total_steps(stage1_steps: int, stepwise_steps: int, stepwise_num_steps: int) -> int:
     """Trainer.max_steps for a run (linked from the model's flags by the fit CLI)."""

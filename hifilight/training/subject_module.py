@@ -214,6 +214,10 @@ class SubjectEmbeddingModule(L.LightningModule):
         if where is not None and where[1] == 0 and self.hparams.stepwise_reset_optimizer:
             optimizer.state.pop(self.c_work, None)
 
+    def progress_stage(self, global_step: int) -> str:
+        """For the progress bar: "stage 1 120/1000" or "step-wise t=781 3/10" (training.progress)."""
+        return self.plan.describe(global_step)
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         # global_step has already advanced past the step that just ran
         where = self.plan.locate(self.global_step - 1)
