@@ -5,7 +5,9 @@
 - a Textual Inversion token embedding (`hifilight.token_embeddings`): its token(s) are added to the tokenizer and
   stand for the subject in prompts ("a <sks> dog on the beach");
 - a DreamBooth model folder (`hifilight.training.dreambooth`): it is the base model, and the identifier stands for
-  the subject ("a sks dog on the beach").
+  the subject ("a sks dog on the beach");
+- a LoRA file (`hifilight.training.lora`): diffusers' `load_lora_weights` puts its adapters on the base model, and
+  the identifier stands for the subject.
 """
 
 from __future__ import annotations
@@ -22,16 +24,19 @@ from hifilight.errors import HifiError
 from hifilight.token_embeddings import TokenEmbedding
 from hifilight.validation import check_common_metadata, header_json
 
+LORA_FORMAT = "hifilight.lora"  # the header format of a LoRA subject (hifilight.training.lora writes it)
+
 
 @dataclass
 class Subject:
-    kind: str  # "hifi" | "textual_inversion" | "dreambooth"
+    kind: str  # "hifi" | "textual_inversion" | "dreambooth" | "lora"
     class_name: str
     identifier: str  # word(s) before the class word in prompts ("" for HiFi embeddings)
     base_model: str  # the model to load by default
     resolution: int
     artifact: SubjectArtifact | None = None
     embedding: TokenEmbedding | None = None
+    lora: Path | None = None  # the LoRA file, loaded onto the components by `prepare`
 
     @property
     def word(self) -> str:
@@ -42,6 +47,19 @@ class Subject:
         """Make the loaded components ready for this subject (adds Textual Inversion tokens)."""
         if self.embedding is not None:
             self.embedding.apply(comps.tokenizer, comps.text_encoder)
+        if self.lora is not None:  # exactly what a diffusers user does: the pipeline shares our modules
+            from diffusers import StableDiffusionPipeline
+
+            pipe = StableDiffusionPipeline(comps.vae, comps.text_encoder, comps.tokenizer, comps.unet, comps.scheduler,
+                                           None, None, requires_safety_checker=False)  # fmt: skip
+            from diffusers.utils import logging
+
+            level = logging.get_verbosity()
+            logging.set_verbosity_error()  # "no LoRA keys for the text encoder": none are meant to be there
+            try:
+                pipe.load_lora_weights(str(self.lora), adapter_name="subject")
+            finally:
+                logging.set_verbosity(level)
 
 
 def load_subject(path: Path) -> Subject:
@@ -59,7 +77,12 @@ def load_subject(path: Path) -> Subject:
             raise HifiError(f"{source}: hifilight.json must be an object with 'identifier' and 'class_name'")
         check_common_metadata(meta, source)
         return Subject("dreambooth", meta["class_name"], meta["identifier"], str(path), meta.get("resolution", 512))
-    if _format(path) == SUBJECT_FORMAT:
+    header = _header(path)
+    if header.get("format") == LORA_FORMAT:
+        check_common_metadata(header, f"--subject {path}")
+        return Subject("lora", header["class_name"], header.get("identifier", "sks"), header["base_model"],
+                       header.get("resolution", 512), lora=path)  # fmt: skip
+    if header.get("format") == SUBJECT_FORMAT:
         art = SubjectArtifact.load(path)
         return Subject("hifi", art.class_name, "", art.metadata.get("base_model", "tiny"),
                        art.metadata.get("resolution", 512), artifact=art)  # fmt: skip
@@ -71,7 +94,7 @@ def load_subject(path: Path) -> Subject:
                    meta.get("resolution", 512), embedding=emb)  # fmt: skip
 
 
-def _format(path: Path) -> str | None:
+def _header(path: Path) -> dict:
     if not path.is_file():
         raise HifiError(f"--subject {path}: no such file; pass the .safetensors (or folder) written by `hifilight fit`")
     try:
@@ -79,4 +102,4 @@ def _format(path: Path) -> str | None:
             header = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise HifiError(f"--subject {path}: not a readable safetensors file ({err})") from err
-    return header_json(header, "hifilight", f"--subject {path}").get("format")
+    return header_json(header, "hifilight", f"--subject {path}")

@@ -28,6 +28,7 @@ METHODS = {
     "hifi_ti": "hifilight.training.subject_module:SubjectEmbeddingModule",
     "textual_inversion": "hifilight.training.textual_inversion:TextualInversionModule",
     "dreambooth": "hifilight.training.dreambooth:DreamBoothModule",
+    "lora": "hifilight.training.lora:LoRAModule",
 }
 
 TRAINER_DEFAULTS = {
