@@ -64,6 +64,7 @@ def evaluate(
     fit_config: Path | None = None,
     ti_config: Path | None = None,
     dreambooth_config: Path | None = None,
+    lora_config: Path | None = None,
     fit_args: list[str] | None = None,
     method_fit_args: dict[str, list[str]] | None = None,
     row_fit_args: dict[str, list[str]] | None = None,
@@ -105,6 +106,7 @@ def evaluate(
         fit_config: `hifilight fit` YAML for the HiFi fits (e.g. configs/hifi_ti.yaml); default: module defaults.
         ti_config: YAML for the Textual Inversion fits (e.g. configs/textual_inversion.yaml).
         dreambooth_config: YAML for the DreamBooth fits (e.g. configs/dreambooth.yaml).
+        lora_config: YAML for the LoRA fits (rows of "lora", "lora_ladder", "table2_lora").
         fit_args: extra `hifilight fit` arguments for every fit, e.g. '["--trainer.precision", "16-mixed"]'.
         method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
             '{"hifi_ti": ["--model.stage1_steps", "500"]}'.
@@ -147,7 +149,8 @@ def evaluate(
     settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
                             metrics.clip_t_text, reference_on_live, pretrained, part,
                             print_table=print_table)  # fmt: skip
-    configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config}
+    configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config,
+               "lora": lora_config}  # fmt: skip
     settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
                            steps, resolution, row_fit_args or {})  # fmt: skip
     runner = Runner(
@@ -247,7 +250,7 @@ def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: lis
                      str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
             # no "--model.stepwise_steps 0" for rows sampled with c_s alone: they share the step-wise fit's c_s
             args += [] if row.mask else ["--data.masks", "none"]
-        if method == "textual_inversion":  # Table 2's "+ mask" row: the same token with Eq. 5
+        if method in ("textual_inversion", "lora"):  # the "+ mask" rows: the same fit with Eq. 5
             args += ["--model.use_mask", str(row.mask).lower(), "--data.masks", "auto" if row.mask else "none"]
         path.parent.mkdir(parents=True, exist_ok=True)
         build_cli(args)

@@ -117,6 +117,7 @@ def ablation(
     fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
     ti_config: Path = CONFIGS / "toyworld_ti.yaml",
     dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
+    lora_config: Path = CONFIGS / "toyworld_lora.yaml",
     fit_args: list[str] | None = None,
     method_fit_args: dict[str, list[str]] | None = None,
     tuning: Path | None = None,
@@ -148,6 +149,7 @@ def ablation(
         fit_config: `hifilight fit` YAML for the HiFi rows.
         ti_config: YAML for the Textual Inversion rows.
         dreambooth_config: YAML for the DreamBooth rows (method "table2_dreambooth").
+        lora_config: YAML for the LoRA rows (methods "lora_ladder", "table2_lora").
         fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
         method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
             '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
@@ -185,7 +187,7 @@ def ablation(
     if not seeds or len(set(seeds)) != len(seeds):
         raise HifiError(f"--seeds must be distinct and not empty, got {seeds}")
     for flag, path in (("--fit_config", fit_config), ("--ti_config", ti_config),
-                       ("--dreambooth_config", dreambooth_config)):  # fmt: skip
+                       ("--dreambooth_config", dreambooth_config), ("--lora_config", lora_config)):  # fmt: skip
         if not Path(path).is_file():
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
     table_rows = table_rows_of(method, rows)
@@ -199,7 +201,7 @@ def ablation(
     for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
         evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt=images_per_prompt, subjects=subjects,
                  prompts=prompts, reference_guidance=True, fit_config=fit_config, ti_config=ti_config,
-                 dreambooth_config=dreambooth_config,
+                 dreambooth_config=dreambooth_config, lora_config=lora_config,
                  fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
                  method_fit_args=method_fit_args, row_fit_args=tuned["choice"] if tuned else None,
                  rows=[r.name for r in table_rows],
@@ -212,7 +214,9 @@ def ablation(
     comps = load_components(model)
     cells = score_runs(Path(out), seeds, table_rows, bench, indices, images_per_prompt, comps=comps, steps=steps,
                        guidance=guidance, batch_size=batch_size, calibration_rows=calibration_rows)  # fmt: skip
-    configs = [fit_config, ti_config, *([dreambooth_config] if any(r.kind == "dreambooth" for r in table_rows) else [])]
+    kinds = {r.kind for r in table_rows}
+    configs = [fit_config, ti_config, *([dreambooth_config] if "dreambooth" in kinds else []),
+               *([lora_config] if "lora" in kinds else [])]  # fmt: skip
     extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
     protocol = (f"ToyWorld, {split} split: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} "
                 f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
@@ -276,6 +280,7 @@ def tune(
     fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
     ti_config: Path = CONFIGS / "toyworld_ti.yaml",
     dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
+    lora_config: Path = CONFIGS / "toyworld_lora.yaml",
     steps: int = 25,
     guidance: float = 5.0,
     batch_size: int = 8,
@@ -303,6 +308,7 @@ def tune(
         fit_config: base YAML of the HiFi fits (the grid's arguments are added to it).
         ti_config: base YAML of the Textual Inversion fits.
         dreambooth_config: base YAML of the DreamBooth fits.
+        lora_config: base YAML of the LoRA fits.
         steps: DDIM steps.
         guidance: classifier-free guidance weight.
         batch_size: images generated together.
@@ -332,9 +338,9 @@ def tune(
             continue
         summary = ablation(Path(out) / fit_method / f"point{k}", method, seeds, subjects, prompts, images_per_prompt,
                            fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
-                           method_fit_args={fit_method: point}, rows=[r.name for r in tuned], steps=steps,
-                           guidance=guidance, batch_size=batch_size, reference=reference, split="val",
-                           calibration_rows=False)  # fmt: skip
+                           lora_config=lora_config, method_fit_args={fit_method: point},
+                           rows=[r.name for r in tuned], steps=steps, guidance=guidance, batch_size=batch_size,
+                           reference=reference, split="val", calibration_rows=False)  # fmt: skip
         for entry in summary["methods"]:
             scores.setdefault(entry["method"], []).append(
                 {"point": k, "args": point, **{m: entry[m]["mean"] for m in tuning.CHOICE_MEASURES}}

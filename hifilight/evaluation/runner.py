@@ -50,12 +50,15 @@ class Row:
             return f"mask{int(self.mask)}_reg{int(self.regularizer)}.safetensors"
         if self.kind == "textual_inversion":
             return "textual_inversion_mask.safetensors" if self.mask else "textual_inversion.safetensors"
+        if self.kind == "lora":
+            return "lora_mask.safetensors" if self.mask else "lora.safetensors"
         return "dreambooth"
 
 
-FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth"}  # kind -> fit
+FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth",
+              "lora": "lora"}  # kind -> fit method  # fmt: skip
 METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2",
-           "ti_vs_ours", "table2_dreambooth")  # fmt: skip
+           "ti_vs_ours", "table2_dreambooth", "lora", "lora_ladder", "table2_lora")  # fmt: skip
 REAL, SD = Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd")
 TI = Row("textual_inversion", "Textual Inversion", "textual_inversion", False, False, False)
 DB = Row("dreambooth", "DreamBooth", "dreambooth", False, False, False)
@@ -81,6 +84,15 @@ TABLE2_DREAMBOOTH = [
 ]
 
 
+# LoRA subjects (not in the paper): DreamBooth-style LoRA -> + mask (Eq. 5, HiFi Tuner's first technique) ->
+# + reference guidance (Algorithm 2), next to DreamBooth so the size-versus-fidelity trade is measured.
+LORA_LADDER = [
+    Row("lora", "LoRA", "lora", False, False, False),
+    Row("lora_mask", "+ mask", "lora", True, False, False, base="lora"),
+    Row("lora_reference", "+ reference guidance", "lora", True, False, False, True, base="lora_mask"),
+]
+
+
 def method_rows(method: str, mask=True, regularizer=True, stepwise=True, reference=False) -> list[Row]:
     """The rows a --method runs. "table1" = the paper's Table 1, "table2" = its ablation ladder (TABLE2), and
     "table2_dreambooth" = the ladder and its DreamBooth rows."""
@@ -97,6 +109,9 @@ def method_rows(method: str, mask=True, regularizer=True, stepwise=True, referen
         "ti_vs_ours": [TI, dataclasses.replace(ours_ti, base=TI.name)],
         "table2": TABLE2,
         "table2_dreambooth": TABLE2 + TABLE2_DREAMBOOTH,
+        "lora": LORA_LADDER[:1],
+        "lora_ladder": LORA_LADDER,
+        "table2_lora": TABLE2 + TABLE2_DREAMBOOTH + LORA_LADDER,
     }
     if method not in rows:
         raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
@@ -270,6 +285,7 @@ class Runner:
         if fitted is None or fitted.kind == "hifi":
             return self.comps
         comps = self.comps_loader(fitted.base_model if fitted.kind == "dreambooth" else self.settings.base_model)
+        # Textual Inversion adds tokens, LoRA adapters: both on this fresh copy
         fitted.prepare(comps)
         return comps
 

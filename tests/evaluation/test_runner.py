@@ -174,3 +174,18 @@ def test_bad_shard_and_devices(tmp_path, capsys):
     root = _dataset(tmp_path)
     assert main(["evaluate", "--dataset", str(root), "--shard", "2/2", "--out", str(tmp_path / "o")]) == 2
     assert "--shard 2/2" in capsys.readouterr().err
+
+
+def test_lora_ladder_fits_each_row_once_and_guides_only_the_last(tmp_path):
+    """LoRA -> + mask -> + reference guidance: two fits (the guided row reuses the masked one), one subject."""
+    root = _dataset(tmp_path)
+    lora = ["--model.max_steps", "1", "--model.num_class_images", "1", "--model.class_steps", "2"]
+    args = _args(root, tmp_path / "o", "--subjects", "[can_b]")
+    args[args.index("table1")] = "lora_ladder"
+    args[args.index("--method_fit_args") + 1] = json.dumps({"lora": lora})
+    assert main(args) == 0
+    rows = _rows(tmp_path / "o")
+    assert sorted({r["method"] for r in rows}) == ["lora", "lora_mask", "lora_reference"]
+    assert {r["method"] for r in rows if r["reference_applied"] == "True"} == {"lora_reference"}
+    artifacts = tmp_path / "o" / "artifacts" / "can_b"
+    assert sorted(p.name for p in artifacts.iterdir()) == ["lora.safetensors", "lora_mask.safetensors"]

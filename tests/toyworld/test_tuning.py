@@ -15,6 +15,7 @@ from hifilight.training import fit_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = table_rows_of("table2_dreambooth", None)
+LORA_ROWS = table_rows_of("lora_ladder", None)
 GRID = {m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]]
         for m in ("textual_inversion", "hifi_ti", "dreambooth")}  # fmt: skip
 
@@ -24,7 +25,7 @@ def _fit_args(row, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(fit_cli, "build_cli", lambda args, run=True: seen.append(args))
     configs = {"hifi_ti": "configs/toyworld_hifi.yaml", "textual_inversion": "configs/toyworld_ti.yaml",
-               "dreambooth": "configs/toyworld_dreambooth.yaml"}  # fmt: skip
+               "dreambooth": "configs/toyworld_dreambooth.yaml", "lora": "configs/toyworld_lora.yaml"}  # fmt: skip
     fitter = protocol._fitter(tmp_path, "tiny", "float32", configs, [], {}, 10, 64,
                                       {"ti_mask": ["--model.learning_rate", "0.5"]})  # fmt: skip
     subject = BenchSubject("s", "dog", False, tmp_path, [])
@@ -32,19 +33,23 @@ def _fit_args(row, tmp_path, monkeypatch):
     return seen[0]
 
 
-@pytest.mark.parametrize("name", ["textual_inversion", "ti_mask", "regularization", "stepwise", "output_space"])
+@pytest.mark.parametrize("name", ["textual_inversion", "ti_mask", "regularization", "stepwise", "output_space", "lora",
+                                  "lora_mask"])  # fmt: skip
 def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
     from conftest import EXAMPLE_SUBJECT
 
     monkeypatch.chdir(ROOT)
-    row = next(r for r in ROWS if r.name == name)
+    row = next(r for r in ROWS + LORA_ROWS if r.name == name)
     args = _fit_args(row, tmp_path, monkeypatch)[1:]  # without the "fit" subcommand
     args[args.index("--data.subject_dir") + 1] = str(EXAMPLE_SUBJECT)
     monkeypatch.undo()
     monkeypatch.chdir(ROOT)
     cli = fit_command.build_cli([*args, "--model.stepwise_num_steps", "10"] if row.kind == "hifi" else args, run=False)
     hp, masks = cli.model.hparams, cli.datamodule.mask_provider.name
-    if row.kind == "textual_inversion":  # an input-space token; "+ mask" adds Eq. 5 and nothing else
+    if row.kind == "lora":  # UNet adapters; "+ mask" adds Eq. 5 and nothing else
+        assert type(cli.model).__name__ == "LoRAModule" and hp.rank == 4
+        assert hp.use_mask is row.mask and (masks == "none") is (not row.mask)
+    elif row.kind == "textual_inversion":  # an input-space token; "+ mask" adds Eq. 5 and nothing else
         assert type(cli.model).__name__ == "TextualInversionModule"
         assert hp.use_mask is row.mask and (masks == "none") is (not row.mask)
         assert hp.learning_rate == (0.5 if name == "ti_mask" else 5e-3)  # the row's tuned arguments come last
