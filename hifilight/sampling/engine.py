@@ -88,14 +88,27 @@ class SamplingEngine:
         self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float
     ) -> tuple[Tensor, Tensor | None]:
         """(guided output, conditional branch or None when guidance == 1)."""
-        dtype = self.unet.dtype
         if guidance == 1.0:
-            out = self.unet(latents.to(dtype), timestep, encoder_hidden_states=cond.to(dtype)).sample
-            return out.to(latents.dtype), None
+            return self.branch(latents, timestep, cond), None
+        dtype = self.unet.dtype
         x_in = torch.cat([latents, latents]).to(dtype)
         context = torch.cat([uncond, cond]).to(dtype)
         out_uncond, out_cond = self.unet(x_in, timestep, encoder_hidden_states=context).sample.chunk(2)
         return cfg_combine(out_uncond, out_cond, guidance).to(latents.dtype), out_cond.to(latents.dtype)
+
+    def branch(self, latents: Tensor, timestep: int, context: Tensor) -> Tensor:
+        """One UNet call for one conditioning (a single CFG branch), returned in the latents' dtype."""
+        dtype = self.unet.dtype
+        out = self.unet(latents.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
+        return out.to(latents.dtype)
+
+    def step_with_null(self, latents: Tensor, timestep: int, cond_output: Tensor, uncond: Tensor,
+                       guidance: float) -> Tensor:  # fmt: skip
+        """x_{t-1} for a known conditional branch and a given (possibly trainable) null embedding: the
+        unconditional branch, CFG and the DDIM move. What null-text inversion (Eq. 4) and reference guidance
+        (Eq. 10) differentiate through, the conditional branch being independent of the null embedding."""
+        out = cfg_combine(self.branch(latents, timestep, uncond), cond_output.to(latents.dtype), guidance)
+        return self.transfer(latents, out, timestep)
 
     def transfer(self, latents: Tensor, model_output: Tensor, timestep: int) -> Tensor:
         """The DDIM move of Eq. (1) from timestep t to the previous DDIM timestep, given the model output."""

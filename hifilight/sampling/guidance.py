@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from hifilight.masking import BINARY_RULES
-from hifilight.sampling.ddim import cfg_combine
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepResult, StepState
+from hifilight.sampling.null_text import optimise_null
 
 
 @dataclass(frozen=True)
@@ -121,30 +121,25 @@ class ReferenceGuidance(StepCallback):
         x_prev_h = self._optimise(engine, state, out_cond, target, t)
         return torch.where(self.mask.bool(), x_prev_h, result.latents)  # line 9
 
-    def _guided(self, engine: SamplingEngine, state: StepState, out_cond: Tensor, phi: Tensor) -> Tensor:
-        unet = engine.unet
-        out_uncond = unet(state.latents.to(unet.dtype), state.timestep, encoder_hidden_states=phi.to(unet.dtype))
-        out = cfg_combine(out_uncond.sample.to(out_cond.dtype), out_cond, state.guidance_scale)
-        return engine.transfer(state.latents, out, state.timestep)
+    def _adam(self, phi_h: Tensor) -> torch.optim.Optimizer:
+        """A fresh Adam (`reset_optimizer`), or the previous step's moments moved onto the carried-over tensor."""
+        if self.optimizer is None or self.settings.reset_optimizer:
+            self.optimizer = torch.optim.Adam([phi_h], lr=self.settings.learning_rate)
+        else:
+            self.optimizer.param_groups[0]["params"] = [phi_h]
+            self.optimizer.state = {phi_h: next(iter(self.optimizer.state.values()))} if self.optimizer.state else {}
+        return self.optimizer
 
     def _optimise(self, engine, state: StepState, out_cond: Tensor, target: Tensor, t: int) -> Tensor:
         s = self.settings
-        phi_h = self.phi_h.clone().requires_grad_(True)
-        if self.optimizer is None or s.reset_optimizer:
-            self.optimizer = torch.optim.Adam([phi_h], lr=s.learning_rate)
-        else:  # keep Adam's moments, now for the carried-over tensor
-            self.optimizer.param_groups[0]["params"] = [phi_h]
-            self.optimizer.state = {phi_h: next(iter(self.optimizer.state.values()))} if self.optimizer.state else {}
-        with torch.enable_grad():
-            for j in range(s.inner_steps):  # lines 6-8
-                loss = masked_sq_error(self._guided(engine, state, out_cond, phi_h), target, self.mask, s.reduction)
-                if j == 0:
-                    self.log.before[t] = loss.item()
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
-        self.phi_h = phi_h.detach()
+
+        def loss_fn(x: Tensor, y: Tensor) -> Tensor:
+            return masked_sq_error(x, y, self.mask, s.reduction)
+
+        args = (state.latents, state.timestep, out_cond, state.guidance_scale)
+        self.phi_h, losses = optimise_null(engine, *args, self.phi_h, target, loss_fn, s.inner_steps, self._adam)  # 6-8
+        self.log.before[t] = losses[0]
         with torch.no_grad():
-            x_prev_h = self._guided(engine, state, out_cond, self.phi_h)
-            self.log.after[t] = masked_sq_error(x_prev_h, target, self.mask, s.reduction).item()
+            x_prev_h = engine.step_with_null(*args[:3], self.phi_h, state.guidance_scale)
+            self.log.after[t] = loss_fn(x_prev_h, target).item()
         return x_prev_h

@@ -9,13 +9,13 @@ step with lr = 1e-2 * (1 - i / 100); phi warm-started from the previous step's r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hifilight.sampling.ddim import cfg_combine, ddim_transfer
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepState
 
 
@@ -44,41 +44,48 @@ class NullTextResult:
     losses: list[list[float]] = field(default_factory=list)  # inner-loop losses per step
 
 
+def optimise_null(
+    engine: SamplingEngine, latents: Tensor, timestep: int, cond_output: Tensor, guidance: float, phi: Tensor,
+    target: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], steps: int,
+    optimizer_for: Callable[[Tensor], torch.optim.Optimizer], stop: Callable[[float], bool] | None = None,
+) -> tuple[Tensor, list[float]]:  # fmt: skip
+    """Adam on a null embedding so that the guided DDIM step from x_t lands on `target`: Eq. (4) with the MSE,
+    Eq. (10) with the masked error. Returns the optimised embedding and the loss of each inner step (taken before
+    its update); `stop(loss)` ends the loop early."""
+    phi = phi.detach().clone().requires_grad_(True)
+    optimizer, losses = optimizer_for(phi), []
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_fn(engine.step_with_null(latents, timestep, cond_output, phi, guidance), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if stop is not None and stop(losses[-1]):
+                break
+    return phi.detach(), losses
+
+
 def null_text_inversion(
     engine: SamplingEngine, trajectory: list[Tensor], cond: Tensor, phi: Tensor, guidance: float,
     settings: NullTextSettings = NullTextSettings(),
 ) -> NullTextResult:  # fmt: skip
     """Optimise phi_t step by step (Eq. 4) so that F^(t)(x_t, c, phi_t) matches x*_{t-1} of `trajectory`."""
-    s, unet = engine.schedule, engine.unet
     x, current = trajectory[-1], phi.detach().clone()
     phis, losses = [], []
-    for i, t in enumerate(s.timesteps.tolist()):
-        target = trajectory[-2 - i]
-        alphas = (s.alpha(t), s.alpha(s.prev_timestep(t)))
-        with torch.no_grad():
-            out_cond = unet(x.to(unet.dtype), t, encoder_hidden_states=cond.to(unet.dtype)).sample.float()
-        start = current if settings.warm_start else phi.detach().clone()
-        phi_t = start.clone().requires_grad_(True)
+    for i, t in enumerate(engine.schedule.timesteps.tolist()):
+        with torch.no_grad():  # computed once per step: it does not depend on phi_t
+            out_cond = engine.branch(x, t, cond)
         lr = settings.learning_rate * (1 - i / 100) if settings.lr_decay else settings.learning_rate
-        optimizer = torch.optim.Adam([phi_t], lr=lr)
-        step_losses = []
-        for _ in range(settings.inner_steps):
-            with torch.enable_grad():
-                out_uncond = unet(x.to(unet.dtype), t, encoder_hidden_states=phi_t.to(unet.dtype)).sample.float()
-                x_prev = ddim_transfer(x, cfg_combine(out_uncond, out_cond, guidance), *alphas, s.prediction_type)
-                loss = F.mse_loss(x_prev, target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step_losses.append(loss.item())
-            if settings.early_stop and step_losses[-1] < 1e-5 + i * 2e-5:
-                break
-        current = phi_t.detach()
+        current, step_losses = optimise_null(
+            engine, x, t, out_cond, guidance, current if settings.warm_start else phi, trajectory[-2 - i],
+            F.mse_loss, settings.inner_steps, lambda p, lr=lr: torch.optim.Adam([p], lr=lr),
+            (lambda loss, i=i: loss < 1e-5 + i * 2e-5) if settings.early_stop else None,
+        )  # fmt: skip
         phis.append(current)
         losses.append(step_losses)
         with torch.no_grad():  # x_{t-1} with the optimised phi_t; the conditional branch is reused, not recomputed
-            out_uncond = unet(x.to(unet.dtype), t, encoder_hidden_states=current.to(unet.dtype)).sample.float()
-            x = ddim_transfer(x, cfg_combine(out_uncond, out_cond, guidance), *alphas, s.prediction_type)
+            x = engine.step_with_null(x, t, out_cond, current, guidance)
     return NullTextResult(torch.cat(phis), losses)
 
 
