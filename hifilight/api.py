@@ -1,4 +1,5 @@
-"""The Python API: a fitted HiFi subject in your own diffusers `StableDiffusionPipeline`.
+"""The Python API: a fitted HiFi subject in your own diffusers `StableDiffusionPipeline`, and any fitted subject's
+images in memory (`render_subject`, what `hifilight predict` writes to disk).
 
     subject = SubjectEmbeddings.load("dog.safetensors", pipe)
     image = pipe(**subject.pipeline_kwargs("a {} on the beach", num_inference_steps=50)).images[0]
@@ -16,13 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.prompts import render
+from hifilight.sampling.generate import use_stepwise
 from hifilight.sampling.stepwise import nearest_index
+from hifilight.subjects import Subject, load_subject
 
 
 @dataclass
@@ -101,3 +105,47 @@ class StepwisePicker:
         updated = embeds.clone()
         updated[half:, -n:] = self.embedding(i + 1).to(embeds.dtype)  # the prompt half; the null half stays phi
         return callback_kwargs | {"prompt_embeds": updated}
+
+
+def choose_stepwise(subject: Subject, requested: bool | None) -> bool:
+    """Whether to sample with c_s^t (Eq. 7): `requested`, or by default when the artifact has them (HiFi only)."""
+    if subject.artifact is not None:
+        return use_stepwise(subject.artifact, requested)
+    if requested:
+        raise HifiError(f"--stepwise true: a {subject.kind} subject has no step-wise embeddings; drop the flag")
+    return False
+
+
+def render_subject(
+    subject: str | Path,
+    prompts: list[str],
+    model: str | None = None,
+    seed: int = 0,
+    num_images: int = 1,
+    steps: int = 50,
+    guidance: float = 7.5,
+    resolution: int | None = None,
+    batch_size: int = 4,
+    stepwise: bool | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+) -> list[Image.Image]:
+    """Images of any subject `hifilight fit` wrote (HiFi artifact, Textual Inversion, DreamBooth folder, LoRA), in
+    memory: prompts with {} for the subject, image i of a prompt from seed + i, in prompt order. The same images as
+    `hifilight predict` with the same settings (tests/test_api.py); for reference-guided generation use predict.
+
+        images = render_subject("dog.safetensors", ["a {} on the beach"], model="CompVis/stable-diffusion-v1-4")
+    """
+    from hifilight.data.images import to_pil
+    from hifilight.models import load_components
+    from hifilight.options import resolve_device
+    from hifilight.sampling.generate import generate, make_jobs
+
+    subj = load_subject(Path(subject))
+    per_step = choose_stepwise(subj, stepwise)
+    comps = load_components(model or subj.base_model, dtype, resolve_device(device))
+    subj.prepare(comps)
+    jobs = make_jobs(prompts, subj.word, seed, num_images)
+    out = generate(comps, subj.artifact, jobs, steps, guidance, resolution or subj.resolution, batch_size,
+                   stepwise=per_step, progress=False)  # fmt: skip
+    return [to_pil(x) for x in out]

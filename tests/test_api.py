@@ -9,7 +9,7 @@ import torch
 from conftest import make_artifact, sd_pipeline
 from PIL import Image
 
-from hifilight.api import SubjectEmbeddings
+from hifilight.api import SubjectEmbeddings, render_subject
 from hifilight.cli import main
 from hifilight.errors import HifiError
 from hifilight.sampling.generate import generate, make_jobs
@@ -55,6 +55,8 @@ def test_the_api_image_is_the_predict_image(subject, tiny, tmp_path):
     ]
     diff = np.abs(np.asarray(image, dtype=int) - np.asarray(Image.open(png), dtype=int))
     assert diff.max() <= 1  # the same image, up to a rounding of the last bit
+    (rendered,) = render_subject(subject, ["a {} on the beach"], seed=5, steps=4)  # in memory, for notebooks
+    assert np.array_equal(np.asarray(rendered), np.asarray(Image.open(png)))
 
 
 def test_an_artifact_of_another_text_encoder_is_refused(subject, tmp_path):

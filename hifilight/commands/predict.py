@@ -12,15 +12,16 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
+from hifilight.api import choose_stepwise
 from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_output_folder, check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
-from hifilight.sampling.generate import Job, generate, make_jobs, use_stepwise
+from hifilight.sampling.generate import Job, generate, make_jobs
 from hifilight.sampling.reference import output_names, reference_guided, save_record
-from hifilight.subjects import Subject, load_subject
+from hifilight.subjects import load_subject
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -29,14 +30,6 @@ def _slug(text: str, limit: int = 40) -> str:
 
 def output_paths(out_dir: Path, jobs: list[Job]) -> list[Path]:
     return [out_dir / f"{i:03d}_{_slug(j.text)}_s{j.seed}.png" for i, j in enumerate(jobs)]
-
-
-def _stepwise(subj: Subject, stepwise: bool | None) -> bool:
-    if subj.artifact is not None:
-        return use_stepwise(subj.artifact, stepwise)
-    if stepwise:
-        raise HifiError(f"--stepwise true: a {subj.kind} subject has no step-wise embeddings; drop the flag")
-    return False
 
 
 def predict(
@@ -96,7 +89,7 @@ def predict(
         except ValueError as err:
             raise HifiError(str(err)) from None
     subj = load_subject(subject)
-    per_step = _stepwise(subj, stepwise)
+    per_step = choose_stepwise(subj, stepwise)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
     extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
