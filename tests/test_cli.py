@@ -1,7 +1,10 @@
 """The fit -> predict round trip on the tiny preset, and what a user gets for bad input."""
 
+import ast
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -513,3 +516,47 @@ def test_messages_name_the_flag_of_the_command_that_was_run(args, flag, fitted, 
     subs = {"{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted), "{toy}": str(tmp_path / "toy")}
     assert main([subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args]) == 2
     assert f"error: {flag}" in capsys.readouterr().err
+
+
+FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*)")
+EXTERNAL_FLAGS = {"host", "port"}  # `bentoml serve`'s own, in the command line serving.py runs
+ALL_HELP = [*(["fit", "--method", m, "--help"] for m in ("hifi_ti", "textual_inversion", "dreambooth", "lora")),
+            *([c, "--help"] for c in ("predict", "attention", "masks", "invert", "replace", "evaluate")),
+            *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
+            *(["export", c, "--help"] for c in ("onnx", "checkpoint"))]  # fmt: skip
+
+
+def _help_flags(args: list[str], capsys, seen: set[str] | None = None) -> set[str]:
+    """Every flag a command's --help shows, with the nested groups' (--metrics.help, --reference.guide.help)."""
+    seen = set() if seen is None else seen
+    with contextlib.suppress(SystemExit):
+        main(args)
+    found = set(FLAG.findall(capsys.readouterr().out))
+    for group in sorted(f for f in found if f.endswith(".help") and f not in seen):
+        seen.add(group)
+        found |= _help_flags([*args[:-1], f"--{group}"], capsys, seen)
+    return found
+
+
+def _script_flags(tree) -> set[str]:
+    """The flags a module's own argparse script defines (ToySD's and the ToyWorld models' trainers)."""
+    return {a.value[2:] for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
+            "add_argument" for a in n.args[:1] if isinstance(a, ast.Constant)}  # fmt: skip
+
+
+def test_every_flag_a_message_names_is_a_real_flag(capsys):
+    """A message that says "pass --x" must name an option some command has (docstrings may cite other tools)."""
+    known = set().union(*(_help_flags(a, capsys) for a in ALL_HELP)) | EXTERNAL_FLAGS
+    package = Path(__file__).resolve().parents[1] / "hifilight"
+    wrong = {}
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef,
+                      ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        local = _script_flags(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                bad = {f for f in FLAG.findall(node.value) if f not in known | local}
+                if bad:
+                    wrong.setdefault(str(path.relative_to(package)), set()).update(bad)
+    assert not wrong, wrong

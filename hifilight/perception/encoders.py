@@ -95,7 +95,7 @@ class DinoEncoder:
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", flag: str = "--dino_model",
+    def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", flag: str = "--metrics.dino_model",
                         **kwargs) -> DinoEncoder:  # fmt: skip
         """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or a registered name
         ("toyworld": ToyDINO); `flag` is the option that named it, for messages."""
@@ -131,7 +131,7 @@ class ClipEncoder:
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", flag: str = "--clip_model",
+    def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", flag: str = "--metrics.clip_model",
                         **kwargs) -> ClipEncoder:  # fmt: skip
         """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs); `flag` names the option."""
         if source == TINY:
