@@ -60,7 +60,7 @@ def test_loading_from_a_saved_folder(dino, tmp_path):
     dino.model.save_pretrained(tmp_path / "dino")
     loaded = DinoEncoder.from_pretrained(str(tmp_path / "dino"))
     assert torch.allclose(loaded.encode_images(_images(1)), dino.encode_images(_images(1)), atol=1e-6)
-    with pytest.raises(HifiError, match="--dino_model"):
+    with pytest.raises(HifiError, match="--metrics.dino_model"):
         DinoEncoder.from_pretrained(str(tmp_path / "missing"))
 
 
