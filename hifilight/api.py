@@ -1,5 +1,5 @@
 """The Python API: a fitted HiFi subject in your own diffusers `StableDiffusionPipeline`, and any fitted subject's
-images in memory (`render_subject`, what `hifilight predict` writes to disk).
+images in memory (`render_subject`, what `hifilight predict` writes to disk); `fit` is `hifilight fit` as a function.
 
     subject = SubjectEmbeddings.load("dog.safetensors", pipe)
     image = pipe(**subject.pipeline_kwargs("a {} on the beach", num_inference_steps=50)).images[0]
@@ -13,6 +13,7 @@ into the prompt embeddings. With a DDIM scheduler and the same seed this is `hif
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +150,41 @@ def render_subject(
     out = generate(comps, subj.artifact, jobs, steps, guidance, resolution or subj.resolution, batch_size,
                    stepwise=per_step, progress=False)  # fmt: skip
     return [to_pil(x) for x in out]
+
+
+def _arg(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def fit(
+    subject_dir: str | Path,
+    class_name: str,
+    out: str | Path,
+    method: str = "hifi_ti",
+    pretrained: str | None = None,
+    config: str | Path | None = None,
+    options: dict[str, object] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """`hifilight fit` from Python: learn the subject in `subject_dir` and write `out`; returns `out`.
+
+    `method`: hifi_ti, textual_inversion, dreambooth or lora. `config`: a fit YAML (e.g. configs/hifi_ti.yaml).
+    `options`: any fit option by its flag name without the dashes, applied after the config, e.g.
+    {"model.stage1_steps": 500, "model.use_mask": True, "data.caption_templates": ["a photo of a {}"]}.
+    Bad settings raise HifiError with the CLI's one-line message.
+
+        fit("photos/", "dog", "dog.safetensors", config="configs/hifi_ti.yaml",
+            pretrained="CompVis/stable-diffusion-v1-4", options={"model.stage1_steps": 500})
+    """
+    from hifilight.training.fit_cli import build_cli
+
+    args = ["fit", "--method", method, *(["--config", str(config)] if config else [])]
+    args += [a for key, value in (options or {}).items() for a in (f"--{key.removeprefix('--')}", _arg(value))]
+    args += [*(["--model.pretrained", pretrained] if pretrained else []), "--data.subject_dir", str(subject_dir),
+             "--data.class_name", class_name, "--out", str(out), "--overwrite", _arg(overwrite)]  # fmt: skip
+    build_cli(args)
+    return Path(out)

@@ -75,3 +75,23 @@ def test_the_readme_snippet_runs(subject, tiny, tmp_path):
         block = block.replace(old, repr(str(new)))
     exec(compile(block, "README.md", "exec"), {})
     assert Image.open(tmp_path / "dog.png").mode == "RGB"
+
+
+def test_fit_as_a_function_writes_what_the_cli_writes(tmp_path):
+    from conftest import EXAMPLE_SUBJECT
+
+    from hifilight.api import fit
+    from hifilight.artifacts import SubjectArtifact
+
+    options = {"model.stage1_steps": 2, "model.stepwise_steps": 0, "data.resolution": 32, "data.masks": "none",
+               "model.use_mask": False, "trainer.enable_progress_bar": False,
+               "trainer.default_root_dir": str(tmp_path / "logs")}  # fmt: skip
+    out = fit(EXAMPLE_SUBJECT, "dog", tmp_path / "api.safetensors", pretrained="tiny", options=options)
+    cli = ["fit", "--model.pretrained", "tiny", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
+           "--out", str(tmp_path / "cli.safetensors")]  # fmt: skip
+    cli += [a for k, v in options.items() for a in (f"--{k}", str(v).lower() if isinstance(v, bool) else str(v))]
+    assert main(cli) == 0
+    a, b = SubjectArtifact.load(out), SubjectArtifact.load(tmp_path / "cli.safetensors")
+    assert torch.equal(a.c_s, b.c_s) and a.class_name == "dog"
+    with pytest.raises(HifiError, match="already exists"):  # nothing of the user's is overwritten
+        fit(EXAMPLE_SUBJECT, "dog", out, pretrained="tiny", options=options)
