@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -86,12 +87,21 @@ class FitCLI(LightningCLI):
                 "step-wise stage skipped (--model.stepwise_steps 0): the artifact will hold c_s only", file=sys.stderr
             )
 
+    def before_fit(self) -> None:
+        self._started = time.monotonic()
+
+    def summary(self) -> str:
+        """The fit's key numbers for the last line: steps, time, the last logged loss."""
+        loss = next((v for k, v in self.trainer.callback_metrics.items() if k.endswith("/loss")), None)
+        took = time.monotonic() - getattr(self, "_started", time.monotonic())
+        return f"{self.trainer.global_step} steps in {took:.0f} s" + (f", last loss {float(loss):.4f}" if loss else "")
+
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:
             return
         cfg = self._fit_config()
         try:
-            print(self.model.save_outputs(self.datamodule, cfg.out, cfg.overwrite))
+            print(f"{self.model.save_outputs(self.datamodule, cfg.out, cfg.overwrite)}; {self.summary()}")
         except (OSError, HifiError) as err:  # the training is not lost: write it where we can, say where
             rescue = recovery_path(cfg.out)
             print(self.model.save_outputs(self.datamodule, rescue, False), file=sys.stderr)
