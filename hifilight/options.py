@@ -64,9 +64,10 @@ class ReferenceOptions:
     """Reference-guided generation (Algorithm 2).
 
     Args:
-        dino_model: DINO model that picks the reference photo (paper: ViT-S/16): hub id, local folder, or "tiny".
+        dino_model: DINO model that picks the reference photo (paper: ViT-S/16): hub id, local folder, "tiny", or
+            a plugin's name ("toyworld": ToyDINO, for ToyWorld subjects).
         generated_masks: how to segment the generated image (M_g): "auto" (local Grounded SAM, else GrabCut),
-            "grounded_sam", "grabcut" or "none" (whole image).
+            "grounded_sam", "grabcut", "none" (whole image), or a plugin's name ("toyworld": ToySAM).
         caption: caption of the reference photo for c_r; default: the captioner's, else "a photo of a <class>".
         captioner: BLIP-2 hub id or local folder to caption the reference (paper: BLIP-2); unset: no captioner.
         guide: t_s, t_e, J and the phi_h optimiser (Eq. 10).

@@ -32,7 +32,8 @@ class MetricOptions:
     """Scoring protocol (defaults follow DreamBooth; every choice is written beside the results).
 
     Args:
-        dino_model: DINO for the DINO score (DreamBooth: ViT-S/16): hub id, local folder, or "tiny".
+        dino_model: DINO for the DINO score (DreamBooth: ViT-S/16): hub id, local folder, "tiny", or a plugin's
+            name ("toyworld": ToyDINO).
         clip_model: CLIP for CLIP-I and CLIP-T (common choice: ViT-B/32): hub id, local folder, or "tiny".
         pairing: "all" generated x real pairs (DreamBooth) or "one_to_one".
         scale100: report x100 instead of [-1, 1] (the paper reports [-1, 1]).

@@ -28,13 +28,16 @@ def readme_commands() -> list[list[str]]:
 
 def test_every_readme_command_runs_on_the_embedded_model(tmp_path, monkeypatch):
     commands = readme_commands()
-    assert [c[0] for c in commands] == ["fit", "predict", "attention"]  # the README's quick start, in order
+    assert [c[0] for c in commands] == ["fit", "predict", "attention", "export", "export"]
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the README's configs/ paths are relative to the repo
-    swap = {"CompVis/stable-diffusion-v1-4": "tiny", "photos/": str(EXAMPLE_SUBJECT)}
+    swap = {"CompVis/stable-diffusion-v1-4": "tiny", "photos/": str(EXAMPLE_SUBJECT), "dog_db/": "tiny"}
     for args in commands:
-        args = [swap.get(a, str(tmp_path / a) if a.endswith((".safetensors", ".png", "out/")) else a) for a in args]
+        args = [
+            swap.get(a, str(tmp_path / a) if a.endswith((".safetensors", ".png", "out/", "onnx/")) else a) for a in args
+        ]
         if args[0] == "attention":  # the README's step list at the shortened length
             args[args.index("--steps") + 1] = "4,3,2,1"
-        assert main([*args, *SHORTER[args[0]]]) == 0, args
-    assert (tmp_path / "dog.safetensors").is_file() and (tmp_path / "fig3.png").is_file()
+        assert main([*args, *SHORTER.get(args[0], [])]) == 0, args
+    assert all((tmp_path / f).is_file() for f in ("dog.safetensors", "fig3.png", "dog_db.safetensors"))
+    assert (tmp_path / "onnx" / "model_index.json").is_file()
     assert len(list((tmp_path / "out").glob("*.png"))) == 3  # two prompts x one image, and grid.png
