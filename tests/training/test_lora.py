@@ -61,3 +61,16 @@ def test_predict_samples_a_lora_subject_and_bad_settings_are_one_line(fitted, tm
     bad = ["fit", "--method", "lora", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
            "--model.rank", "0", "--out", str(tmp_path / "x.safetensors")]  # fmt: skip
     assert main(bad) == 2 and "--model.rank must be >= 1" in capsys.readouterr().err
+
+
+def test_unknown_target_modules_and_a_missing_peft_are_one_line_errors(monkeypatch):
+    import sys
+
+    from hifilight.errors import HifiError
+    from hifilight.training.lora import LoRAModule
+
+    with pytest.raises(HifiError, match="--model.target_modules"):
+        LoRAModule(pretrained="tiny", target_modules=["no_such_layer"])
+    monkeypatch.setitem(sys.modules, "peft", None)  # as if it were not installed
+    with pytest.raises(HifiError, match=r"pip install 'hifilight\[lora\]'"):
+        LoRAModule(pretrained="tiny")
