@@ -56,14 +56,14 @@ serve: $(DEV)
 # object-weighted loss, the classifier adapted to its outputs as classifier_toysd, UNet + text encoder; record in
 # toysd/training.json).
 toyworld-train: $(CORE)
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.models
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --seed 0
+	$(OFFLINE) $(BIN)/hifilight toyworld train models
+	$(OFFLINE) $(BIN)/hifilight toyworld train toysd --seed 0
 
 # ToySD on one CUDA GPU (bf16 autocast, batch 256), reusing the committed VAE and judge; writes OUT (not the
 # committed folder) with the learning curve in OUT/training.json. Not yet run on a GPU.
 OUT ?= outputs/toysd_gpu
 toyworld-train-gpu: $(CORE)
-	$(OFFLINE) $(BIN)/python -m hifilight.toyworld.toysd --device cuda --bf16 --batch 256 --unet_steps 20000 \
+	$(OFFLINE) $(BIN)/hifilight toyworld train toysd --device cuda --bf16 --batch 256 --unet_steps 20000 \
 		--checkpoint_every 2500 --curve_images 2 --vae_from hifilight/assets/toyworld/toysd --adapt_steps 0 \
 		--images 100000 --out $(OUT)
 

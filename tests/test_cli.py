@@ -415,6 +415,9 @@ HELP = [
     ["export", "onnx", "--help"],
     ["export", "checkpoint", "--help"],
     ["toyworld", "--help"],
+    ["toyworld", "train", "--help"],
+    ["toyworld", "train", "toysd", "--help"],
+    ["toyworld", "train", "models", "--help"],
 ]
 
 
@@ -516,6 +519,14 @@ def test_messages_name_the_flag_of_the_command_that_was_run(args, flag, fitted, 
     subs = {"{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted), "{toy}": str(tmp_path / "toy")}
     assert main([subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args]) == 2
     assert f"error: {flag}" in capsys.readouterr().err
+
+
+def test_toyworld_train_dispatches_to_the_trainers_and_names_them(capsys):
+    assert main(["toyworld", "train", "nope"]) == 2
+    assert "train nope: unknown trainer; choose one of toysd, models" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:  # the trainer's own parser, under the hifilight name
+        main(["toyworld", "train", "toysd", "--latent_scale", "0"])
+    assert exit.value.code == 2 and "hifilight toyworld train toysd: error: --latent_scale" in capsys.readouterr().err
 
 
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*)")

@@ -355,8 +355,27 @@ def tune(
     print(f"wrote {record_out}")
 
 
-COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate, "tune": tune}
+TRAINERS = {"toysd": "hifilight.toyworld.toysd", "models": "hifilight.toyworld.models"}
+
+
+def train(what: str, args: list[str] | None = None) -> None:
+    """Train ToyWorld's own models from scratch: `train toysd ...` (ToySD, the generator; hours on a CPU) or
+    `train models ...` (ToyDINO, the classifier, and ToySAM, the segmenter); `train <what> --help` lists the options.
+    """
+    import importlib
+
+    if what not in TRAINERS:
+        raise HifiError(f"train {what}: unknown trainer; choose one of {', '.join(TRAINERS)}")
+    importlib.import_module(TRAINERS[what]).main(args or [])
+
+
+COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate, "tune": tune, "train": train}
 
 
 def run(argv: list[str]) -> None:
+    if argv[:1] == ["train"]:  # the trainers keep their own argparse options: hand them the rest
+        if len(argv) < 2 or argv[1] in ("-h", "--help"):
+            print(f"usage: hifilight toyworld train {{{','.join(TRAINERS)}}} [options]\n\n{train.__doc__}")
+            return
+        return train(argv[1], argv[2:])
     run_group(COMMANDS, "hifilight toyworld", argv)

@@ -144,13 +144,16 @@ def load(name: str) -> nn.Module:
     return model.eval()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train ToyWorld's classifier (ToyDINO) and segmenter (ToySAM).")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="hifilight toyworld train models",
+        description="Train ToyWorld's classifier (ToyDINO) and segmenter (ToySAM).",
+    )
     parser.add_argument("--classifier_steps", type=int, default=6000)
     parser.add_argument("--segmenter_steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for kind, steps in (("classifier", args.classifier_steps), ("segmenter", args.segmenter_steps)):
         start = time.perf_counter()

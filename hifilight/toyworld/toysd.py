@@ -368,8 +368,10 @@ def save(comps: dict, out: Path, info: dict) -> Path:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train ToySD from scratch on ToyWorld renders.")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="hifilight toyworld train toysd", description="Train ToySD from scratch on ToyWorld renders."
+    )
     parser.add_argument("--images", type=int, default=40000)
     parser.add_argument("--vae_images", type=int, default=10000)
     parser.add_argument("--vae_cycles", type=int, default=1, help="one-cycle schedules, each a warm restart")
@@ -415,7 +417,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=TOYSD)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.latent_scale <= 0 or args.snr_gamma < 0:
         parser.error(f"--latent_scale must be > 0 and --snr_gamma >= 0, got {args.latent_scale} and {args.snr_gamma}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
