@@ -376,6 +376,8 @@ def run(argv: list[str]) -> None:
     if argv[:1] == ["train"]:  # the trainers keep their own argparse options: hand them the rest
         if len(argv) < 2 or argv[1] in ("-h", "--help"):
             print(f"usage: hifilight toyworld train {{{','.join(TRAINERS)}}} [options]\n\n{train.__doc__}")
+            if len(argv) < 2:
+                raise HifiError(f"hifilight toyworld train: choose a trainer: {', '.join(TRAINERS)}")
             return
         return train(argv[1], argv[2:])
     run_group(COMMANDS, "hifilight toyworld", argv)

@@ -93,7 +93,8 @@ def test_dataset_command(tmp_path, capsys):
                  "--subjects", '["white_star_red_stripes"]']) == 2  # fmt: skip
     assert "already exists" in capsys.readouterr().err
     assert main(["toyworld", "dataset", "--out", str(tmp_path / "u"), "--subjects", '["nope"]']) == 2
-    assert main(["toyworld", "train"]) == 2
+    assert main(["toyworld", "train"]) == 2  # which trainer is not said
+    assert "choose a trainer" in capsys.readouterr().err
 
 
 def test_dataset_writes_either_split_and_a_subject_keeps_its_photos_in_any_subset(tmp_path):
