@@ -136,10 +136,11 @@ class ReferenceGuidance(StepCallback):
         def loss_fn(x: Tensor, y: Tensor) -> Tensor:
             return masked_sq_error(x, y, self.mask, s.reduction)
 
-        args = (state.latents, state.timestep, out_cond, state.guidance_scale)
-        self.phi_h, losses = optimise_null(engine, *args, self.phi_h, target, loss_fn, s.inner_steps, self._adam)  # 6-8
+        x_t, step, w = state.latents, state.timestep, state.guidance_scale
+        self.phi_h, losses = optimise_null(engine, x_t, step, out_cond, w, self.phi_h, target, loss_fn, s.inner_steps,
+                                           self._adam)  # lines 6-8  # fmt: skip
         self.log.before[t] = losses[0]
         with torch.no_grad():
-            x_prev_h = engine.step_with_null(*args[:3], self.phi_h, state.guidance_scale)
+            x_prev_h = engine.step_with_null(x_t, step, out_cond, self.phi_h, w)
             self.log.after[t] = loss_fn(x_prev_h, target).item()
         return x_prev_h
