@@ -13,7 +13,6 @@ into the prompt embeddings. With a DDIM scheduler and the same seed this is `hif
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,14 +151,6 @@ def render_subject(
     return [to_pil(x) for x in out]
 
 
-def _arg(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
-
-
 def fit(
     subject_dir: str | Path,
     class_name: str,
@@ -180,11 +171,7 @@ def fit(
         fit("photos/", "dog", "dog.safetensors", config="configs/hifi_ti.yaml",
             pretrained="CompVis/stable-diffusion-v1-4", options={"model.stage1_steps": 500})
     """
-    from hifilight.training.fit_cli import build_cli
+    from hifilight.training.fit_cli import fit as fit_subject
 
-    args = ["fit", "--method", method, *(["--config", str(config)] if config else [])]
-    args += [a for key, value in (options or {}).items() for a in (f"--{key.removeprefix('--')}", _arg(value))]
-    args += [*(["--model.pretrained", pretrained] if pretrained else []), "--data.subject_dir", str(subject_dir),
-             "--data.class_name", class_name, "--out", str(out), "--overwrite", _arg(overwrite)]  # fmt: skip
-    build_cli(args)
-    return Path(out)
+    options = {**(options or {}), **({"model.pretrained": pretrained} if pretrained else {})}
+    return fit_subject(method, subject_dir, class_name, out, config=config, options=options, overwrite=overwrite)

@@ -18,7 +18,7 @@ import yaml
 
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
-from hifilight.evaluation.runner import FIT_METHOD, EvalSettings, Row, Runner, method_rows, select_rows
+from hifilight.evaluation.runner import EvalSettings, Row, Runner, method_rows, select_rows
 from hifilight.io import write_atomic
 from hifilight.models.loading import note_random_weights
 from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
@@ -234,26 +234,32 @@ def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
 
 def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: list[str], method_args: dict,
             steps: int, resolution: int, row_args: dict):  # fmt: skip
-    """`hifilight fit` for one subject and one row (the row's switches are applied after the user's arguments)."""
+    """The fit of one subject for one row: the user's arguments (all fits, the method's, the row's), then the row's
+    switches (`row_options`)."""
 
     def fit(subject, row: Row, path: Path) -> None:
-        from hifilight.training.fit_cli import build_cli
+        from hifilight.training.fit_cli import fit as fit_subject
 
-        method = FIT_METHOD[row.kind]
-        args = ["fit", "--method", method, *(["--config", str(configs[method])] if configs.get(method) else [])]
-        args += ["--trainer.default_root_dir", str(out / "fit_logs" / subject.name / path.stem)]
-        args += [*fit_args, *method_args.get(method, []), *row_args.get(row.name, [])]
-        args += ["--model.pretrained", pretrained, "--data.subject_dir", str(subject.folder),
-                 "--data.class_name", subject.class_name, "--data.resolution", str(resolution),
-                 "--out", str(path)]  # fmt: skip
-        if method == "hifi_ti":
-            args += ["--model.dtype", dtype, "--model.stepwise_num_steps", str(steps), "--model.use_mask",
-                     str(row.mask).lower(), "--model.use_regularizer", str(row.regularizer).lower()]  # fmt: skip
-            # no "--model.stepwise_steps 0" for rows sampled with c_s alone: they share the step-wise fit's c_s
-            args += [] if row.mask else ["--data.masks", "none"]
-        if method in ("textual_inversion", "lora"):  # the "+ mask" rows: the same fit with Eq. 5
-            args += ["--model.use_mask", str(row.mask).lower(), "--data.masks", "auto" if row.mask else "none"]
+        args = [*fit_args, *method_args.get(row.kind, []), *row_args.get(row.name, [])]
+        options = {
+            "trainer.default_root_dir": out / "fit_logs" / subject.name / path.stem,
+            "model.pretrained": pretrained,
+            "data.resolution": resolution,
+            **row_options(row, dtype, steps),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
-        build_cli(args)
+        config = configs.get(row.kind)
+        fit_subject(row.kind, subject.folder, subject.class_name, path, config=config, args=args, options=options)
 
     return fit
+
+
+def row_options(row: Row, dtype: str, steps: int) -> dict[str, object]:
+    """The fit settings a row's switches mean (Table 2: the mask is Eq. 5, the regulariser Eq. 6)."""
+    if row.kind == "hifi_ti":
+        # no stepwise_steps 0 for rows sampled with c_s alone: they share the step-wise fit's c_s
+        return {"model.dtype": dtype, "model.stepwise_num_steps": steps, "model.use_mask": row.mask,
+                "model.use_regularizer": row.regularizer, **({} if row.mask else {"data.masks": "none"})}  # fmt: skip
+    if row.kind in ("textual_inversion", "lora"):  # the "+ mask" rows: the same fit with Eq. 5
+        return {"model.use_mask": row.mask, "data.masks": "auto" if row.mask else "none"}
+    return {}

@@ -33,7 +33,7 @@ class Row:
 
     name: str  # folder-safe key
     label: str  # as printed in the table
-    kind: str  # "real" (real-vs-real), "sd" (base model, no subject), "hifi", "textual_inversion", "dreambooth"
+    kind: str  # "real" (real-vs-real), "sd" (base model, no subject), or the fit method: training.fit_cli.METHODS
     mask: bool = True
     regularizer: bool = True
     stepwise: bool = True
@@ -46,7 +46,7 @@ class Row:
         Algorithm 1's step-wise stage after stage 1, and the artifact keeps both c_s and c_s^t: "+ step-wise" and
         the row below it (sampled with c_s alone) are then the same fit, so their paired difference isolates the
         step-wise stage, and one fit serves both."""
-        if self.kind == "hifi":
+        if self.kind == "hifi_ti":
             return f"mask{int(self.mask)}_reg{int(self.regularizer)}.safetensors"
         if self.kind == "textual_inversion":
             return "textual_inversion_mask.safetensors" if self.mask else "textual_inversion.safetensors"
@@ -54,9 +54,12 @@ class Row:
             return "lora_mask.safetensors" if self.mask else "lora.safetensors"
         return "dreambooth"
 
+    @property
+    def fits(self) -> bool:
+        """Whether the row learns a subject (its kind is then the `hifilight fit --method` that does it)."""
+        return self.kind not in ("real", "sd")
 
-FIT_METHOD = {"hifi": "hifi_ti", "textual_inversion": "textual_inversion", "dreambooth": "dreambooth",
-              "lora": "lora"}  # kind -> fit method  # fmt: skip
+
 METHODS = ("hifi_ti", "textual_inversion", "dreambooth", "hifi_dreambooth", "sd", "real", "table1", "table2",
            "ti_vs_ours", "table2_dreambooth", "lora", "lora_ladder", "table2_lora")  # fmt: skip
 REAL, SD = Row("real", "Real images", "real"), Row("sd", "Stable Diffusion (no subject)", "sd")
@@ -73,10 +76,10 @@ HIFI_DB = Row("hifi_dreambooth", "Ours (DreamBooth)", "dreambooth", False, False
 TABLE2 = [
     Row("textual_inversion", "Baseline (Textual Inversion)", "textual_inversion", False, False, False),
     Row("ti_mask", "+ mask", "textual_inversion", True, False, False, base="textual_inversion"),
-    Row("regularization", "+ regularization", "hifi", True, True, False, base="ti_mask"),
-    Row("stepwise", "+ step-wise representations", "hifi", True, True, True, base="regularization"),
-    Row("reference", "+ reference guidance", "hifi", True, True, True, True, base="stepwise"),
-    Row("output_space", "(extra) output-space c_s + mask, no reg.", "hifi", True, False, False, base="ti_mask"),
+    Row("regularization", "+ regularization", "hifi_ti", True, True, False, base="ti_mask"),
+    Row("stepwise", "+ step-wise representations", "hifi_ti", True, True, True, base="regularization"),
+    Row("reference", "+ reference guidance", "hifi_ti", True, True, True, True, base="stepwise"),
+    Row("output_space", "(extra) output-space c_s + mask, no reg.", "hifi_ti", True, False, False, base="ti_mask"),
 ]
 TABLE2_DREAMBOOTH = [
     Row("dreambooth", "Baseline (DreamBooth)", "dreambooth", False, False, False),
@@ -96,8 +99,8 @@ LORA_LADDER = [
 def method_rows(method: str, mask=True, regularizer=True, stepwise=True, reference=False) -> list[Row]:
     """The rows a --method runs. "table1" = the paper's Table 1, "table2" = its ablation ladder (TABLE2), and
     "table2_dreambooth" = the ladder and its DreamBooth rows."""
-    hifi = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", mask, regularizer, stepwise, reference)
-    ours_ti = Row("hifi_ti", "Ours (Textual Inversion)", "hifi", True, True, True, True)
+    hifi = Row("hifi_ti", "Ours (Textual Inversion)", "hifi_ti", mask, regularizer, stepwise, reference)
+    ours_ti = Row("hifi_ti", "Ours (Textual Inversion)", "hifi_ti", True, True, True, True)
     rows = {
         "hifi_ti": [hifi],
         "textual_inversion": [TI],

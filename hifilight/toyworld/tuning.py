@@ -10,7 +10,7 @@ record made on the test split.
 
 from __future__ import annotations
 
-from hifilight.evaluation.runner import FIT_METHOD, Row
+from hifilight.evaluation.runner import Row
 
 # The measure that picks a point. Identity (all four attributes right) is the table's headline, but on the few
 # validation images a tuning point gets it is a count of a handful of hits (0.05 = 2 of 40 images); the mean
@@ -27,14 +27,14 @@ def owns_fit(row: Row, rows: list[Row]) -> bool:
 
 def tuned_rows(rows: list[Row], grid: dict[str, list[list[str]]]) -> dict[str, list[Row]]:
     """Per fit method of the grid, the rows it tunes."""
-    return {m: [r for r in rows if FIT_METHOD.get(r.kind) == m and owns_fit(r, rows)] for m in grid}
+    return {m: [r for r in rows if r.kind == m and owns_fit(r, rows)] for m in grid}
 
 
 def check_grid(grid: dict, rows: list[Row]) -> None:
     """Raise ValueError naming the problem: unknown methods, unequal budgets, points that are not argument lists."""
     if not grid:
         raise ValueError("--grid is empty; give each fit method (hifi_ti, textual_inversion, dreambooth) its points")
-    known = {FIT_METHOD[r.kind] for r in rows if r.kind in FIT_METHOD}
+    known = {r.kind for r in rows if r.fits}
     for method, points in grid.items():
         if method not in known:
             raise ValueError(f"--grid {method}: no row of this table fits with it; use {', '.join(sorted(known))}")

@@ -11,10 +11,12 @@ default), textual_inversion (the classic baseline) or dreambooth. Each module li
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -199,6 +201,43 @@ def build_cli(args: list[str], run: bool = True) -> FitCLI:
         save_config_kwargs={"overwrite": True},
         parser_kwargs=fit_help(peek_method(args)) if not run else {"fit": fit_help(peek_method(args))},
     )
+
+
+def fit(
+    method: str,
+    subject_dir: str | Path,
+    class_name: str,
+    out: str | Path,
+    *,
+    config: str | Path | None = None,
+    args: Sequence[str] = (),
+    options: Mapping[str, object] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Learn one subject, as `hifilight fit --method <method>` does (the one fit entry of the CLI, the Python API,
+    `evaluate` and the ToyWorld ablation); returns `out`.
+
+    Settings apply in this order, later ones winning: the fit YAML `config`, then `args` (fit flags as a user types
+    them, e.g. a recipe's or a tuning point's ["--model.learning_rate", "0.01"]), then `options`: typed values by
+    flag name without the dashes ({"model.use_mask": True, "data.resolution": 64}), then the subject and `out`.
+    Bad settings raise HifiError with the CLI's one-line message."""
+    if method not in METHODS:
+        raise HifiError(f"--method {method}: unknown; use one of {', '.join(METHODS)}")
+    argv = ["fit", "--method", method, *(["--config", str(config)] if config else []), *args]
+    for key, value in (options or {}).items():
+        argv += [f"--{key.removeprefix('--')}", flag_value(value)]
+    argv += ["--data.subject_dir", str(subject_dir), "--data.class_name", class_name, "--out", str(out)]
+    build_cli([*argv, "--overwrite", flag_value(overwrite)])
+    return Path(out)
+
+
+def flag_value(value: object) -> str:
+    """A typed value as the fit parser reads it from the command line (true/false, JSON lists and dicts)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    return str(value)
 
 
 def fit_help(method: str) -> dict:

@@ -131,12 +131,12 @@ def test_table2_is_the_papers_ladder_one_technique_per_row():
     assert (ti.kind, ti.mask, masked.kind, masked.mask) == ("textual_inversion", False, "textual_inversion", True)
     assert ti.artifact_key != masked.artifact_key  # the masked token is its own fit
     reg = rows["regularization"]  # the move to the output space comes with Eq. 6 (Sec. 3.2)
-    assert (reg.kind, reg.mask, reg.regularizer, reg.stepwise, reg.reference) == ("hifi", True, True, False, False)
+    assert (reg.kind, reg.mask, reg.regularizer, reg.stepwise, reg.reference) == ("hifi_ti", True, True, False, False)
     assert rows["stepwise"].stepwise and not rows["stepwise"].reference and rows["reference"].reference
     assert rows["reference"].artifact_key == rows["stepwise"].artifact_key  # guidance is sampling only
     assert rows["stepwise"].artifact_key == rows["regularization"].artifact_key  # one fit: c_s, then c_s^t
     extra = rows["output_space"]
-    assert (extra.kind, extra.mask, extra.regularizer, extra.base) == ("hifi", True, False, "ti_mask")
+    assert (extra.kind, extra.mask, extra.regularizer, extra.base) == ("hifi_ti", True, False, "ti_mask")
     assert rows["hifi_dreambooth"].base == "dreambooth" and rows["hifi_dreambooth"].reference
 
 

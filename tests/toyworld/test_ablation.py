@@ -14,7 +14,7 @@ from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.toyworld.ablation import markdown, summarize
 from hifilight.toyworld.fidelity import MEASURES
 
-A, B = Row("a", "A", "hifi"), Row("b", "B", "hifi", base="a")
+A, B = Row("a", "A", "hifi_ti"), Row("b", "B", "hifi_ti", base="a")
 
 
 def _cell(seed, row, value, subject="s"):
@@ -46,13 +46,13 @@ def test_step_gains_pair_each_row_with_its_base_per_seed_and_subject():
     table = markdown(summarize(cells, [A, B], [0, 1]), "protocol line")
     assert "| A → B | +0.033 [" in table and "3 pairs" in table
     # the ceiling rows ("real") and rows without a base in the table are not ladder steps
-    ceiling, lone = Row("c", "C", "real"), Row("d", "D", "hifi", base="missing")
+    ceiling, lone = Row("c", "C", "real"), Row("d", "D", "hifi_ti", base="missing")
     ceilings = [_cell(s, r, 1.0, "x") for s in (0, 1) for r in (ceiling, lone)]
     assert len(summarize([*cells, *ceilings], [ceiling, A, B, lone], [0, 1])["gains"]) == 1
 
 
 def test_a_step_that_helps_every_pair_is_called_so():
-    C = Row("c", "C", "hifi", base="a")
+    C = Row("c", "C", "hifi_ti", base="a")
     cells = [_cell(s, r, v, subj) for s in (0, 1, 2) for subj in "xyz" for r, v in ((A, 0.1), (C, 0.3))]
     (gain,) = summarize(cells, [A, C], [0, 1, 2])["gains"]
     assert gain["identity"]["ci95"] == pytest.approx({"low": 0.2, "high": 0.2})
