@@ -9,6 +9,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from hifilight.data.masks import build_generated_mask_provider, build_mask_provider
 from hifilight.errors import HifiError
@@ -30,7 +31,7 @@ class ModelOptions:
     """
 
     pretrained: str | None = None
-    dtype: str = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "auto"
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
@@ -43,9 +44,9 @@ class MetricOptions:
 
     dino_model: str = DINO_DEFAULT
     clip_model: str = CLIP_DEFAULT
-    pairing: str = "all"
+    pairing: Literal["all", "one_to_one"] = "all"
     scale100: bool = False
-    clip_t_text: str = "class"
+    clip_t_text: Literal["class", "identifier"] = "class"
 
 
 def evaluate(
@@ -169,10 +170,6 @@ def evaluate(
 def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference, steps, guidance, resolution):
     if images_per_prompt < 1:
         raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
-    if metrics.pairing not in ("all", "one_to_one"):
-        raise HifiError(f"--metrics.pairing must be 'all' or 'one_to_one', got {metrics.pairing!r}")
-    if metrics.clip_t_text not in ("class", "identifier"):
-        raise HifiError(f"--metrics.clip_t_text must be 'class' or 'identifier', got {metrics.clip_t_text!r}")
     if resolution % 8:
         raise HifiError(f"--resolution must be a multiple of 8, got {resolution}")
     if any(r.reference for r in rows):

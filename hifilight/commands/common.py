@@ -6,7 +6,7 @@ import re
 
 from jsonargparse import ArgumentParser
 
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, OneLineParseErrors
 from hifilight.models.loading import note_random_weights  # noqa: F401 (the commands' import of it)
 
 # The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).
@@ -34,9 +34,13 @@ def check_bounds(values: dict) -> None:
                 raise HifiError(f"--{name} must be a multiple of 8, got {v}")
 
 
+class CommandParser(OneLineParseErrors, ArgumentParser):
+    """jsonargparse's parser; a bad argument is one line naming the flag, the value and what it takes."""
+
+
 def function_parser(fn, prog: str) -> ArgumentParser:
     """A typed parser (with --config) from a command function's signature and docstring."""
-    parser = ArgumentParser(prog=prog, description=fn.__doc__.splitlines()[0])
+    parser = CommandParser(prog=prog, description=fn.__doc__.splitlines()[0])
     parser.add_argument("--config", action="config")
     parser.add_function_arguments(fn, as_positional=False)
     return parser

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from hifilight.data import SubjectDataModule
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, OneLineParseErrors
 from hifilight.io import check_output_path
 from hifilight.models.loading import note_random_weights
 
@@ -42,6 +42,10 @@ TRAINER_DEFAULTS = {
     "enable_model_summary": False,
     "default_root_dir": "outputs/fit",
 }
+
+
+class FitParser(OneLineParseErrors, LightningArgumentParser):
+    """LightningCLI's parser; a bad argument is one line naming the flag, the value and what it takes."""
 
 
 class FitCLI(LightningCLI):
@@ -198,6 +202,7 @@ def build_cli(args: list[str], run: bool = True) -> FitCLI:
         args=args,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
+        parser_class=FitParser,
         save_config_kwargs={"overwrite": True},
         parser_kwargs=fit_help(peek_method(args)) if not run else {"fit": fit_help(peek_method(args))},
     )

@@ -44,7 +44,9 @@ def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
     args[args.index("--data.subject_dir") + 1] = str(EXAMPLE_SUBJECT)
     monkeypatch.undo()
     monkeypatch.chdir(ROOT)
-    cli = fit_command.build_cli([*args, "--model.stepwise_num_steps", "10"] if row.kind == "hifi_ti" else args, run=False)
+    cli = fit_command.build_cli(
+        [*args, "--model.stepwise_num_steps", "10"] if row.kind == "hifi_ti" else args, run=False
+    )
     hp, masks = cli.model.hparams, cli.datamodule.mask_provider.name
     if row.kind == "lora":  # UNet adapters; "+ mask" adds Eq. 5 and nothing else
         assert type(cli.model).__name__ == "LoRAModule" and hp.rank == 4

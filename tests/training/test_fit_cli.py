@@ -24,11 +24,17 @@ def _parsed(monkeypatch, **kwargs):
 
 def test_options_override_args_which_override_the_config(monkeypatch):
     config = ROOT / "configs" / "toyworld_ti.yaml"  # learning_rate 5e-3 there
-    cli = _parsed(monkeypatch, config=config, args=["--model.learning_rate", "0.25", "--model.use_mask", "true"],
-                  options={"model.learning_rate": 0.5, "model.pretrained": "tiny", "data.caption_templates": ["a {}"]})
+    cli = _parsed(
+        monkeypatch,
+        config=config,
+        args=["--model.learning_rate", "0.25", "--model.use_mask", "true"],
+        options={"model.learning_rate": 0.5, "model.pretrained": "tiny", "data.caption_templates": ["a {}"]},
+    )
     assert cli.model.hparams.learning_rate == 0.5 and cli.model.hparams.use_mask is True
     assert cli.datamodule.caption_templates == ["a {}"]  # a list travels as a list
-    cli = _parsed(monkeypatch, config=config, args=["--model.learning_rate", "0.25"], options={"model.pretrained": "tiny"})
+    cli = _parsed(
+        monkeypatch, config=config, args=["--model.learning_rate", "0.25"], options={"model.pretrained": "tiny"}
+    )
     assert cli.model.hparams.learning_rate == 0.25
 
 

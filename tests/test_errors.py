@@ -1,0 +1,59 @@
+"""One-line parse errors: jsonargparse's messages (nested, Union, Literal) condensed to flag, value and what it takes."""
+
+import pytest
+
+from hifilight.cli import main
+from hifilight.errors import one_line_parse_error
+
+NESTED_LITERAL = """Parser key "model":
+  Does not validate against any of the Union subtypes
+  Subtypes: [<class 'hifilight.options.ModelOptions'>, <class 'NoneType'>]
+  Errors:
+    - Problem with given class_path 'hifilight.options.ModelOptions':
+        Parser key "dtype":
+          Expected a typing.Literal['float32', 'float16', 'bfloat16']. Got value: float64
+    - Expected a <class 'NoneType'>
+  Given value type: <class 'jsonargparse._util.NestedArg'>
+  Given value: NestedArg(key='dtype', val='float64')"""
+UNION_LIST = """Parser key "seeds":
+  Does not validate against any of the Union subtypes
+  Subtypes: [list[int], <class 'NoneType'>]
+  Errors:
+    - Expected a <class 'list'>
+    - Expected a <class 'NoneType'>
+  Given value type: <class 'str'>
+  Given value: x"""
+
+
+@pytest.mark.parametrize(
+    "message, line",
+    [
+        (NESTED_LITERAL, "--model.dtype float64: use one of float32, float16, bfloat16 (see `p --help`)"),
+        ("Parser key \"steps\":\n  Expected a <class 'int'>. Got value: abc", "--steps abc: use a value of type int"),
+        (UNION_LIST, "--seeds x: use list[int] (see `p --help`)"),
+        ("the following arguments are required: subject, prompts", "missing --subject, --prompts (see `p --help`)"),
+        ("unrecognized arguments: --bogus 1", "unrecognized arguments: --bogus 1 (see `p --help`)"),
+    ],
+)
+def test_parse_errors_become_one_line_naming_flag_value_and_choices(message, line):
+    out = one_line_parse_error(message, "p")
+    assert out.startswith(line) and "\n" not in out
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["predict", "--subject", "x.safetensors", "--prompts", '["a"]', "--model.dtype", "float64"],
+         "hifilight predict: error: --model.dtype float64: use one of float32, float16, bfloat16"),
+        (["evaluate", "--dataset", "d", "--out", "o", "--metrics.pairing", "best"],
+         "hifilight evaluate: error: --metrics.pairing best: use one of all, one_to_one"),
+        (["evaluate", "--dataset", "d", "--out", "o", "--metrics.clip_t_text", "word"],
+         "hifilight evaluate: error: --metrics.clip_t_text word: use one of class, identifier"),
+        (["fit", "--model.learning_rate", "fast"], "hifilight fit: error: --model.learning_rate fast: use a value"),
+        (["toyworld", "ablation", "--seeds", "[a]"], "hifilight toyworld: error: --seeds a: use a value of type int"),
+    ],
+)  # fmt: skip
+def test_a_bad_typed_value_is_one_line_with_exit_2(args, line, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(line) and len(err.strip().splitlines()) == 1
