@@ -1,4 +1,4 @@
-"""One-line parse errors: jsonargparse's messages (nested, Union, Literal) condensed to flag, value and what it takes."""
+"""One-line parse errors: jsonargparse messages (nested, Union, Literal) as flag, value and what it takes."""
 
 import pytest
 
