@@ -61,8 +61,14 @@ def unet_params_m(module) -> float:
 
 
 def write_report(name: str, out: Path, threads: int, configs: dict, **extra) -> dict:
-    report = {"benchmark": name, **extra, "threads": threads, "torch": torch.__version__,
-              "machine": platform.machine(), "configs": configs}  # fmt: skip
+    report = {
+        "benchmark": name,
+        **extra,
+        "threads": threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "configs": configs,
+    }
     write_atomic(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"), overwrite=True)
     print(json.dumps(report, indent=2))
     return report

@@ -40,18 +40,33 @@ def main() -> None:
         for image in sorted(EXAMPLE.glob("*.jpg")):
             shutil.copy(image, root / "dog" / image.name)
         subjects = load_dreambench(root, class_name="dog")
-        settings = EvalSettings(Path(tmp) / "out", args.images_per_prompt, list(range(args.prompts)), args.steps,
-                                resolution=args.resolution, base_model="tiny")  # fmt: skip
-        runner = Runner(settings, lambda name: load_components(name), DinoEncoder.from_pretrained("tiny"),
-                        ClipEncoder.from_pretrained("tiny"))  # fmt: skip
+        settings = EvalSettings(
+            Path(tmp) / "out",
+            args.images_per_prompt,
+            list(range(args.prompts)),
+            args.steps,
+            resolution=args.resolution,
+            base_model="tiny",
+        )
+        runner = Runner(
+            settings,
+            lambda name: load_components(name),
+            DinoEncoder.from_pretrained("tiny"),
+            ClipEncoder.from_pretrained("tiny"),
+        )
         runner.start()
         start = time.perf_counter()
         runner.run(method_rows("sd"), subjects)
         seconds = time.perf_counter() - start
     images = args.prompts * args.images_per_prompt
-    results = {"unet": "tiny (random weights)", "steps": args.steps, "resolution": args.resolution,
-               "images": images, "seconds": round(seconds, 2),
-               "images_per_second": round(images / seconds, 2)}  # fmt: skip
+    results = {
+        "unet": "tiny (random weights)",
+        "steps": args.steps,
+        "resolution": args.resolution,
+        "images": images,
+        "seconds": round(seconds, 2),
+        "images_per_second": round(images / seconds, 2),
+    }
     write_report("evaluate", args.out, args.threads, results)
 
 

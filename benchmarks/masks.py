@@ -47,10 +47,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     photos = [Image.open(p).convert("RGB").resize((512, 512), Image.BICUBIC) for p in sorted(EXAMPLE.glob("*.jpg"))]
     # ViT-S/16 shape (the DINO model of the DreamBench protocol), random weights
-    vit_s16 = ViTConfig(image_size=224, patch_size=16, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                        intermediate_size=1536)  # fmt: skip
-    tiny = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=37)  # fmt: skip
+    vit_s16 = ViTConfig(
+        image_size=224,
+        patch_size=16,
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+    )
+    tiny = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
     configs = {
         "grabcut_512px_seconds_per_image": round(grabcut_seconds([np.asarray(p) for p in photos]), 3),
         "dino_vits16_shape_images_per_s": round(encoder_images_per_s(vit_s16, photos * 2), 2),

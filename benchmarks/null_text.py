@@ -51,8 +51,13 @@ def naive_null_text(engine, trajectory, cond, phi, guidance, settings):
             out_uncond, out_cond = unet(
                 torch.cat([x, x]), t, encoder_hidden_states=torch.cat([phi_t, cond])
             ).sample.chunk(2)
-            x_prev = ddim_transfer(x, cfg_combine(out_uncond, out_cond, guidance), s.alpha(t),
-                                   s.alpha(s.prev_timestep(t)), s.prediction_type)  # fmt: skip
+            x_prev = ddim_transfer(
+                x,
+                cfg_combine(out_uncond, out_cond, guidance),
+                s.alpha(t),
+                s.alpha(s.prev_timestep(t)),
+                s.prediction_type,
+            )
             loss = F.mse_loss(x_prev, trajectory[-2 - i])
             optimizer.zero_grad()
             loss.backward()
@@ -91,10 +96,18 @@ def main() -> None:
 
     ours = timed(lambda: null_text_inversion(engine, trajectory, cond, phi, 7.5, settings).phis)
     naive = timed(lambda: naive_null_text(engine, trajectory, cond, phi, 7.5, settings))
-    results = {"unet": "tiny-quarter (57 M params), 32x32 latent", "steps": args.steps, "inner_steps": args.inner_steps,
-               "seconds": round(ours[0], 2), "seconds_naive": round(naive[0], 2),
-               "unet_evaluations": ours[1], "unet_evaluations_naive": naive[1],
-               "speedup_vs_naive": round(naive[0] / ours[0], 3), "mse": ours[2], "mse_naive": naive[2]}  # fmt: skip
+    results = {
+        "unet": "tiny-quarter (57 M params), 32x32 latent",
+        "steps": args.steps,
+        "inner_steps": args.inner_steps,
+        "seconds": round(ours[0], 2),
+        "seconds_naive": round(naive[0], 2),
+        "unet_evaluations": ours[1],
+        "unet_evaluations_naive": naive[1],
+        "speedup_vs_naive": round(naive[0] / ours[0], 3),
+        "mse": ours[2],
+        "mse_naive": naive[2],
+    }
     write_report("null_text", args.out, args.threads, results, target_speedup=1.5)
 
 

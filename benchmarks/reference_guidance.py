@@ -102,15 +102,22 @@ def main() -> None:
     loop_ms, bare_ms = interleaved_ms(
         [lambda: guide._optimise(engine, state, out_cond, target, args.start), bare_steps], args.repeats, warmup=1
     )
-    results = {"unet": "tiny-quarter (57 M params), 32x32 latent", "steps": args.steps, "start": args.start,
-               "end": args.end, "inner_steps": args.inner_steps,
-               "seconds": round(seconds, 2), "seconds_naive": round(seconds_naive, 2),
-               "unet_evaluations": calls, "unet_evaluations_naive": calls_naive,
-               "speedup_vs_naive": round(seconds_naive / seconds, 3),
-               "max_abs_diff_final_latents": float((ours - naive).abs().max()),
-               "inner_step_ms": round(loop_ms["min"] / args.inner_steps, 1),
-               "bare_unet_fwd_bwd_ms": round(bare_ms["min"] / args.inner_steps, 1),
-               "overhead_ratio": round(loop_ms["min"] / bare_ms["min"], 3)}  # fmt: skip
+    results = {
+        "unet": "tiny-quarter (57 M params), 32x32 latent",
+        "steps": args.steps,
+        "start": args.start,
+        "end": args.end,
+        "inner_steps": args.inner_steps,
+        "seconds": round(seconds, 2),
+        "seconds_naive": round(seconds_naive, 2),
+        "unet_evaluations": calls,
+        "unet_evaluations_naive": calls_naive,
+        "speedup_vs_naive": round(seconds_naive / seconds, 3),
+        "max_abs_diff_final_latents": float((ours - naive).abs().max()),
+        "inner_step_ms": round(loop_ms["min"] / args.inner_steps, 1),
+        "bare_unet_fwd_bwd_ms": round(bare_ms["min"] / args.inner_steps, 1),
+        "overhead_ratio": round(loop_ms["min"] / bare_ms["min"], 3),
+    }
     write_report("reference_guidance", args.out, args.threads, results, target_speedup=1.5, target_overhead=1.15)
 
 

@@ -54,8 +54,12 @@ def memory_case(checkpointing: bool, bf16: bool, steps: int) -> dict:
         out.float().pow(2).mean().backward()
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
-    return {"gradient_checkpointing": checkpointing, "bf16": bf16, "peak_mb_above_model": round((peak - base) / 2**20),
-            "step_s": round(sorted(times)[len(times) // 2], 3)}  # fmt: skip
+    return {
+        "gradient_checkpointing": checkpointing,
+        "bf16": bf16,
+        "peak_mb_above_model": round((peak - base) / 2**20),
+        "step_s": round(sorted(times)[len(times) // 2], 3),
+    }
 
 
 def flops() -> dict:
@@ -63,8 +67,13 @@ def flops() -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, block_out_channels=(320, 640, 1280, 1280),
-                                    attention_head_dim=8, layers_per_block=2)  # fmt: skip
+        unet = UNet2DConditionModel(
+            sample_size=64,
+            cross_attention_dim=768,
+            block_out_channels=(320, 640, 1280, 1280),
+            attention_head_dim=8,
+            layers_per_block=2,
+        )
     x, t = torch.randn(1, 4, 64, 64, device="meta"), torch.tensor([500], device="meta")
 
     def count(weights: bool, backward: bool, batch: int = 1) -> float:
@@ -81,12 +90,23 @@ def flops() -> dict:
     # (I_g1), 50 inversion steps (cond only), 40 CFG steps from t_s again, 30 guided steps x (10 uncond fwd+bwd +
     # 1 uncond fwd). VAE and text encoder are not counted.
     pipeline = 1500 * train + (50 + 40) * fwd_cfg + 50 * fwd + 30 * (10 * train + fwd)
-    est = {f"est_minutes_{gpu}": round(pipeline / (peak * 1e12 * UTILISATION) / 60, 2)
-           for gpu, peak in PEAK_TFLOPS_BF16.items()}  # fmt: skip
-    return {"unet_params_m": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1), "latent": "64x64 (512 px)",
-            "flops_forward": fwd, "flops_forward_cfg_batch2": fwd_cfg, "flops_train_step": train,
-            "flops_dreambooth_step": dreambooth, "flops_sampling_step": fwd_cfg, "flops_hifi_pipeline": pipeline,
-            "utilisation_assumed": UTILISATION, "peak_tflops_bf16": PEAK_TFLOPS_BF16, **est}  # fmt: skip
+    est = {
+        f"est_minutes_{gpu}": round(pipeline / (peak * 1e12 * UTILISATION) / 60, 2)
+        for gpu, peak in PEAK_TFLOPS_BF16.items()
+    }
+    return {
+        "unet_params_m": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1),
+        "latent": "64x64 (512 px)",
+        "flops_forward": fwd,
+        "flops_forward_cfg_batch2": fwd_cfg,
+        "flops_train_step": train,
+        "flops_dreambooth_step": dreambooth,
+        "flops_sampling_step": fwd_cfg,
+        "flops_hifi_pipeline": pipeline,
+        "utilisation_assumed": UTILISATION,
+        "peak_tflops_bf16": PEAK_TFLOPS_BF16,
+        **est,
+    }
 
 
 def batched_sampling(repeats: int) -> dict:
@@ -102,8 +122,12 @@ def batched_sampling(repeats: int) -> dict:
             generate(comps, None, jobs, 5, 7.5, 256, batch_size=batch, progress=False)
             times[batch].append(time.perf_counter() - start)
     one, four = min(times[1]), min(times[4])
-    return {"unet": "tiny-quarter, 256 px, 5 steps, 4 images", "images_per_s_batch1": round(4 / one, 3),
-            "images_per_s_batch4": round(4 / four, 3), "speedup": round(one / four, 3)}  # fmt: skip
+    return {
+        "unet": "tiny-quarter, 256 px, 5 steps, 4 images",
+        "images_per_s_batch1": round(4 / one, 3),
+        "images_per_s_batch4": round(4 / four, 3),
+        "speedup": round(one / four, 3),
+    }
 
 
 def main() -> None:
@@ -121,8 +145,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     memory = []
     for case in ("0,0", "1,0", "0,1", "1,1"):
-        out = subprocess.run([sys.executable, __file__, "--case", case, "--steps", str(args.steps)], check=True,
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", case, "--steps", str(args.steps)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         memory.append(json.loads(out.strip().splitlines()[-1]))
     results = {"memory_quarter_unet_cpu": memory, "flops_sd14": flops(), "sampling": batched_sampling(args.repeats)}
     write_report("scale", args.out, args.threads, results)

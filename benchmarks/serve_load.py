@@ -53,8 +53,11 @@ def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = os.environ | {"BENTOML_HOME": str(Path(tmp) / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-                            "HIFILIGHT_SUBJECTS_DIR": str(subjects)}  # fmt: skip
+        env = os.environ | {
+            "BENTOML_HOME": str(Path(tmp) / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "HIFILIGHT_SUBJECTS_DIR": str(subjects),
+        }
         url = f"http://127.0.0.1:{port}"
         with (Path(tmp) / "serve.log").open("w") as log:
             proc = start_service(port, env, log)
@@ -64,8 +67,9 @@ def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
 
                 def call(i: int) -> tuple[float, bool]:
                     data = json.dumps(body | {"seed": i}).encode()
-                    req = urllib.request.Request(f"{url}/generate", data=data,
-                                                 headers={"content-type": "application/json"})  # fmt: skip
+                    req = urllib.request.Request(
+                        f"{url}/generate", data=data, headers={"content-type": "application/json"}
+                    )
                     start = time.perf_counter()
                     try:
                         with urllib.request.urlopen(req, timeout=120) as r:
@@ -84,13 +88,20 @@ def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
             finally:
                 stop_service(proc)
     latencies = sorted(t for t, _ in results)
-    return {"requests": requests, "concurrency": concurrency, "steps": steps, "size": size,
-            "requests_per_second": round(requests / wall, 2),
-            "p50_ms": round(1000 * statistics.median(latencies), 1),
-            "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
-            "errors": sum(not ok for _, ok in results),
-            "rss_mb_before": round(rss_before, 1), "rss_mb_after": round(rss_after, 1),
-            "rss_growth_mb": round(rss_after - rss_before, 1), "rss_growth_bound_mb": 200}  # fmt: skip
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "steps": steps,
+        "size": size,
+        "requests_per_second": round(requests / wall, 2),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
+        "errors": sum(not ok for _, ok in results),
+        "rss_mb_before": round(rss_before, 1),
+        "rss_mb_after": round(rss_after, 1),
+        "rss_growth_mb": round(rss_after - rss_before, 1),
+        "rss_growth_bound_mb": 200,
+    }
 
 
 def ort_vs_torch(preset: str, size: int, steps: int, repeats: int) -> dict:
@@ -112,9 +123,15 @@ def ort_vs_torch(preset: str, size: int, steps: int, repeats: int) -> dict:
                 images[name] = generate(c, art, jobs, steps, 7.5, size, progress=False)
                 times[name].append(time.perf_counter() - start)
     t, o = min(times["torch"]), min(times["onnxruntime"])
-    return {"preset": preset, "size": size, "steps": steps, "torch_s_per_image": round(t, 3),
-            "onnxruntime_s_per_image": round(o, 3), "onnxruntime_speedup": round(t / o, 3),
-            "max_abs_diff": float((images["torch"] - images["onnxruntime"]).abs().max())}  # fmt: skip
+    return {
+        "preset": preset,
+        "size": size,
+        "steps": steps,
+        "torch_s_per_image": round(t, 3),
+        "onnxruntime_s_per_image": round(o, 3),
+        "onnxruntime_speedup": round(t / o, 3),
+        "max_abs_diff": float((images["torch"] - images["onnxruntime"]).abs().max()),
+    }
 
 
 def main() -> None:
@@ -128,9 +145,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"load": load_test(args.requests, args.concurrency, args.steps, args.size),
-               "ort_vs_torch": [ort_vs_torch("tiny", 64, args.steps, args.repeats),
-                                ort_vs_torch("tiny-quarter", 256, args.steps, args.repeats)]}  # fmt: skip
+    results = {
+        "load": load_test(args.requests, args.concurrency, args.steps, args.size),
+        "ort_vs_torch": [
+            ort_vs_torch("tiny", 64, args.steps, args.repeats),
+            ort_vs_torch("tiny-quarter", 256, args.steps, args.repeats),
+        ],
+    }
     write_report("serve_load", args.out, args.threads, results, target_errors=0)
 
 

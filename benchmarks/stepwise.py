@@ -47,8 +47,16 @@ def bench_config(name: str, preset: str, resolution: int) -> dict:
     bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
     interleaved_ms([bare], 1)  # warm-up
     timer = InterleavedBare(bare)
-    trainer = L.Trainer(max_steps=T * I, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=T * I,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(module, dm)
     assert module.stepwise_done
     bare_ms = 1000 * statistics.median(timer.bares)

@@ -72,8 +72,16 @@ def trainer_step_ms(preset: str, resolution: int, repeats: int) -> tuple[float, 
     module = SubjectEmbeddingModule(pretrained=preset, stage1_steps=repeats + 1, stepwise_steps=0)
     bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
     timer = InterleavedBare(bare)
-    trainer = L.Trainer(max_steps=repeats + 1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=repeats + 1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(module, SubjectDataModule(EXAMPLE, "dog", resolution=resolution))
     return 1000 * statistics.median(timer.steps[1:]), 1000 * statistics.median(timer.bares[1:])
 

@@ -41,8 +41,11 @@ class SubjectEmbeddings:
         """Read the artifact (validated) and refuse it when it was trained on another text encoder."""
         artifact = SubjectArtifact.load(Path(path))
         phi = cls._null(pipe)
-        artifact.check_compatible(getattr(pipe, "name_or_path", "this pipeline"), pipe.text_encoder.config.hidden_size,
-                                  null_tail(phi, artifact.num_tokens))  # fmt: skip
+        artifact.check_compatible(
+            getattr(pipe, "name_or_path", "this pipeline"),
+            pipe.text_encoder.config.hidden_size,
+            null_tail(phi, artifact.num_tokens),
+        )
         return cls(artifact, pipe)
 
     @staticmethod
@@ -55,8 +58,9 @@ class SubjectEmbeddings:
         return self.artifact.class_name
 
     @torch.no_grad()
-    def pipeline_kwargs(self, prompt: str | list[str], num_inference_steps: int | None = None,
-                        stepwise: bool | None = None) -> dict:  # fmt: skip
+    def pipeline_kwargs(
+        self, prompt: str | list[str], num_inference_steps: int | None = None, stepwise: bool | None = None
+    ) -> dict:
         """Arguments for `pipe(...)`: prompt_embeds, negative_prompt_embeds, num_inference_steps and, with step-wise
         embeddings, the step callback. `prompt` marks the subject with {} (it becomes the class word, as in
         `hifilight predict`). `num_inference_steps` defaults to the steps the c_s^t were trained for; `stepwise`
@@ -77,8 +81,11 @@ class SubjectEmbeddings:
             return kwargs | {"prompt_embeds": splice_subject(c, art.c_s.to(device, dtype))}
         timesteps = self._timesteps(steps)
         pick = StepwisePicker(art.c_s_t.to(device, dtype), art.timesteps, timesteps)
-        return kwargs | {"prompt_embeds": splice_subject(c, pick.embedding(0)), "callback_on_step_end": pick,
-                         "callback_on_step_end_tensor_inputs": ["prompt_embeds"]}  # fmt: skip
+        return kwargs | {
+            "prompt_embeds": splice_subject(c, pick.embedding(0)),
+            "callback_on_step_end": pick,
+            "callback_on_step_end_tensor_inputs": ["prompt_embeds"],
+        }
 
     def _timesteps(self, steps: int) -> list[int]:
         scheduler = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
@@ -146,8 +153,17 @@ def render_subject(
     comps = load_components(model or subj.base_model, dtype, resolve_device(device))
     subj.prepare(comps)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
-    out = generate(comps, subj.artifact, jobs, steps, guidance, resolution or subj.resolution, batch_size,
-                   stepwise=per_step, progress=False)  # fmt: skip
+    out = generate(
+        comps,
+        subj.artifact,
+        jobs,
+        steps,
+        guidance,
+        resolution or subj.resolution,
+        batch_size,
+        stepwise=per_step,
+        progress=False,
+    )
     return [to_pil(x) for x in out]
 
 

@@ -28,9 +28,17 @@ Run `hifilight <command> --help` for the options of a command."""
 def _commands():
     from hifilight.commands import attention, evaluate, export, fit, invert, masks, predict, replace, toyworld
 
-    return {"fit": fit.run, "predict": predict.run, "attention": attention.run, "masks": masks.run,
-            "invert": invert.run, "replace": replace.run, "evaluate": evaluate.run, "export": export.run,
-            "toyworld": toyworld.run}  # fmt: skip
+    return {
+        "fit": fit.run,
+        "predict": predict.run,
+        "attention": attention.run,
+        "masks": masks.run,
+        "invert": invert.run,
+        "replace": replace.run,
+        "evaluate": evaluate.run,
+        "export": export.run,
+        "toyworld": toyworld.run,
+    }
 
 
 # Third-party notices a hifilight user cannot act on: Lightning's advertisement tips and its notes about our own

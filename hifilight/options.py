@@ -104,8 +104,9 @@ def build_guide(
     source_masks = build_mask_provider(data.masks, data.subject_dir, data.masks_dir, class_name, options.segmentation)
     sources = load_sources(Path(data.subject_dir), source_masks, resolution, encoder)
     generated = build_generated_mask_provider(options.generated_masks, class_name, options.segmentation)
-    return ReferenceGuide(sources, encoder, generated, _captioner(options, class_name, device),
-                          options.guide, options.align)  # fmt: skip
+    return ReferenceGuide(
+        sources, encoder, generated, _captioner(options, class_name, device), options.guide, options.align
+    )
 
 
 def _captioner(options: ReferenceOptions, class_name: str, device: str):

@@ -148,20 +148,49 @@ def evaluate(
 
     dino = DinoEncoder.from_pretrained(metrics.dino_model, device, flag="--metrics.dino_model")
     clip = ClipEncoder.from_pretrained(metrics.clip_model, device, flag="--metrics.clip_model")
-    settings = EvalSettings(Path(out), images_per_prompt, prompts, steps, guidance, resolution, batch_size, seed,
-                            metrics.clip_t_text, reference_on_live, pretrained, part,
-                            print_table=print_table)  # fmt: skip
-    configs = {"hifi_ti": fit_config, "textual_inversion": ti_config, "dreambooth": dreambooth_config,
-               "lora": lora_config}  # fmt: skip
-    settings.fit = _fitter(Path(out), pretrained, model.dtype, configs, fit_args or [], method_fit_args or {},
-                           steps, resolution, row_fit_args or {})  # fmt: skip
+    settings = EvalSettings(
+        Path(out),
+        images_per_prompt,
+        prompts,
+        steps,
+        guidance,
+        resolution,
+        batch_size,
+        seed,
+        metrics.clip_t_text,
+        reference_on_live,
+        pretrained,
+        part,
+        print_table=print_table,
+    )
+    configs = {
+        "hifi_ti": fit_config,
+        "textual_inversion": ti_config,
+        "dreambooth": dreambooth_config,
+        "lora": lora_config,
+    }
+    settings.fit = _fitter(
+        Path(out),
+        pretrained,
+        model.dtype,
+        configs,
+        fit_args or [],
+        method_fit_args or {},
+        steps,
+        resolution,
+        row_fit_args or {},
+    )
     runner = Runner(
-        settings, lambda name: load_components(name, model.dtype, device), dino, clip, metrics.pairing,
+        settings,
+        lambda name: load_components(name, model.dtype, device),
+        dino,
+        clip,
+        metrics.pairing,
         metrics.scale100,
         reference_guide=lambda fitted, bench: build_guide(
             fitted, SourceOptions(subject_dir=bench.folder), reference, resolution, device, encoder=dino
         ),
-    )  # fmt: skip
+    )
     runner.run(rows, bench)
     if part is None and print_table:
         print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
@@ -229,8 +258,17 @@ def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
         )
 
 
-def _fitter(out: Path, pretrained: str, dtype: str, configs: dict, fit_args: list[str], method_args: dict,
-            steps: int, resolution: int, row_args: dict):  # fmt: skip
+def _fitter(
+    out: Path,
+    pretrained: str,
+    dtype: str,
+    configs: dict,
+    fit_args: list[str],
+    method_args: dict,
+    steps: int,
+    resolution: int,
+    row_args: dict,
+):
     """The fit of one subject for one row: the user's arguments (all fits, the method's, the row's), then the row's
     switches (`row_options`)."""
 
@@ -255,8 +293,13 @@ def row_options(row: Row, dtype: str, steps: int) -> dict[str, object]:
     """The fit settings a row's switches mean (Table 2: the mask is Eq. 5, the regulariser Eq. 6)."""
     if row.kind == "hifi_ti":
         # no stepwise_steps 0 for rows sampled with c_s alone: they share the step-wise fit's c_s
-        return {"model.dtype": dtype, "model.stepwise_num_steps": steps, "model.use_mask": row.mask,
-                "model.use_regularizer": row.regularizer, **({} if row.mask else {"data.masks": "none"})}  # fmt: skip
+        return {
+            "model.dtype": dtype,
+            "model.stepwise_num_steps": steps,
+            "model.use_mask": row.mask,
+            "model.use_regularizer": row.regularizer,
+            **({} if row.mask else {"data.masks": "none"}),
+        }
     if row.kind in ("textual_inversion", "lora"):  # the "+ mask" rows: the same fit with Eq. 5
         return {"model.use_mask": row.mask, "data.masks": "auto" if row.mask else "none"}
     return {}

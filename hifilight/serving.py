@@ -59,13 +59,20 @@ class ServeSettings:
         get = lambda name, default: env.get(f"HIFILIGHT_{name.upper()}", default)  # noqa: E731
         onnx = get("onnx_dir", None)
         model = get("model", cls.model)
-        return cls(model=model, subjects_dir=Path(get("subjects_dir", cls.subjects_dir)),
-                   backend=get("backend", cls.backend), onnx_dir=Path(onnx) if onnx else None,
-                   device=get("device", cls.device), max_size=int(get("max_size", cls.max_size)),
-                   max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
-                   dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
-                   threads=int(get("threads", 0)), max_work=float(get("max_work", cls.max_work)),
-                   max_body=int(get("max_body", cls.max_body)), api_token=get("api_token", None))  # fmt: skip
+        return cls(
+            model=model,
+            subjects_dir=Path(get("subjects_dir", cls.subjects_dir)),
+            backend=get("backend", cls.backend),
+            onnx_dir=Path(onnx) if onnx else None,
+            device=get("device", cls.device),
+            max_size=int(get("max_size", cls.max_size)),
+            max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
+            dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
+            threads=int(get("threads", 0)),
+            max_work=float(get("max_work", cls.max_work)),
+            max_body=int(get("max_body", cls.max_body)),
+            api_token=get("api_token", None),
+        )
 
 
 class RequestError(ValueError):
@@ -170,13 +177,30 @@ class SubjectServer:
             s = item.subject
             meta = (s.artifact.metadata if s.artifact is not None else s.embedding.metadata) or {}
             stepwise = s.artifact is not None and s.artifact.c_s_t is not None
-            out.append({"name": name, "kind": s.kind, "class_name": s.class_name, "word": s.word,
-                        "resolution": s.resolution, "stepwise": stepwise, "reference_guidance": item.photos is not None,
-                        "base_model": meta.get("base_model")})  # fmt: skip
+            out.append(
+                {
+                    "name": name,
+                    "kind": s.kind,
+                    "class_name": s.class_name,
+                    "word": s.word,
+                    "resolution": s.resolution,
+                    "stepwise": stepwise,
+                    "reference_guidance": item.photos is not None,
+                    "base_model": meta.get("base_model"),
+                }
+            )
         return out
 
-    def validate(self, prompt: str, subject: str, steps: int, guidance_scale: float, width: int, height: int,
-                 reference_guidance: bool) -> Loaded:  # fmt: skip
+    def validate(
+        self,
+        prompt: str,
+        subject: str,
+        steps: int,
+        guidance_scale: float,
+        width: int,
+        height: int,
+        reference_guidance: bool,
+    ) -> Loaded:
         s = self.settings
         if subject not in self.subjects:
             known = ", ".join(sorted(self.subjects)) or "none loaded"
@@ -198,8 +222,9 @@ class SubjectServer:
                 status=413,
             )
         item = self.subjects[subject]
-        if reference_guidance and (item.photos is None or width != height or self.settings.backend != "torch"
-                                   or guidance_scale == 1.0):  # fmt: skip
+        if reference_guidance and (
+            item.photos is None or width != height or self.settings.backend != "torch" or guidance_scale == 1.0
+        ):
             raise RequestError(
                 "reference_guidance needs the subject's photos in <subjects>/<name>/, width == height, "
                 "guidance_scale != 1 and the torch backend"
@@ -210,9 +235,18 @@ class SubjectServer:
             raise RequestError(str(err)) from None
         return item
 
-    def generate(self, prompt: str, subject: str, seed: int = 0, steps: int = 50, guidance_scale: float = 7.5,
-                 width: int = 512, height: int = 512, reference_guidance: bool = False,
-                 cancel: threading.Event | None = None) -> Image.Image:  # fmt: skip
+    def generate(
+        self,
+        prompt: str,
+        subject: str,
+        seed: int = 0,
+        steps: int = 50,
+        guidance_scale: float = 7.5,
+        width: int = 512,
+        height: int = 512,
+        reference_guidance: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> Image.Image:
         """One image. `cancel` (set when the client goes away) skips a request still waiting for the model and
         stops a running one at its next DDIM step (reference guidance: before it starts)."""
         item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance)
@@ -226,8 +260,16 @@ class SubjectServer:
             torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
             if reference_guidance:
                 return self._guided(item, job, steps, guidance_scale, width)
-            out = generate(item.comps, item.subject.artifact, job, steps, guidance_scale, (height, width),
-                           callbacks=[stop] if stop else [], progress=False)  # fmt: skip
+            out = generate(
+                item.comps,
+                item.subject.artifact,
+                job,
+                steps,
+                guidance_scale,
+                (height, width),
+                callbacks=[stop] if stop else [],
+                progress=False,
+            )
         return to_pil(out[0])
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int) -> Image.Image:
@@ -243,11 +285,13 @@ class SubjectServer:
             self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device, flag="HIFILIGHT_DINO_MODEL")
         key = (id(item), size)
         if key not in self._guides:  # photos, masks and their DINO embeddings: once per subject and size
-            self._guides[key] = build_guide(item.subject, SourceOptions(subject_dir=item.photos), options, size,
-                                            device, self._dino)  # fmt: skip
+            self._guides[key] = build_guide(
+                item.subject, SourceOptions(subject_dir=item.photos), options, size, device, self._dino
+            )
         guide = dataclasses.replace(self._guides[key], guide=options.guide)
-        return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size,
-                                progress=False)[0].final  # fmt: skip
+        return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size, progress=False)[
+            0
+        ].final
 
 
 def exit_with_parent(interval: float = 1.0) -> threading.Thread:
@@ -275,8 +319,14 @@ def start_service(port: int, env: dict, log, cwd: Path | None = None):
 
     bentoml = Path(sys.executable).parent / "bentoml"
     cmd = [str(bentoml), "serve", "serve.service:HifiService", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=cwd or Path(__file__).resolve().parents[1], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd or Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_ready(url: str, proc, timeout: float = 120.0) -> None:

@@ -50,8 +50,16 @@ class Subject:
         if self.lora is not None:  # exactly what a diffusers user does: the pipeline shares our modules
             from diffusers import StableDiffusionPipeline
 
-            pipe = StableDiffusionPipeline(comps.vae, comps.text_encoder, comps.tokenizer, comps.unet, comps.scheduler,
-                                           None, None, requires_safety_checker=False)  # fmt: skip
+            pipe = StableDiffusionPipeline(
+                comps.vae,
+                comps.text_encoder,
+                comps.tokenizer,
+                comps.unet,
+                comps.scheduler,
+                None,
+                None,
+                requires_safety_checker=False,
+            )
             from diffusers.utils import logging
 
             level = logging.get_verbosity()
@@ -80,18 +88,36 @@ def load_subject(path: Path) -> Subject:
     header = _header(path)
     if header.get("format") == LORA_FORMAT:
         check_common_metadata(header, f"--subject {path}")
-        return Subject("lora", header["class_name"], header.get("identifier", "sks"), header["base_model"],
-                       header.get("resolution", 512), lora=path)  # fmt: skip
+        return Subject(
+            "lora",
+            header["class_name"],
+            header.get("identifier", "sks"),
+            header["base_model"],
+            header.get("resolution", 512),
+            lora=path,
+        )
     if header.get("format") == SUBJECT_FORMAT:
         art = SubjectArtifact.load(path)
-        return Subject("hifi", art.class_name, "", art.metadata.get("base_model", "tiny"),
-                       art.metadata.get("resolution", 512), artifact=art)  # fmt: skip
+        return Subject(
+            "hifi",
+            art.class_name,
+            "",
+            art.metadata.get("base_model", "tiny"),
+            art.metadata.get("resolution", 512),
+            artifact=art,
+        )
     emb = TokenEmbedding.load(path)
     if "class_name" not in emb.metadata:
         raise HifiError(f"--subject {path}: a token embedding without hifilight metadata; fit it with hifilight")
     meta = emb.metadata
-    return Subject("textual_inversion", meta["class_name"], emb.prompt_text, meta.get("base_model", "tiny"),
-                   meta.get("resolution", 512), embedding=emb)  # fmt: skip
+    return Subject(
+        "textual_inversion",
+        meta["class_name"],
+        emb.prompt_text,
+        meta.get("base_model", "tiny"),
+        meta.get("resolution", 512),
+        embedding=emb,
+    )
 
 
 def _header(path: Path) -> dict:

@@ -78,8 +78,9 @@ def check_subject_tensors(tensors: dict[str, torch.Tensor], meta: dict, source: 
             raise HifiError(f"{source}: metadata says {key} {meta[key]!r} but c_s has {value}; the file is damaged")
     has_t, has_steps = "c_s_t" in tensors, "timesteps" in tensors
     if has_t != has_steps:
-        raise HifiError(f"{source}: c_s_t and timesteps come together; this file has only "
-                        f"{'c_s_t' if has_t else 'timesteps'}")  # fmt: skip
+        raise HifiError(
+            f"{source}: c_s_t and timesteps come together; this file has only {'c_s_t' if has_t else 'timesteps'}"
+        )
     if has_t:
         c_s_t, steps = tensors["c_s_t"], tensors["timesteps"]
         check_float_tensor("c_s_t", c_s_t, 3, source)

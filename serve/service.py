@@ -28,7 +28,7 @@ from hifilight.serving import (
     RequestGate,
     ServeSettings,
     SubjectServer,
-    exit_with_parent,  # fmt: skip
+    exit_with_parent,
 )
 
 SETTINGS = ServeSettings.from_env()

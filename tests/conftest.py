@@ -53,10 +53,18 @@ def subject_dir(tmp_path) -> Path:
 
 def fit_args(subject_dir, out, root, *extra) -> list[str]:
     """`hifilight fit` arguments for a tiny run at 32 px on CPU: 4 stage-1 steps, then 3 timesteps x 1 step."""
-    settings = {"data.subject_dir": subject_dir, "data.class_name": "dog", "data.resolution": 32,
-                "model.stage1_steps": 4, "model.stepwise_steps": 1, "model.stepwise_num_steps": 3,
-                "trainer.accelerator": "cpu", "trainer.enable_progress_bar": "false",
-                "trainer.default_root_dir": root, "out": out}  # fmt: skip
+    settings = {
+        "data.subject_dir": subject_dir,
+        "data.class_name": "dog",
+        "data.resolution": 32,
+        "model.stage1_steps": 4,
+        "model.stepwise_steps": 1,
+        "model.stepwise_num_steps": 3,
+        "trainer.accelerator": "cpu",
+        "trainer.enable_progress_bar": "false",
+        "trainer.default_root_dir": root,
+        "out": out,
+    }
     return ["fit", *[f"--{k}={v}" for k, v in settings.items()], *extra]
 
 
@@ -64,9 +72,16 @@ def sd_pipeline(unet, vae, text_encoder, tokenizer, scheduler, **_):
     """A diffusers StableDiffusionPipeline around the given components (no safety checker)."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -93,8 +108,13 @@ def make_artifact(tiny, steps=4, c_s_t=None):
     c_s = null_tail(phi, 5) + 0.3 * torch.randn(5, 32, generator=torch.Generator().manual_seed(0))
     timesteps = DDIMSchedule.from_scheduler(tiny.scheduler, steps).timesteps
     stepwise = c_s.expand(steps, 5, 32).clone() if c_s_t is None else c_s_t
-    return SubjectArtifact(c_s=c_s, phi_s=null_tail(phi, 5), metadata={"base_model": "tiny", "class_name": "dog"},
-                           c_s_t=stepwise, timesteps=timesteps)  # fmt: skip
+    return SubjectArtifact(
+        c_s=c_s,
+        phi_s=null_tail(phi, 5),
+        metadata={"base_model": "tiny", "class_name": "dog"},
+        c_s_t=stepwise,
+        timesteps=timesteps,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,9 @@ def test_the_pipeline_with_the_api_draws_what_hifilight_draws(stepwise, subject,
     emb = SubjectEmbeddings.load(subject, pipe)
     kwargs = emb.pipeline_kwargs("a {} on the beach", stepwise=stepwise)
     assert kwargs["num_inference_steps"] == 4  # the steps the c_s^t were trained for
-    got = pipe(**kwargs, guidance_scale=7.5, height=32, width=32, generator=torch.Generator().manual_seed(5),
-               output_type="pt").images  # fmt: skip
+    got = pipe(
+        **kwargs, guidance_scale=7.5, height=32, width=32, generator=torch.Generator().manual_seed(5), output_type="pt"
+    ).images
     jobs = make_jobs(["a {} on the beach"], "dog", 5, 1)
     expected = generate(tiny, emb.artifact, jobs, 4, 7.5, 32, stepwise=stepwise, progress=False)
     assert (got - expected).abs().max() < 1e-4
@@ -44,8 +45,19 @@ def test_the_pipeline_with_the_api_draws_what_hifilight_draws(stepwise, subject,
 
 
 def test_the_api_image_is_the_predict_image(subject, tiny, tmp_path):
-    args = ["predict", "--subject", str(subject), "--prompts", '["a {} on the beach"]', "--seed", "5", "--steps", "4",
-            "--out_dir", str(tmp_path / "p")]  # fmt: skip
+    args = [
+        "predict",
+        "--subject",
+        str(subject),
+        "--prompts",
+        '["a {} on the beach"]',
+        "--seed",
+        "5",
+        "--steps",
+        "4",
+        "--out_dir",
+        str(tmp_path / "p"),
+    ]
     assert main(args) == 0
     (png,) = (tmp_path / "p").glob("000_*.png")
     pipe = sd_pipeline(**tiny.__dict__)
@@ -70,8 +82,11 @@ def test_an_artifact_of_another_text_encoder_is_refused(subject, tmp_path):
 def test_the_readme_snippet_runs(subject, tiny, tmp_path):
     block = re.search(r"## Python API.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     sd_pipeline(**tiny.__dict__).save_pretrained(tmp_path / "sd")
-    for old, new in (('"CompVis/stable-diffusion-v1-4"', tmp_path / "sd"), ('"dog.safetensors"', subject),
-                     ('"dog.png"', tmp_path / "dog.png")):  # fmt: skip
+    for old, new in (
+        ('"CompVis/stable-diffusion-v1-4"', tmp_path / "sd"),
+        ('"dog.safetensors"', subject),
+        ('"dog.png"', tmp_path / "dog.png"),
+    ):
         block = block.replace(old, repr(str(new)))
     exec(compile(block, "README.md", "exec"), {})
     assert Image.open(tmp_path / "dog.png").mode == "RGB"
@@ -83,12 +98,27 @@ def test_fit_as_a_function_writes_what_the_cli_writes(tmp_path):
     from hifilight.api import fit
     from hifilight.artifacts import SubjectArtifact
 
-    options = {"model.stage1_steps": 2, "model.stepwise_steps": 0, "data.resolution": 32, "data.masks": "none",
-               "model.use_mask": False, "trainer.enable_progress_bar": False,
-               "trainer.default_root_dir": str(tmp_path / "logs")}  # fmt: skip
+    options = {
+        "model.stage1_steps": 2,
+        "model.stepwise_steps": 0,
+        "data.resolution": 32,
+        "data.masks": "none",
+        "model.use_mask": False,
+        "trainer.enable_progress_bar": False,
+        "trainer.default_root_dir": str(tmp_path / "logs"),
+    }
     out = fit(EXAMPLE_SUBJECT, "dog", tmp_path / "api.safetensors", pretrained="tiny", options=options)
-    cli = ["fit", "--model.pretrained", "tiny", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-           "--out", str(tmp_path / "cli.safetensors")]  # fmt: skip
+    cli = [
+        "fit",
+        "--model.pretrained",
+        "tiny",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--out",
+        str(tmp_path / "cli.safetensors"),
+    ]
     cli += [a for k, v in options.items() for a in (f"--{k}", str(v).lower() if isinstance(v, bool) else str(v))]
     assert main(cli) == 0
     a, b = SubjectArtifact.load(out), SubjectArtifact.load(tmp_path / "cli.safetensors")

@@ -82,8 +82,10 @@ def test_unwritable_outputs_are_refused_before_training(case, tmp_path, capsys):
 
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "folder").mkdir()
-    out, extra = {"under a file": (tmp_path / "file.txt" / "s.safetensors", []),
-                  "onto a folder": (tmp_path / "folder", ["--overwrite", "true"])}[case]  # fmt: skip
+    out, extra = {
+        "under a file": (tmp_path / "file.txt" / "s.safetensors", []),
+        "onto a folder": (tmp_path / "folder", ["--overwrite", "true"]),
+    }[case]
     assert main(fit_args(EXAMPLE_SUBJECT, out, tmp_path / "logs", *extra)) == 2
     err = capsys.readouterr().err
     assert ("is a file, so nothing can be written" if case == "under a file" else "is a folder; pass a file") in err
@@ -129,13 +131,21 @@ def test_bad_checkpoints_are_one_line_errors(case, tmp_path, capsys):
         ckpt.write_bytes(pickle.dumps({"state_dict": Evil()}))
     elif case == "not lightning":
         torch.save({"weights": torch.zeros(2)}, ckpt)
-    extra = {"missing": ["--ckpt_path", str(tmp_path / "nope.ckpt")], "url": ["--ckpt_path", "https://x/y.ckpt"],
-             "weights_only false": ["--weights_only", "false"]}.get(case, ["--ckpt_path", str(ckpt)])  # fmt: skip
+    extra = {
+        "missing": ["--ckpt_path", str(tmp_path / "nope.ckpt")],
+        "url": ["--ckpt_path", "https://x/y.ckpt"],
+        "weights_only false": ["--weights_only", "false"],
+    }.get(case, ["--ckpt_path", str(ckpt)])
     assert main(fit_args(EXAMPLE_SUBJECT, tmp_path / "s.safetensors", tmp_path / "logs", *extra)) == 2
     captured = capsys.readouterr()
-    expected = {"missing": "no such file", "url": "only local files", "text": "not a checkpoint hifilight can load",
-                "pickle": "not a checkpoint hifilight can load", "not lightning": "not a Lightning checkpoint",
-                "weights_only false": "would unpickle"}[case]  # fmt: skip
+    expected = {
+        "missing": "no such file",
+        "url": "only local files",
+        "text": "not a checkpoint hifilight can load",
+        "pickle": "not a checkpoint hifilight can load",
+        "not lightning": "not a Lightning checkpoint",
+        "weights_only false": "would unpickle",
+    }[case]
     errors = [line for line in captured.err.splitlines() if line.startswith("hifilight fit: error:")]
     assert len(errors) == 1 and expected in errors[0] and "pwned" not in captured.out
 
@@ -196,7 +206,7 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
         (
             ["fit", "--data.subject_dir", "{broken}", "--data.class_name", "dog", "--model.stage1_steps", "1"],
             "00.jpg: unreadable or truncated",
-        ),  # fmt: skip
+        ),
         (["predict", "--subject", "/nope.safetensors", "--prompts", '["a {}"]'], "no such file"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a beach"]'], "no subject placeholder"),
         (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--resolution", "100000"], "--resolution must"),
@@ -222,7 +232,7 @@ def test_artifact_from_another_base_model_is_refused(fitted, tmp_path, capsys):
                 "0",
             ],
             "nothing would be trained",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path, capsys):
@@ -231,8 +241,12 @@ def test_bad_input_is_one_line_without_traceback(args, message, fitted, tmp_path
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "00.jpg").write_bytes((EXAMPLE_SUBJECT / "00.jpg").read_bytes()[:3000])
-    subs = {"{empty}": str(tmp_path / "empty"), "{example}": str(EXAMPLE_SUBJECT), "{fitted}": str(fitted),
-            "{broken}": str(tmp_path / "broken")}  # fmt: skip
+    subs = {
+        "{empty}": str(tmp_path / "empty"),
+        "{example}": str(EXAMPLE_SUBJECT),
+        "{fitted}": str(fitted),
+        "{broken}": str(tmp_path / "broken"),
+    }
     assert main([subs.get(a, a) for a in args]) == 2
     stderr = capsys.readouterr().err
     err = [line for line in stderr.splitlines() if "error" in line.lower()]
@@ -255,8 +269,19 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
 
 def test_attention_figure(fitted, tmp_path):
     out = tmp_path / "fig3.png"
-    args = ["attention", "--subject", str(fitted), "--prompt", "a sitting {} dog", "--steps", "3,1", "--num_steps", "3",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "attention",
+        "--subject",
+        str(fitted),
+        "--prompt",
+        "a sitting {} dog",
+        "--steps",
+        "3,1",
+        "--num_steps",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     width, height = Image.open(out).size
     assert width == 60 + 5 * 96 and height == 2 * 96 + 4 + 2 * 96  # image, then 2 steps x 5 token maps
@@ -303,12 +328,36 @@ def test_stepwise_stage_can_be_skipped(tmp_path, capsys):
 def _reference_args(fitted, out, *extra):
     from conftest import EXAMPLE_SUBJECT
 
-    return ["predict", "--subject", str(fitted), "--prompts", '["a {} on the beach"]', "--num_images", "2",
-            "--steps", "3", "--out_dir", str(out), "--reference_guidance", "true",
-            "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.masks", "grabcut",
-            "--reference.dino_model", "tiny", "--reference.generated_masks", "none",
-            "--reference.guide.start", "2", "--reference.guide.end", "1", "--reference.guide.inner_steps", "2",
-            *extra]  # fmt: skip
+    return [
+        "predict",
+        "--subject",
+        str(fitted),
+        "--prompts",
+        '["a {} on the beach"]',
+        "--num_images",
+        "2",
+        "--steps",
+        "3",
+        "--out_dir",
+        str(out),
+        "--reference_guidance",
+        "true",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.masks",
+        "grabcut",
+        "--reference.dino_model",
+        "tiny",
+        "--reference.generated_masks",
+        "none",
+        "--reference.guide.start",
+        "2",
+        "--reference.guide.end",
+        "1",
+        "--reference.guide.inner_steps",
+        "2",
+        *extra,
+    ]
 
 
 def test_predict_with_reference_guidance(fitted, tmp_path, capsys):
@@ -349,17 +398,54 @@ def test_reference_guidance_bad_input(fitted, tmp_path, capsys, extra, message):
 def test_predict_with_textual_inversion_and_dreambooth_subjects(tmp_path):
     from conftest import EXAMPLE_SUBJECT
 
-    common = ["--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--data.resolution", "32",
-              "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-              "--trainer.default_root_dir", str(tmp_path / "logs"), "--model.max_steps", "1"]  # fmt: skip
+    common = [
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "logs"),
+        "--model.max_steps",
+        "1",
+    ]
     ti, db = tmp_path / "ti.safetensors", tmp_path / "db"
     assert main(["fit", "--method", "textual_inversion", *common, "--out", str(ti)]) == 0
-    assert main(["fit", "--method", "dreambooth", *common, "--model.num_class_images", "1",
-                 "--model.class_steps", "2", "--out", str(db)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "fit",
+                "--method",
+                "dreambooth",
+                *common,
+                "--model.num_class_images",
+                "1",
+                "--model.class_steps",
+                "2",
+                "--out",
+                str(db),
+            ]
+        )
+        == 0
+    )
     for subject, word in ((ti, "<sks> dog"), (db, "sks dog")):
         out = tmp_path / f"pred_{subject.stem}"
-        args = ["predict", "--subject", str(subject), "--prompts", '["a {} on the beach"]', "--steps", "2",
-                "--out_dir", str(out)]  # fmt: skip
+        args = [
+            "predict",
+            "--subject",
+            str(subject),
+            "--prompts",
+            '["a {} on the beach"]',
+            "--steps",
+            "2",
+            "--out_dir",
+            str(out),
+        ]
         assert main(args) == 0
         manifest = json.loads((out / "predict.json").read_text())
         assert manifest["images"][0]["text"] == f"a {word} on the beach" and manifest["stepwise"] is False
@@ -378,8 +464,20 @@ def test_ddp_strategy_allows_the_idle_embedding(tmp_path):
     from hifilight.commands.fit import build_cli
 
     out = tmp_path / "s.safetensors"
-    args = ["--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--trainer.accelerator", "cpu",
-            "--trainer.strategy", "ddp", "--trainer.devices", "1", "--out", str(out)]  # fmt: skip
+    args = [
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "1",
+        "--out",
+        str(out),
+    ]
     cli = build_cli(args, run=False)
     assert cli.trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
 
@@ -470,7 +568,7 @@ DAMAGED = {  # every command, fed a damaged input: one line naming it, exit 2, n
             "{tmp}/r",
         ],
         "holds NaN",
-    ),  # fmt: skip
+    ),
     "invert": (["invert", "--image", "{broken}", "--caption", "a dog", "--out", "{tmp}/i"], "unreadable or truncated"),
     "masks": (["masks", "--data.subject_dir", "{broken_dir}", "--out", "{tmp}/m"], "unreadable or truncated"),
     "export": (["export", "onnx", "--model.pretrained", "{tmp}/nowhere", "--out", "{tmp}/o"], "no such folder"),
@@ -489,8 +587,12 @@ def test_every_command_answers_a_damaged_input_in_one_line(command, fitted, tmp_
     art.save(tmp_path / "bad.safetensors")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "00.jpg").write_bytes((EXAMPLE_SUBJECT / "00.jpg").read_bytes()[:3000])
-    subs = {"{bad}": str(tmp_path / "bad.safetensors"), "{photo}": str(EXAMPLE_SUBJECT / "00.jpg"),
-            "{broken}": str(tmp_path / "b" / "00.jpg"), "{broken_dir}": str(tmp_path / "b")}  # fmt: skip
+    subs = {
+        "{bad}": str(tmp_path / "bad.safetensors"),
+        "{photo}": str(EXAMPLE_SUBJECT / "00.jpg"),
+        "{broken}": str(tmp_path / "b" / "00.jpg"),
+        "{broken_dir}": str(tmp_path / "b"),
+    }
     args, message = DAMAGED[command]
     args = [subs.get(a, a).replace("{tmp}", str(tmp_path)) for a in args]
     assert main(args) == 2
@@ -504,12 +606,32 @@ def test_every_command_answers_a_damaged_input_in_one_line(command, fitted, tmp_
     [
         (["masks", "--data.subject_dir", "{example}", "--masks", "bogus", "--out", "{tmp}/m"], "--masks bogus"),
         (["evaluate", "--dataset", "{toy}", "--metrics.dino_model", "{tmp}/nowhere"], "--metrics.dino_model"),
-        (["predict", "--subject", "{fitted}", "--prompts", '["a {}"]', "--reference_guidance", "true",
-          "--data.subject_dir", "{example}", "--reference.dino_model", "{tmp}/nowhere", "--steps", "3",
-          "--reference.guide.start", "2", "--reference.guide.end", "1", "--out_dir", "{tmp}/p"],
-         "--reference.dino_model"),
+        (
+            [
+                "predict",
+                "--subject",
+                "{fitted}",
+                "--prompts",
+                '["a {}"]',
+                "--reference_guidance",
+                "true",
+                "--data.subject_dir",
+                "{example}",
+                "--reference.dino_model",
+                "{tmp}/nowhere",
+                "--steps",
+                "3",
+                "--reference.guide.start",
+                "2",
+                "--reference.guide.end",
+                "1",
+                "--out_dir",
+                "{tmp}/p",
+            ],
+            "--reference.dino_model",
+        ),
     ],
-)  # fmt: skip
+)
 def test_messages_name_the_flag_of_the_command_that_was_run(args, flag, fitted, tmp_path, capsys):
     from conftest import EXAMPLE_SUBJECT
 
@@ -531,10 +653,12 @@ def test_toyworld_train_dispatches_to_the_trainers_and_names_them(capsys):
 
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*)")
 EXTERNAL_FLAGS = {"host", "port"}  # `bentoml serve`'s own, in the command line serving.py runs
-ALL_HELP = [*(["fit", "--method", m, "--help"] for m in ("hifi_ti", "textual_inversion", "dreambooth", "lora")),
-            *([c, "--help"] for c in ("predict", "attention", "masks", "invert", "replace", "evaluate")),
-            *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
-            *(["export", c, "--help"] for c in ("onnx", "checkpoint"))]  # fmt: skip
+ALL_HELP = [
+    *(["fit", "--method", m, "--help"] for m in ("hifi_ti", "textual_inversion", "dreambooth", "lora")),
+    *([c, "--help"] for c in ("predict", "attention", "masks", "invert", "replace", "evaluate")),
+    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
+    *(["export", c, "--help"] for c in ("onnx", "checkpoint")),
+]
 
 
 def _help_flags(args: list[str], capsys, seen: set[str] | None = None) -> set[str]:
@@ -551,8 +675,13 @@ def _help_flags(args: list[str], capsys, seen: set[str] | None = None) -> set[st
 
 def _script_flags(tree) -> set[str]:
     """The flags a module's own argparse script defines (ToySD's and the ToyWorld models' trainers)."""
-    return {a.value[2:] for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
-            "add_argument" for a in n.args[:1] if isinstance(a, ast.Constant)}  # fmt: skip
+    return {
+        a.value[2:]
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "add_argument"
+        for a in n.args[:1]
+        if isinstance(a, ast.Constant)
+    }
 
 
 def test_every_flag_a_message_names_is_a_real_flag(capsys):
@@ -562,8 +691,11 @@ def test_every_flag_a_message_names_is_a_real_flag(capsys):
     wrong = {}
     for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef,
-                      ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)
+        }
         local = _script_flags(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:

@@ -43,16 +43,22 @@ def test_parse_errors_become_one_line_naming_flag_value_and_choices(message, lin
 @pytest.mark.parametrize(
     "args, line",
     [
-        (["predict", "--subject", "x.safetensors", "--prompts", '["a"]', "--model.dtype", "float64"],
-         "hifilight predict: error: --model.dtype float64: use one of float32, float16, bfloat16"),
-        (["evaluate", "--dataset", "d", "--out", "o", "--metrics.pairing", "best"],
-         "hifilight evaluate: error: --metrics.pairing best: use one of all, one_to_one"),
-        (["evaluate", "--dataset", "d", "--out", "o", "--metrics.clip_t_text", "word"],
-         "hifilight evaluate: error: --metrics.clip_t_text word: use one of class, identifier"),
+        (
+            ["predict", "--subject", "x.safetensors", "--prompts", '["a"]', "--model.dtype", "float64"],
+            "hifilight predict: error: --model.dtype float64: use one of float32, float16, bfloat16",
+        ),
+        (
+            ["evaluate", "--dataset", "d", "--out", "o", "--metrics.pairing", "best"],
+            "hifilight evaluate: error: --metrics.pairing best: use one of all, one_to_one",
+        ),
+        (
+            ["evaluate", "--dataset", "d", "--out", "o", "--metrics.clip_t_text", "word"],
+            "hifilight evaluate: error: --metrics.clip_t_text word: use one of class, identifier",
+        ),
         (["fit", "--model.learning_rate", "fast"], "hifilight fit: error: --model.learning_rate fast: use a value"),
         (["toyworld", "ablation", "--seeds", "[a]"], "hifilight toyworld: error: --seeds a: use a value of type int"),
     ],
-)  # fmt: skip
+)
 def test_a_bad_typed_value_is_one_line_with_exit_2(args, line, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err

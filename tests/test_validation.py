@@ -15,8 +15,14 @@ from hifilight.subjects import load_subject
 
 def _good(tiny):
     art = make_artifact(tiny, steps=4)
-    meta = {"format": "hifilight.subject", "format_version": 1, "num_tokens": 5, "text_hidden_size": 32,
-            "resolution": 64, **art.metadata}  # fmt: skip
+    meta = {
+        "format": "hifilight.subject",
+        "format_version": 1,
+        "num_tokens": 5,
+        "text_hidden_size": 32,
+        "resolution": 64,
+        **art.metadata,
+    }
     return art.tensors(), meta
 
 
@@ -78,8 +84,10 @@ def test_every_damaged_artifact_is_one_line_naming_the_file(case, tiny, tmp_path
     assert "--model." not in text  # the file is described, not a flag of `fit`
 
 
-@pytest.mark.parametrize(("raw", "message"), [("[1, 2]", "a JSON list, not an object"), ("{oops", "not valid JSON"),
-                                              ('"text"', "a JSON str, not an object")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [("[1, 2]", "a JSON list, not an object"), ("{oops", "not valid JSON"), ('"text"', "a JSON str, not an object")],
+)
 def test_metadata_that_is_not_a_json_object(raw, message, tiny, tmp_path):
     tensors, meta = _good(tiny)
     with pytest.raises(HifiError, match=message):

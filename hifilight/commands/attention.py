@@ -75,8 +75,10 @@ def attention(
     size = resolution or artifact.metadata.get("resolution", 512)
     sizes = cross_attention_sizes(comps.unet.config, size // comps.vae_scale_factor)
     if res is not None and res not in sizes:  # before sampling, not after all the steps
-        raise HifiError(f"--res {res}: at {size} px this model's cross-attention maps are {sizes} wide; pass one of "
-                        "them or leave --res out (all layers)")  # fmt: skip
+        raise HifiError(
+            f"--res {res}: at {size} px this model's cross-attention maps are {sizes} wide; pass one of "
+            "them or leave --res out (all layers)"
+        )
     n, length = artifact.num_tokens, comps.tokenizer.model_max_length
     store = AttentionStore({num_steps - s for s in wanted}, list(range(length - n, length)), res)
     with attention_control(comps.unet, store):

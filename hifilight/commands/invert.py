@@ -83,16 +83,29 @@ def invert(
     plain = decode_latents(comps.vae, engine.sample(trajectory[-1], cond, phi, guidance)).cpu()
     replay = engine.sample(trajectory[-1], cond, phi, guidance, callbacks=[PerStepUncond(result.phis)])
     tuned = decode_latents(comps.vae, replay).cpu()
-    meta = {"caption": caption, "base_model": pretrained, "steps": steps, "guidance": guidance,
-            "resolution": resolution, "null_text": vars(settings), "image": str(image)}  # fmt: skip
-    tensors = {"phi_t": result.phis.cpu().contiguous(), "timesteps": engine.schedule.timesteps.clone(),
-               "x_T": trajectory[-1].cpu().contiguous()}  # fmt: skip
-    write_atomic(Path(out) / OUTPUTS[0], lambda tmp: save_file(tensors, str(tmp), {"hifilight": json.dumps(meta)}),
-                 overwrite)  # fmt: skip
+    meta = {
+        "caption": caption,
+        "base_model": pretrained,
+        "steps": steps,
+        "guidance": guidance,
+        "resolution": resolution,
+        "null_text": vars(settings),
+        "image": str(image),
+    }
+    tensors = {
+        "phi_t": result.phis.cpu().contiguous(),
+        "timesteps": engine.schedule.timesteps.clone(),
+        "x_T": trajectory[-1].cpu().contiguous(),
+    }
+    write_atomic(
+        Path(out) / OUTPUTS[0], lambda tmp: save_file(tensors, str(tmp), {"hifilight": json.dumps(meta)}), overwrite
+    )
     save_png(to_pil(tuned[0]), Path(out) / OUTPUTS[1], overwrite)
     save_png(to_pil(plain[0]), Path(out) / OUTPUTS[2], overwrite)
-    print(f"reconstruction PSNR: DDIM inversion {psnr(plain, target):.2f} dB, null-text inversion "
-          f"{psnr(tuned, target):.2f} dB")  # fmt: skip
+    print(
+        f"reconstruction PSNR: DDIM inversion {psnr(plain, target):.2f} dB, null-text inversion "
+        f"{psnr(tuned, target):.2f} dB"
+    )
     print(f"wrote {', '.join(OUTPUTS)} to {out}")
 
 

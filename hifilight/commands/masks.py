@@ -78,9 +78,11 @@ def masks(
         mask = provider(path, image)[0].numpy() > 0.5
         coverage = float(mask.mean())
         if not LOW <= coverage <= HIGH:
-            print(f"warning: {path.name}: mask covers {coverage:.1%} of the image (expected {LOW:.0%}-{HIGH:.0%}); "
-                  "check it in overlay.png: it may have failed or be inverted (white must be the subject)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: {path.name}: mask covers {coverage:.1%} of the image (expected {LOW:.0%}-{HIGH:.0%}); "
+                "check it in overlay.png: it may have failed or be inverted (white must be the subject)",
+                file=sys.stderr,
+            )
         results.append(mask)
         tiles.append(overlay(image, mask))
         print(f"{path.name}: subject covers {coverage:.1%}")

@@ -101,8 +101,11 @@ def replace(
     phis = null_text_inversion(engine, trajectory, c_r, phi, guidance, settings).phis
     mapping = column_map(comps.tokenizer, c_r_text, source_word, artifact.class_name, artifact.num_tokens)
     controller = InjectCrossAttention(mapping, set(range(round(inject_fraction * steps))), inject_layers)
-    callbacks = [ReplacementConditioning(c_r, c_g, artifact.c_s, artifact.c_s_t, artifact.timesteps),
-                 PerStepUncond(phis), AttentionStep(controller)]  # fmt: skip
+    callbacks = [
+        ReplacementConditioning(c_r, c_g, artifact.c_s, artifact.c_s_t, artifact.timesteps),
+        PerStepUncond(phis),
+        AttentionStep(controller),
+    ]
     with attention_control(comps.unet, controller):
         x = engine.sample(trajectory[-1].expand(2, -1, -1, -1), torch.cat([c_r, c_r]), phi, guidance, callbacks)
     replay, edited = (to_pil(img) for img in decode_latents(comps.vae, x).cpu())

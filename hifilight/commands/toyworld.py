@@ -19,12 +19,20 @@ from hifilight.options import ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TOY_REFERENCE = ReferenceOptions(dino_model="toyworld", generated_masks="toyworld",
-                                 guide=GuidanceSettings(start=20, end=5))  # fmt: skip
+TOY_REFERENCE = ReferenceOptions(
+    dino_model="toyworld", generated_masks="toyworld", guide=GuidanceSettings(start=20, end=5)
+)
 
 
-def dataset(out: Path = Path("outputs/toyworld"), subjects: list[str] | None = None, photos: int = 5,
-            size: int = 64, seed: int = 0, overwrite: bool = False, split: str = "test") -> None:  # fmt: skip
+def dataset(
+    out: Path = Path("outputs/toyworld"),
+    subjects: list[str] | None = None,
+    photos: int = 5,
+    size: int = 64,
+    seed: int = 0,
+    overwrite: bool = False,
+    split: str = "test",
+) -> None:
     """Write ToyWorld subjects (held-out two-coloured objects): photos, exact masks, prompts_and_classes.txt.
 
     Args:
@@ -95,10 +103,19 @@ def calibrate(
         raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
     if out is not None:
         check_writable(Path(out), overwrite)
-    result = run_calibration(load_components(model), SPLITS[split], prompts, images_per_prompt, seed, steps,
-                             guidance, batch_size)  # fmt: skip
-    result = {"split": split, "model": model, "steps": steps, "guidance": guidance, "seed": seed,
-              "images_per_prompt": images_per_prompt, **result, "perception": perception_accuracy()}  # fmt: skip
+    result = run_calibration(
+        load_components(model), SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size
+    )
+    result = {
+        "split": split,
+        "model": model,
+        "steps": steps,
+        "guidance": guidance,
+        "seed": seed,
+        "images_per_prompt": images_per_prompt,
+        **result,
+        "perception": perception_accuracy(),
+    }
     print(markdown(result))
     if out is not None:
         write_atomic(Path(out), lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"), overwrite=overwrite)
@@ -175,7 +192,7 @@ def ablation(
         summarize,
         table_record,
         write_comparison,
-        write_grids,  # fmt: skip
+        write_grids,
         write_report,
     )
     from hifilight.toyworld.dataset import write_dataset
@@ -186,8 +203,12 @@ def ablation(
     check_split(split)
     if not seeds or len(set(seeds)) != len(seeds):
         raise HifiError(f"--seeds must be distinct and not empty, got {seeds}")
-    for flag, path in (("--fit_config", fit_config), ("--ti_config", ti_config),
-                       ("--dreambooth_config", dreambooth_config), ("--lora_config", lora_config)):  # fmt: skip
+    for flag, path in (
+        ("--fit_config", fit_config),
+        ("--ti_config", ti_config),
+        ("--dreambooth_config", dreambooth_config),
+        ("--lora_config", lora_config),
+    ):
         if not Path(path).is_file():
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
     table_rows = table_rows_of(method, rows)
@@ -199,37 +220,73 @@ def ablation(
     except ValueError as err:
         raise HifiError(f"--subjects: {err}") from None
     for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
-        evaluate(data, method, Path(out) / f"seed{seed}", images_per_prompt=images_per_prompt, subjects=subjects,
-                 prompts=prompts, reference_guidance=True, fit_config=fit_config, ti_config=ti_config,
-                 dreambooth_config=dreambooth_config, lora_config=lora_config,
-                 fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
-                 method_fit_args=method_fit_args, row_fit_args=tuned["choice"] if tuned else None,
-                 rows=[r.name for r in table_rows],
-                 model=ModelOptions(pretrained=model), steps=steps, guidance=guidance, resolution=SIZE,
-                 batch_size=batch_size, seed=1000 * seed, reference=reference,
-                 metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"),
-                 print_table=False)  # fmt: skip
+        evaluate(
+            data,
+            method,
+            Path(out) / f"seed{seed}",
+            images_per_prompt=images_per_prompt,
+            subjects=subjects,
+            prompts=prompts,
+            reference_guidance=True,
+            fit_config=fit_config,
+            ti_config=ti_config,
+            dreambooth_config=dreambooth_config,
+            lora_config=lora_config,
+            fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
+            method_fit_args=method_fit_args,
+            row_fit_args=tuned["choice"] if tuned else None,
+            rows=[r.name for r in table_rows],
+            model=ModelOptions(pretrained=model),
+            steps=steps,
+            guidance=guidance,
+            resolution=SIZE,
+            batch_size=batch_size,
+            seed=1000 * seed,
+            reference=reference,
+            metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"),
+            print_table=False,
+        )
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
     comps = load_components(model)
-    cells = score_runs(Path(out), seeds, table_rows, bench, indices, images_per_prompt, comps=comps, steps=steps,
-                       guidance=guidance, batch_size=batch_size, calibration_rows=calibration_rows)  # fmt: skip
+    cells = score_runs(
+        Path(out),
+        seeds,
+        table_rows,
+        bench,
+        indices,
+        images_per_prompt,
+        comps=comps,
+        steps=steps,
+        guidance=guidance,
+        batch_size=batch_size,
+        calibration_rows=calibration_rows,
+    )
     kinds = {r.kind for r in table_rows}
-    configs = [fit_config, ti_config, *([dreambooth_config] if "dreambooth" in kinds else []),
-               *([lora_config] if "lora" in kinds else [])]  # fmt: skip
+    configs = [
+        fit_config,
+        ti_config,
+        *([dreambooth_config] if "dreambooth" in kinds else []),
+        *([lora_config] if "lora" in kinds else []),
+    ]
     extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
-    protocol = (f"ToyWorld, {split} split: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} "
-                f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
-                f"fits from "
-                f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
-                f"{'; per-row settings tuned on val (' + str(tuning) + ')' if tuning else ''}; "
-                f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
-                f"J = {reference.guide.inner_steps}.")  # fmt: skip
+    protocol = (
+        f"ToyWorld, {split} split: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} "
+        f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
+        f"fits from "
+        f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
+        f"{'; per-row settings tuned on val (' + str(tuning) + ')' if tuning else ''}; "
+        f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
+        f"J = {reference.guide.inner_steps}."
+    )
     summary = summarize(cells, [*(CALIBRATION if calibration_rows else ()), *table_rows], seeds)
     print(write_report(Path(out), cells, summary, protocol))
     record = table_record(summary, split, protocol, tuned)
-    write_atomic(Path(out) / "toyworld_table.json", lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
-                 overwrite=True)  # fmt: skip
+    write_atomic(
+        Path(out) / "toyworld_table.json",
+        lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
+        overwrite=True,
+    )
     grids = write_grids(Path(out), seeds[0], table_rows, bench, indices, images_per_prompt)
     compare = [write_comparison(Path(out), seeds[0], table_rows, s, indices) for s in bench]
     print(
@@ -331,16 +388,32 @@ def tune(
     except ValueError as err:
         raise HifiError(str(err)) from None
     scores: dict[str, list[dict]] = {}
-    cells = [(m, k, point, tuned) for m, tuned in tuning.tuned_rows(rows, grid).items()
-             for k, point in enumerate(grid[m])]  # fmt: skip
+    cells = [
+        (m, k, point, tuned) for m, tuned in tuning.tuned_rows(rows, grid).items() for k, point in enumerate(grid[m])
+    ]
     for n, (fit_method, k, point, tuned) in enumerate(cells):
         if shard is not None and n % shard[1] != shard[0]:
             continue
-        summary = ablation(Path(out) / fit_method / f"point{k}", method, seeds, subjects, prompts, images_per_prompt,
-                           fit_config=fit_config, ti_config=ti_config, dreambooth_config=dreambooth_config,
-                           lora_config=lora_config, method_fit_args={fit_method: point},
-                           rows=[r.name for r in tuned], steps=steps, guidance=guidance, batch_size=batch_size,
-                           reference=reference, split="val", calibration_rows=False)  # fmt: skip
+        summary = ablation(
+            Path(out) / fit_method / f"point{k}",
+            method,
+            seeds,
+            subjects,
+            prompts,
+            images_per_prompt,
+            fit_config=fit_config,
+            ti_config=ti_config,
+            dreambooth_config=dreambooth_config,
+            lora_config=lora_config,
+            method_fit_args={fit_method: point},
+            rows=[r.name for r in tuned],
+            steps=steps,
+            guidance=guidance,
+            batch_size=batch_size,
+            reference=reference,
+            split="val",
+            calibration_rows=False,
+        )
         for entry in summary["methods"]:
             scores.setdefault(entry["method"], []).append(
                 {"point": k, "args": point, **{m: entry[m]["mean"] for m in tuning.CHOICE_MEASURES}}

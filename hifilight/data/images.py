@@ -109,6 +109,8 @@ def square_photo(image: Image.Image, size: int) -> Image.Image:
     """A real photo for inversion or replacement: centre-cropped and resized to size x size, saying so when it
     changes the photo."""
     if image.width != image.height or image.width != size:
-        print(f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"note: the {image.width}x{image.height} photo is centre-cropped and resized to {size}x{size}",
+            file=sys.stderr,
+        )
     return center_square(image, size)

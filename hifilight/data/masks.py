@@ -132,8 +132,9 @@ def local_grounded_sam_or_grabcut(class_name: str, segmentation=None, flag: str 
         model = GroundedSam.from_pretrained(segmentation or GroundedSamSettings(), offline=True)
         return GroundedSamMaskProvider(model, class_name)
     except HifiError:
-        print(f"masks: no mask files and no local Grounded SAM weights; using GrabCut ({flag} to choose)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"masks: no mask files and no local Grounded SAM weights; using GrabCut ({flag} to choose)", file=sys.stderr
+        )
         from hifilight.perception.grabcut import GrabCutMaskProvider
 
         return GrabCutMaskProvider()

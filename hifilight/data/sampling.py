@@ -38,8 +38,9 @@ class StepBatchSampler(Sampler[list[int]]):
             yield list(range(first, first + b))
 
 
-def noise_and_timesteps(seed: int, ids: list[int], shape: tuple[int, ...], num_timesteps: int, device,
-                        stream: int = 1) -> tuple:  # fmt: skip
+def noise_and_timesteps(
+    seed: int, ids: list[int], shape: tuple[int, ...], num_timesteps: int, device, stream: int = 1
+) -> tuple:
     """(noise (B, *shape), t (B,)) for these global sample ids: the same sample gets the same draw everywhere."""
     noise, t = [], []
     for n in ids:

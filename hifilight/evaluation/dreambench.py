@@ -71,8 +71,9 @@ def _read_csv(path: Path) -> tuple[dict[str, str], dict[str, bool]]:
     return {r["subject_name"]: r["class"].strip() for r in rows}, live
 
 
-def load_dreambench(dataset: Path, subjects: list[str] | None = None, class_name: str | None = None
-                    ) -> list[BenchSubject]:  # fmt: skip
+def load_dreambench(
+    dataset: Path, subjects: list[str] | None = None, class_name: str | None = None
+) -> list[BenchSubject]:
     """The subjects to evaluate (all folders with images, or `subjects`), with classes and prompt lists."""
     dataset = Path(dataset).expanduser()
     if not dataset.is_dir():

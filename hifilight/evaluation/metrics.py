@@ -87,8 +87,12 @@ class SubjectFidelity(_MeanCosine):
         self._add(*cosine_sum(self._images(generated), self._images(real), self.pairing))
 
     def protocol(self) -> dict:
-        return {"metric": self.name, "encoder": getattr(self.encoder, "name", None), "pairing": self.pairing,
-                "scale100": self.scale100}  # fmt: skip
+        return {
+            "metric": self.name,
+            "encoder": getattr(self.encoder, "name", None),
+            "pairing": self.pairing,
+            "scale100": self.scale100,
+        }
 
 
 class DINOScore(SubjectFidelity):

@@ -174,12 +174,17 @@ class Runner:
         return self._comps
 
     def protocol(self) -> dict:
-        return {"dino": DINOScore(self.dino, self.pairing, self.scale100).protocol(),
-                "clip_i": CLIPImageScore(self.clip, self.pairing, self.scale100).protocol(),
-                "clip_t": {**CLIPTextScore(self.clip, self.scale100).protocol(), "text": self.settings.clip_t_text},
-                "images_per_prompt": self.settings.images_per_prompt, "steps": self.settings.steps,
-                "guidance": self.settings.guidance, "resolution": self.settings.resolution,
-                "seed": self.settings.seed, "base_model": self.settings.base_model}  # fmt: skip
+        return {
+            "dino": DINOScore(self.dino, self.pairing, self.scale100).protocol(),
+            "clip_i": CLIPImageScore(self.clip, self.pairing, self.scale100).protocol(),
+            "clip_t": {**CLIPTextScore(self.clip, self.scale100).protocol(), "text": self.settings.clip_t_text},
+            "images_per_prompt": self.settings.images_per_prompt,
+            "steps": self.settings.steps,
+            "guidance": self.settings.guidance,
+            "resolution": self.settings.resolution,
+            "seed": self.settings.seed,
+            "base_model": self.settings.base_model,
+        }
 
     # ---- resume -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -247,8 +252,9 @@ class Runner:
         dino, clip = self._real_embeddings(subject)
         scale = 100.0 if self.scale100 else 1.0
         (d, dn), (c, cn) = real_vs_real(dino), real_vs_real(clip)
-        self.rows[key] = self._record(row, subject, -1, "", len(dino), False, scale * float(d / dn), dn,
-                                      scale * float(c / cn), cn, None, 0)  # fmt: skip
+        self.rows[key] = self._record(
+            row, subject, -1, "", len(dino), False, scale * float(d / dn), dn, scale * float(c / cn), cn, None, 0
+        )
         self._save_rows()
 
     def _prompt_indices(self, subject: BenchSubject) -> list[int]:
@@ -315,8 +321,9 @@ class Runner:
             from hifilight.sampling.reference import reference_guided
 
             guide = self.reference_guide(fitted, subject)
-            records = reference_guided(comps, artifact, jobs, guide, s.steps, s.guidance, s.resolution, s.batch_size,
-                                       stepwise=stepwise)  # fmt: skip
+            records = reference_guided(
+                comps, artifact, jobs, guide, s.steps, s.guidance, s.resolution, s.batch_size, stepwise=stepwise
+            )
             images = [r.final for r in records]
         else:
             out = generate(comps, artifact, jobs, s.steps, s.guidance, s.resolution, s.batch_size, stepwise=stepwise)
@@ -335,9 +342,19 @@ class Runner:
         clip_t = CLIPTextScore(scale100=self.scale100)
         clip_t.update(gen_clip, self.clip.encode_texts([self.clip_t_text(identifier, subject, index)]))
         self.rows[(row.name, subject.name, index)] = self._record(
-            row, subject, index, subject.prompts[index], len(images), applied, dino.compute().item(),
-            int(dino.count), clip_i.compute().item(), int(clip_i.count), clip_t.compute().item(), int(clip_t.count),
-        )  # fmt: skip
+            row,
+            subject,
+            index,
+            subject.prompts[index],
+            len(images),
+            applied,
+            dino.compute().item(),
+            int(dino.count),
+            clip_i.compute().item(),
+            int(clip_i.count),
+            clip_t.compute().item(),
+            int(clip_t.count),
+        )
 
     def clip_t_text(self, identifier: str, subject: BenchSubject, index: int) -> str:
         """CLIP-T's text: the prompt with the class word only ("class"), or with the method's identifier too
@@ -348,10 +365,23 @@ class Runner:
     @staticmethod
     def _record(row, subject, index, prompt, n, applied, dino, dino_n, clip_i, clip_i_n, clip_t, clip_t_n) -> dict:
         clip_t = "" if clip_t is None else clip_t
-        return {"method": row.name, "label": row.label, "subject": subject.name, "class": subject.class_name,
-                "live": subject.live, "prompt_index": index, "prompt": prompt, "images": n,
-                "reference_applied": applied, "dino": dino, "dino_pairs": dino_n, "clip_i": clip_i,
-                "clip_i_pairs": clip_i_n, "clip_t": clip_t, "clip_t_pairs": clip_t_n}  # fmt: skip
+        return {
+            "method": row.name,
+            "label": row.label,
+            "subject": subject.name,
+            "class": subject.class_name,
+            "live": subject.live,
+            "prompt_index": index,
+            "prompt": prompt,
+            "images": n,
+            "reference_applied": applied,
+            "dino": dino,
+            "dino_pairs": dino_n,
+            "clip_i": clip_i,
+            "clip_i_pairs": clip_i_n,
+            "clip_t": clip_t,
+            "clip_t_pairs": clip_t_n,
+        }
 
     # ---- report -------------------------------------------------------------------------------------------------
     def finish(self, rows: list[Row], subjects: list[BenchSubject]) -> dict:
@@ -359,11 +389,25 @@ class Runner:
         summary = {"protocol": self.protocol(), "subjects": [s.name for s in subjects], "methods": []}
         names = {s.name for s in subjects}
         for row in rows:
-            cells = [r for r in self.rows.values() if r["method"] == row.name and r["subject"] in names
-                     and (int(r["prompt_index"]) < 0 or self.settings.prompts is None
-                          or int(r["prompt_index"]) in self.settings.prompts)]  # fmt: skip
-            summary["methods"].append({"method": row.name, "label": row.label, "cells": len(cells),
-                                       **{m: weighted(cells, m) for m in ("dino", "clip_i", "clip_t")}})  # fmt: skip
+            cells = [
+                r
+                for r in self.rows.values()
+                if r["method"] == row.name
+                and r["subject"] in names
+                and (
+                    int(r["prompt_index"]) < 0
+                    or self.settings.prompts is None
+                    or int(r["prompt_index"]) in self.settings.prompts
+                )
+            ]
+            summary["methods"].append(
+                {
+                    "method": row.name,
+                    "label": row.label,
+                    "cells": len(cells),
+                    **{m: weighted(cells, m) for m in ("dino", "clip_i", "clip_t")},
+                }
+            )
         out = self.settings.out
         write_atomic(out / "summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), overwrite=True)
         table = markdown_table(summary)
@@ -383,13 +427,17 @@ def weighted(cells: list[dict], metric: str) -> float | None:
 def markdown_table(summary: dict) -> str:
     fmt = lambda v: "N/A" if v is None else f"{v:.3f}"  # noqa: E731
     lines = ["| Method | DINO ↑ | CLIP-I ↑ | CLIP-T ↑ |", "| --- | --- | --- | --- |"]
-    lines += [f"| {m['label']} | {fmt(m['dino'])} | {fmt(m['clip_i'])} | {fmt(m['clip_t'])} |"
-              for m in summary["methods"]]  # fmt: skip
+    lines += [
+        f"| {m['label']} | {fmt(m['dino'])} | {fmt(m['clip_i'])} | {fmt(m['clip_t'])} |" for m in summary["methods"]
+    ]
     p = summary["protocol"]
-    lines += ["", f"Protocol: DINO {p['dino']['encoder']}, CLIP {p['clip_i']['encoder']}, pairing "
-              f"{p['dino']['pairing']}, x100 {p['dino']['scale100']}, CLIP-T text with the {p['clip_t']['text']} "
-              f"word, {p['images_per_prompt']} images per prompt, DDIM {p['steps']} steps, guidance {p['guidance']}, "
-              f"{p['resolution']} px, base model {p['base_model']}."]  # fmt: skip
+    lines += [
+        "",
+        f"Protocol: DINO {p['dino']['encoder']}, CLIP {p['clip_i']['encoder']}, pairing "
+        f"{p['dino']['pairing']}, x100 {p['dino']['scale100']}, CLIP-T text with the {p['clip_t']['text']} "
+        f"word, {p['images_per_prompt']} images per prompt, DDIM {p['steps']} steps, guidance {p['guidance']}, "
+        f"{p['resolution']} px, base model {p['base_model']}.",
+    ]
     if "tiny" in (p["base_model"], p["dino"]["encoder"], p["clip_i"]["encoder"]):
         lines += ["", "Random-weight models: these numbers prove the code path, not image quality or fidelity."]
     return "\n".join(lines) + "\n"

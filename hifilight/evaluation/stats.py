@@ -17,8 +17,13 @@ LEVEL = 0.95
 RESAMPLES = 10000
 
 
-def bootstrap_ci(values: Sequence[float], clusters: Sequence[Hashable] | None = None, level: float = LEVEL,
-                 resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:  # fmt: skip
+def bootstrap_ci(
+    values: Sequence[float],
+    clusters: Sequence[Hashable] | None = None,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
     """The percentile bootstrap interval of the mean of `values`, resampling whole `clusters` (default: each value
     its own cluster). Seeded, so a table is reproducible; one value (or one cluster) gives a zero-width interval."""
     x = np.asarray(values, dtype=np.float64)

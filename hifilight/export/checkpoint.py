@@ -41,8 +41,11 @@ def unet_key_map(config) -> dict[str, str]:
             if "CrossAttn" in kind:
                 pairs.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{1 + i * per + j}.1.", None))
         pairs.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(i + 1) * per}.0.op.", None))
-    pairs += [("mid_block.resnets.0.", "middle_block.0.", UNET_RESNET), ("mid_block.attentions.0.", "middle_block.1.",
-              None), ("mid_block.resnets.1.", "middle_block.2.", UNET_RESNET)]  # fmt: skip
+    pairs += [
+        ("mid_block.resnets.0.", "middle_block.0.", UNET_RESNET),
+        ("mid_block.attentions.0.", "middle_block.1.", None),
+        ("mid_block.resnets.1.", "middle_block.2.", UNET_RESNET),
+    ]
     for i, kind in enumerate(config.up_block_types):
         attention = "CrossAttn" in kind
         for j in range(per):
@@ -99,8 +102,12 @@ def to_original(unet, vae, text_encoder, dtype: torch.dtype = torch.float32) -> 
             vae_state[key] = value[:, :, None, None]  # LDM's VAE attention is 1x1 convolutions
     state.update(vae_state)
     # the original layout nests CLIP under text_model. (transformers >= 5.6 flattened CLIPTextModel's own keys)
-    state.update({TEXT + (k if k.startswith("text_model.") else "text_model." + k): v
-                  for k, v in text_encoder.state_dict().items()})  # fmt: skip
+    state.update(
+        {
+            TEXT + (k if k.startswith("text_model.") else "text_model." + k): v
+            for k, v in text_encoder.state_dict().items()
+        }
+    )
     return {k: v.detach().to(dtype).contiguous() for k, v in state.items()}
 
 

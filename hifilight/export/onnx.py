@@ -79,12 +79,15 @@ def _example_inputs(comps, batch: int = 2, latent: int = 8) -> dict[str, tuple]:
     channels = comps.unet.config.in_channels
     ids = torch.randint(0, len(comps.tokenizer), (batch, comps.tokenizer.model_max_length), generator=g)
     return {
-        "unet": (torch.randn(batch, channels, latent, latent, generator=g), torch.tensor([500] * batch),
-                 torch.randn(batch, comps.tokenizer.model_max_length, comps.text_hidden_size, generator=g)),
+        "unet": (
+            torch.randn(batch, channels, latent, latent, generator=g),
+            torch.tensor([500] * batch),
+            torch.randn(batch, comps.tokenizer.model_max_length, comps.text_hidden_size, generator=g),
+        ),
         "vae_decoder": (torch.randn(batch, comps.vae.config.latent_channels, latent, latent, generator=g),),
         "vae_encoder": (torch.rand(batch, 3, 8 * latent, 8 * latent, generator=g) * 2 - 1,),
         "text_encoder": (ids.int(),),
-    }  # fmt: skip
+    }
 
 
 SPECS = {
@@ -105,12 +108,19 @@ def model_index(comps) -> dict:
     import diffusers
 
     ort = ["diffusers", "OnnxRuntimeModel"]
-    return {"_class_name": "OnnxStableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-            "vae_encoder": ort, "vae_decoder": ort, "text_encoder": ort, "unet": ort,
-            "tokenizer": ["transformers", type(comps.tokenizer).__name__],
-            "scheduler": ["diffusers", type(comps.scheduler).__name__],
-            "safety_checker": [None, None], "feature_extractor": [None, None],
-            "requires_safety_checker": False}  # fmt: skip
+    return {
+        "_class_name": "OnnxStableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "vae_encoder": ort,
+        "vae_decoder": ort,
+        "text_encoder": ort,
+        "unet": ort,
+        "tokenizer": ["transformers", type(comps.tokenizer).__name__],
+        "scheduler": ["diffusers", type(comps.scheduler).__name__],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
 
 
 def export_onnx(comps, out: Path, overwrite: bool = False, check: bool = True) -> dict[str, float]:
@@ -133,17 +143,28 @@ def export_onnx(comps, out: Path, overwrite: bool = False, check: bool = True) -
             (tmp / name).mkdir()
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
-                torch.onnx.export(module.float().eval(), examples[name], str(tmp / name / WEIGHTS),
-                                  input_names=inputs, output_names=outputs, dynamic_axes=axes, opset_version=OPSET,
-                                  dynamo=False)  # fmt: skip
+                torch.onnx.export(
+                    module.float().eval(),
+                    examples[name],
+                    str(tmp / name / WEIGHTS),
+                    input_names=inputs,
+                    output_names=outputs,
+                    dynamic_axes=axes,
+                    opset_version=OPSET,
+                    dynamo=False,
+                )
         comps.tokenizer.save_pretrained(tmp / "tokenizer")
         comps.scheduler.save_pretrained(tmp / "scheduler")
-        manifest = {"base_model": comps.name, "in_channels": comps.unet.config.in_channels,
-                    "latent_channels": comps.vae.config.latent_channels,
-                    "scaling_factor": comps.vae.config.scaling_factor,
-                    "block_out_channels": list(comps.vae.config.block_out_channels),
-                    "text_hidden_size": comps.text_hidden_size, "opset": OPSET,
-                    "vae_input_scale": fold}  # fmt: skip
+        manifest = {
+            "base_model": comps.name,
+            "in_channels": comps.unet.config.in_channels,
+            "latent_channels": comps.vae.config.latent_channels,
+            "scaling_factor": comps.vae.config.scaling_factor,
+            "block_out_channels": list(comps.vae.config.block_out_channels),
+            "text_hidden_size": comps.text_hidden_size,
+            "opset": OPSET,
+            "vae_input_scale": fold,
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         (tmp / "model_index.json").write_text(json.dumps(model_index(comps), indent=2))
         if check:

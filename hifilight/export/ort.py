@@ -60,9 +60,11 @@ class OrtUNet(_Session):
 class OrtVaeDecoder(_Session):
     def __init__(self, path: Path, providers: list[str], manifest: dict):
         super().__init__(path, providers)
-        self.config = SimpleNamespace(scaling_factor=manifest["scaling_factor"],
-                                      block_out_channels=manifest["block_out_channels"],
-                                      latent_channels=manifest["latent_channels"])  # fmt: skip
+        self.config = SimpleNamespace(
+            scaling_factor=manifest["scaling_factor"],
+            block_out_channels=manifest["block_out_channels"],
+            latent_channels=manifest["latent_channels"],
+        )
         self.input_scale = manifest.get("vae_input_scale", 1.0)  # the graph multiplies by it: undo (export/onnx.py)
 
     def decode(self, latents):

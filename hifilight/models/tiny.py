@@ -148,8 +148,9 @@ PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter}
 def tiny_vit(seed: int = TINY_SEED) -> ViTModel:
     """A random-weight ViT with DINO ViT-S/16's layout at toy size (`--metrics.dino_model tiny`,
     `--reference.dino_model tiny`)."""
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37)  # fmt: skip
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ViTModel(config, add_pooling_layer=False).eval()
@@ -158,11 +159,25 @@ def tiny_vit(seed: int = TINY_SEED) -> ViTModel:
 def tiny_clip(seed: int = TINY_SEED) -> tuple[CLIPModel, CLIPTokenizer]:
     """A random-weight CLIP (image + text towers) with the tiny tokenizer (for `--metrics.clip_model tiny`)."""
     tokenizer = tiny_tokenizer()
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "max_position_embeddings": 77, "bos_token_id": len(tokenizer) - 2,
-            "eos_token_id": len(tokenizer) - 1, "pad_token_id": len(tokenizer) - 1}  # fmt: skip
-    vision = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-              "num_attention_heads": 4}  # fmt: skip
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 77,
+        "bos_token_id": len(tokenizer) - 2,
+        "eos_token_id": len(tokenizer) - 1,
+        "pad_token_id": len(tokenizer) - 1,
+    }
+    vision = {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()

@@ -75,8 +75,14 @@ class Alignment:
     iou: float  # IoU of the warped reference mask and the generated mask at work size
 
     def as_dict(self) -> dict:
-        return {"scale": self.scale, "angle_deg": math.degrees(self.angle), "tx": self.tx, "ty": self.ty,
-                "loss": self.loss, "iou": self.iou}  # fmt: skip
+        return {
+            "scale": self.scale,
+            "angle_deg": math.degrees(self.angle),
+            "tx": self.tx,
+            "ty": self.ty,
+            "loss": self.loss,
+            "iou": self.iou,
+        }
 
 
 def _grid_theta(log_s: Tensor, angle: Tensor, t: Tensor) -> Tensor:

@@ -40,8 +40,13 @@ class FixedCaption:
 class Blip2Captioner:
     """BLIP-2 greedy captions (deterministic), batched."""
 
-    def __init__(self, model: Blip2ForConditionalGeneration, processor: Blip2Processor, max_new_tokens: int = 30,
-                 batch_size: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        model: Blip2ForConditionalGeneration,
+        processor: Blip2Processor,
+        max_new_tokens: int = 30,
+        batch_size: int = 8,
+    ):
         self.model, self.processor = model.eval(), processor
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 

@@ -88,15 +88,17 @@ def _features(out) -> Tensor:
 class DinoEncoder:
     """DINO ViT image embeddings: the [CLS] token of the last layer (after the final layer norm)."""
 
-    def __init__(self, model: ViTModel, preprocess: Preprocess | None = None, batch_size: int = 16,
-                 name: str = DINO_DEFAULT):  # fmt: skip
+    def __init__(
+        self, model: ViTModel, preprocess: Preprocess | None = None, batch_size: int = 16, name: str = DINO_DEFAULT
+    ):
         self.model = model.eval().requires_grad_(False)
         self.preprocess = preprocess or dino_preprocess(model.config.image_size)
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = DINO_DEFAULT, device: str = "cpu", flag: str = "--metrics.dino_model",
-                        **kwargs) -> DinoEncoder:  # fmt: skip
+    def from_pretrained(
+        cls, source: str = DINO_DEFAULT, device: str = "cpu", flag: str = "--metrics.dino_model", **kwargs
+    ) -> DinoEncoder:
         """A hub id, a local folder, "tiny" (random weights, for tests and dry runs) or a registered name
         ("toyworld": ToyDINO); `flag` is the option that named it, for messages."""
         if source == TINY:
@@ -123,16 +125,23 @@ class DinoEncoder:
 class ClipEncoder:
     """CLIP image and text embeddings (projected), for CLIP-I and CLIP-T."""
 
-    def __init__(self, model: CLIPModel, tokenizer: CLIPTokenizer, preprocess: Preprocess | None = None,
-                 batch_size: int = 16, name: str = CLIP_DEFAULT):  # fmt: skip
+    def __init__(
+        self,
+        model: CLIPModel,
+        tokenizer: CLIPTokenizer,
+        preprocess: Preprocess | None = None,
+        batch_size: int = 16,
+        name: str = CLIP_DEFAULT,
+    ):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.preprocess = preprocess or clip_preprocess(model.config.vision_config.image_size)
         self.batch_size, self.name = batch_size, name
 
     @classmethod
-    def from_pretrained(cls, source: str = CLIP_DEFAULT, device: str = "cpu", flag: str = "--metrics.clip_model",
-                        **kwargs) -> ClipEncoder:  # fmt: skip
+    def from_pretrained(
+        cls, source: str = CLIP_DEFAULT, device: str = "cpu", flag: str = "--metrics.clip_model", **kwargs
+    ) -> ClipEncoder:
         """A hub id, a local folder, or "tiny" (random weights, for tests and dry runs); `flag` names the option."""
         if source == TINY:
             model, tokenizer = tiny_clip()

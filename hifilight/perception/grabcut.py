@@ -34,8 +34,9 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == largest
 
 
-def grabcut(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None,
-            settings: GrabCutSettings = GrabCutSettings()) -> np.ndarray:  # fmt: skip
+def grabcut(
+    rgb: np.ndarray, box: tuple[int, int, int, int] | None = None, settings: GrabCutSettings = GrabCutSettings()
+) -> np.ndarray:
     """Boolean subject mask (H, W) of an RGB uint8 image; `box` = (x0, y0, x1, y1) in pixels, else centre prior."""
     h, w = rgb.shape[:2]
     scale = min(1.0, settings.max_side / max(h, w))
@@ -50,8 +51,9 @@ def grabcut(rgb: np.ndarray, box: tuple[int, int, int, int] | None = None,
     mask = np.zeros((sh, sw), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means initialisation draws from OpenCV's global RNG: same photo, same mask
-    cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, bgd, fgd, settings.iterations,
-                cv2.GC_INIT_WITH_RECT)  # fmt: skip
+    cv2.grabCut(
+        cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, bgd, fgd, settings.iterations, cv2.GC_INIT_WITH_RECT
+    )
     fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     if settings.largest_component and fg.any():
         fg = _largest_component(fg)
@@ -69,8 +71,9 @@ class GrabCutMaskProvider:
     def __call__(self, image_path: Path, image: Image.Image) -> torch.Tensor:
         mask = grabcut(np.asarray(image.convert("RGB")), None, self.settings)
         if not mask.any():
-            warnings.warn(f"{Path(image_path).name}: GrabCut found no subject; using the centre box instead",
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{Path(image_path).name}: GrabCut found no subject; using the centre box instead", stacklevel=2
+            )
             h, w = mask.shape
             my, mx = round(h * self.settings.margin), round(w * self.settings.margin)
             mask[my : h - my, mx : w - mx] = True

@@ -136,8 +136,9 @@ class GroundedSam:
         self.settings = settings
 
     @classmethod
-    def from_pretrained(cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu",
-                        offline: bool = False):  # fmt: skip
+    def from_pretrained(
+        cls, settings: GroundedSamSettings = GroundedSamSettings(), device: str = "cpu", offline: bool = False
+    ):
         """Load both models; `offline` only looks in local folders and the hub cache (no download)."""
         flag = "--segmentation.detector"
         detector = _load(GroundingDinoForObjectDetection, settings.detector, flag, offline).to(device)
@@ -150,9 +151,12 @@ class GroundedSam:
         inputs = self.detector_processor(images=image, text=detector_text(class_name), return_tensors="pt")
         outputs = self.detector(**inputs.to(self.detector.device))
         result = self.detector_processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=self.settings.box_threshold,
-            text_threshold=self.settings.text_threshold, target_sizes=[(image.height, image.width)],
-        )[0]  # fmt: skip
+            outputs,
+            inputs["input_ids"],
+            threshold=self.settings.box_threshold,
+            text_threshold=self.settings.text_threshold,
+            target_sizes=[(image.height, image.width)],
+        )[0]
         order = torch.argsort(result["scores"], descending=True)
         return [tuple(result["boxes"][i].tolist()) for i in order], [float(result["scores"][i]) for i in order]
 

@@ -40,8 +40,16 @@ class ControlledAttnProcessor(AttnProcessor):
         super().__init__()
         self.controller, self.name = controller, name
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 *args, **kwargs):  # fmt: skip
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states,
+        encoder_hidden_states=None,
+        attention_mask=None,
+        temb=None,
+        *args,
+        **kwargs,
+    ):
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -152,7 +160,8 @@ class AttentionStore(AttentionController):
         out = {}
         for step, layers in self._sums.items():
             side = self.res or max(m.shape[-1] for m in layers)
-            resized = [F.interpolate(m, size=(side, side), mode="bilinear") if m.shape[-1] != side else m
-                       for m in layers]  # fmt: skip
+            resized = [
+                F.interpolate(m, size=(side, side), mode="bilinear") if m.shape[-1] != side else m for m in layers
+            ]
             out[step] = torch.stack(resized).mean(0)
         return out

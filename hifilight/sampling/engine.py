@@ -102,8 +102,9 @@ class SamplingEngine:
         out = self.unet(latents.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
         return out.to(latents.dtype)
 
-    def step_with_null(self, latents: Tensor, timestep: int, cond_output: Tensor, uncond: Tensor,
-                       guidance: float) -> Tensor:  # fmt: skip
+    def step_with_null(
+        self, latents: Tensor, timestep: int, cond_output: Tensor, uncond: Tensor, guidance: float
+    ) -> Tensor:
         """x_{t-1} for a known conditional branch and a given (possibly trainable) null embedding: the
         unconditional branch, CFG and the DDIM move. What null-text inversion (Eq. 4) and reference guidance
         (Eq. 10) differentiate through, the conditional branch being independent of the null embedding."""
@@ -113,8 +114,9 @@ class SamplingEngine:
     def transfer(self, latents: Tensor, model_output: Tensor, timestep: int) -> Tensor:
         """The DDIM move of Eq. (1) from timestep t to the previous DDIM timestep, given the model output."""
         s = self.schedule
-        return ddim_transfer(latents, model_output, s.alpha(timestep), s.alpha(s.prev_timestep(timestep)),
-                             s.prediction_type)  # fmt: skip
+        return ddim_transfer(
+            latents, model_output, s.alpha(timestep), s.alpha(s.prev_timestep(timestep)), s.prediction_type
+        )
 
     def step(self, latents: Tensor, timestep: int, cond: Tensor, uncond: Tensor, guidance: float) -> StepResult:
         """F^(t)(x_t, c, phi) of Eq. (1): one guided DDIM step from timestep t to the previous DDIM timestep."""

@@ -137,8 +137,9 @@ class ReferenceGuidance(StepCallback):
             return masked_sq_error(x, y, self.mask, s.reduction)
 
         x_t, step, w = state.latents, state.timestep, state.guidance_scale
-        self.phi_h, losses = optimise_null(engine, x_t, step, out_cond, w, self.phi_h, target, loss_fn, s.inner_steps,
-                                           self._adam)  # lines 6-8  # fmt: skip
+        self.phi_h, losses = optimise_null(
+            engine, x_t, step, out_cond, w, self.phi_h, target, loss_fn, s.inner_steps, self._adam
+        )  # lines 6-8
         self.log.before[t] = losses[0]
         with torch.no_grad():
             x_prev_h = engine.step_with_null(x_t, step, out_cond, self.phi_h, w)

@@ -45,10 +45,18 @@ class NullTextResult:
 
 
 def optimise_null(
-    engine: SamplingEngine, latents: Tensor, timestep: int, cond_output: Tensor, guidance: float, phi: Tensor,
-    target: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor], steps: int,
-    optimizer_for: Callable[[Tensor], torch.optim.Optimizer], stop: Callable[[float], bool] | None = None,
-) -> tuple[Tensor, list[float]]:  # fmt: skip
+    engine: SamplingEngine,
+    latents: Tensor,
+    timestep: int,
+    cond_output: Tensor,
+    guidance: float,
+    phi: Tensor,
+    target: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    steps: int,
+    optimizer_for: Callable[[Tensor], torch.optim.Optimizer],
+    stop: Callable[[float], bool] | None = None,
+) -> tuple[Tensor, list[float]]:
     """Adam on a null embedding so that the guided DDIM step from x_t lands on `target`: Eq. (4) with the MSE,
     Eq. (10) with the masked error. Returns the optimised embedding and the loss of each inner step (taken before
     its update); `stop(loss)` ends the loop early."""
@@ -67,9 +75,13 @@ def optimise_null(
 
 
 def null_text_inversion(
-    engine: SamplingEngine, trajectory: list[Tensor], cond: Tensor, phi: Tensor, guidance: float,
+    engine: SamplingEngine,
+    trajectory: list[Tensor],
+    cond: Tensor,
+    phi: Tensor,
+    guidance: float,
     settings: NullTextSettings = NullTextSettings(),
-) -> NullTextResult:  # fmt: skip
+) -> NullTextResult:
     """Optimise phi_t step by step (Eq. 4) so that F^(t)(x_t, c, phi_t) matches x*_{t-1} of `trajectory`."""
     x, current = trajectory[-1], phi.detach().clone()
     phis, losses = [], []
@@ -78,10 +90,18 @@ def null_text_inversion(
             out_cond = engine.branch(x, t, cond)
         lr = settings.learning_rate * (1 - i / 100) if settings.lr_decay else settings.learning_rate
         current, step_losses = optimise_null(
-            engine, x, t, out_cond, guidance, current if settings.warm_start else phi, trajectory[-2 - i],
-            F.mse_loss, settings.inner_steps, lambda p, lr=lr: torch.optim.Adam([p], lr=lr),
+            engine,
+            x,
+            t,
+            out_cond,
+            guidance,
+            current if settings.warm_start else phi,
+            trajectory[-2 - i],
+            F.mse_loss,
+            settings.inner_steps,
+            lambda p, lr=lr: torch.optim.Adam([p], lr=lr),
             (lambda loss, i=i: loss < 1e-5 + i * 2e-5) if settings.early_stop else None,
-        )  # fmt: skip
+        )
         phis.append(current)
         losses.append(step_losses)
         with torch.no_grad():  # x_{t-1} with the optimised phi_t; the conditional branch is reused, not recomputed

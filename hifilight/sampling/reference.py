@@ -166,8 +166,9 @@ def _skip(record: ReferenceRecord, why: str) -> None:
     record.skipped = why
 
 
-def _guide_one(comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, phi, resume, start_index,
-               guidance, per_step) -> None:  # fmt: skip
+def _guide_one(
+    comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, phi, resume, start_index, guidance, per_step
+) -> None:
     """Steps 2-6 of Algorithm 2 for one image; fills `record`."""
     record.mask_g = ref.generated_masks(Path(f"generated_{record.job.seed}.png"), record.first)
     if not record.mask_g.any():

@@ -42,9 +42,20 @@ def image_paths(folder: Path, index: int, n: int) -> list[Path]:
 CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in calibration.ROWS)
 
 
-def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
-               images_per_prompt: int, comps, judge: ToyJudge | None = None, steps: int = 25,
-               guidance: float = 5.0, batch_size: int = 8, calibration_rows: bool = True) -> list[dict]:  # fmt: skip
+def score_runs(
+    out: Path,
+    seeds: list[int],
+    rows: list[Row],
+    subjects: list[BenchSubject],
+    prompts: list[int],
+    images_per_prompt: int,
+    comps,
+    judge: ToyJudge | None = None,
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch_size: int = 8,
+    calibration_rows: bool = True,
+) -> list[dict]:
     """Cells of the calibration rows (the base model `comps` draws the floor and the oracle; skipped without
     `calibration_rows`) and of `rows`, per seed."""
     judge = judge or ToyJudge()
@@ -54,20 +65,40 @@ def score_runs(out: Path, seeds: list[int], rows: list[Row], subjects: list[Benc
 
     def add(seed: int, row: str, label: str, subject: str, i: int, prompt: str, images: list[Image.Image]) -> None:
         scores = judge.score(images, objects[subject], prompt, sources[subject])
-        cells.append({"seed": seed, "method": row, "label": label, "subject": subject, "prompt_index": i,
-                      "prompt": prompt, "images": len(images), **scores})  # fmt: skip
+        cells.append(
+            {
+                "seed": seed,
+                "method": row,
+                "label": label,
+                "subject": subject,
+                "prompt_index": i,
+                "prompt": prompt,
+                "images": len(images),
+                **scores,
+            }
+        )
 
     for seed in seeds:
-        calibration_cells = calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps,
-                                                          guidance, batch_size) if calibration_rows else []  # fmt: skip
+        calibration_cells = (
+            calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance, batch_size)
+            if calibration_rows
+            else []
+        )
         for c in calibration_cells:
             add(seed, c.row, calibration.LABELS[c.row], c.subject, c.prompt_index, c.prompt, c.images)
         for row in rows:
             for subject in subjects:
                 for i in prompts:
                     paths = image_paths(out / f"seed{seed}" / row.name / subject.name, i, images_per_prompt)
-                    add(seed, row.name, row.label, subject.name, i, subject.prompts[i],
-                        [Image.open(p).convert("RGB") for p in paths])  # fmt: skip
+                    add(
+                        seed,
+                        row.name,
+                        row.label,
+                        subject.name,
+                        i,
+                        subject.prompts[i],
+                        [Image.open(p).convert("RGB") for p in paths],
+                    )
     return cells
 
 
@@ -78,10 +109,10 @@ def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
     for row in rows:
         entry = {"method": row.name, "label": row.label}
         for m in MEASURES:
-            per_seed = [statistics.fmean(c[m] for c in cells if c["method"] == row.name and c["seed"] == s)
-                        for s in seeds]  # fmt: skip
-            entry[m] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed),
-                        "per_seed": per_seed}  # fmt: skip
+            per_seed = [
+                statistics.fmean(c[m] for c in cells if c["method"] == row.name and c["seed"] == s) for s in seeds
+            ]
+            entry[m] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed), "per_seed": per_seed}
         entry["cells"] = sum(c["method"] == row.name for c in cells)
         methods.append(entry)
     add_normalised(methods)
@@ -126,16 +157,27 @@ def step_gains(cells: list[dict], rows: list[Row]) -> list[dict]:
     for before, after in ladder_steps(rows):
         a, b = means[before.name], means[after.name]
         units = sorted(a.keys() & b.keys())
-        entry = {"from": before.label, "to": after.label, "from_method": before.name, "to_method": after.name,
-                 "pairs": len(units), "units": [list(u) for u in units]}  # fmt: skip
+        entry = {
+            "from": before.label,
+            "to": after.label,
+            "from_method": before.name,
+            "to_method": after.name,
+            "pairs": len(units),
+            "units": [list(u) for u in units],
+        }
         clusters = [u[1] for u in units]  # subjects: resampled whole, with all their seeds
         for m in MEASURES:
             diffs = [b[u][m] - a[u][m] for u in units]
             low, high = bootstrap_ci(diffs, clusters) if diffs else (0.0, 0.0)
             word = verdict(low, high) if len(set(clusters)) >= MIN_SUBJECTS else f"n/a (< {MIN_SUBJECTS} subjects)"
-            entry[m] = {"mean": statistics.fmean(diffs) if diffs else 0.0, "ci95": {"low": low, "high": high},
-                        "verdict": word, "up": sum(d > 0 for d in diffs),
-                        "down": sum(d < 0 for d in diffs), "diffs": diffs}  # fmt: skip
+            entry[m] = {
+                "mean": statistics.fmean(diffs) if diffs else 0.0,
+                "ci95": {"low": low, "high": high},
+                "verdict": word,
+                "up": sum(d > 0 for d in diffs),
+                "down": sum(d < 0 for d in diffs),
+                "diffs": diffs,
+            }
         gains.append(entry)
     return gains
 
@@ -150,11 +192,15 @@ def gains_markdown(gains: list[dict]) -> list[str]:
     for g in gains:
         values = [f"{g[m]['mean']:+.3f} [{g[m]['ci95']['low']:+.3f}, {g[m]['ci95']['high']:+.3f}]" for m in MEASURES]
         lines.append(f"| {g['from']} → {g['to']} | " + " | ".join(values) + f" | {g['identity']['verdict']} |")
-    return ["", *lines, "",
-            f"Each row against its base row, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
-            "change of the per-pair means over prompts and its bootstrap 95% interval (subjects resampled with all "
-            "their seeds); the verdict is \"helps\" / \"hurts\" when the interval excludes 0, else \"no "
-            "measurable effect\"."]  # fmt: skip
+    return [
+        "",
+        *lines,
+        "",
+        f"Each row against its base row, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
+        "change of the per-pair means over prompts and its bootstrap 95% interval (subjects resampled with all "
+        'their seeds); the verdict is "helps" / "hurts" when the interval excludes 0, else "no '
+        'measurable effect".',
+    ]
 
 
 def markdown(summary: dict, protocol: str) -> str:
@@ -167,16 +213,20 @@ def markdown(summary: dict, protocol: str) -> str:
             n = entry.get("normalised_identity")
             values.append("n/a" if n is None else f"{n:.2f}")
         lines.append(f"| {entry['label']} | " + " | ".join(values) + " |")
-    lines += ["", protocol, "",
-              "identity: share of images whose object has all the subject's attributes (shape, colour, pattern, "
-              "pattern colour; the colour is left out for recolour prompts); attributes: mean per-attribute match; "
-              "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
-              "source photos; prompt: share of images with the background (or colour) the prompt asks for; "
-              "identity, normalised: (row - floor) / (oracle - floor), 0 at the class-word floor, 1 at the text "
-              "oracle. "
-              "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
-              "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
-              *gains_markdown(summary["gains"])]  # fmt: skip
+    lines += [
+        "",
+        protocol,
+        "",
+        "identity: share of images whose object has all the subject's attributes (shape, colour, pattern, "
+        "pattern colour; the colour is left out for recolour prompts); attributes: mean per-attribute match; "
+        "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
+        "source photos; prompt: share of images with the background (or colour) the prompt asks for; "
+        "identity, normalised: (row - floor) / (oracle - floor), 0 at the class-word floor, 1 at the text "
+        "oracle. "
+        "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
+        "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
+        *gains_markdown(summary["gains"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -184,12 +234,25 @@ def table_record(summary: dict, split: str, protocol: str, tuning: dict | None) 
     """The table as a small JSON (docs/toyworld/table2.json): split, seeds, protocol, tuning, each row's measures
     and each ladder step's paired mean difference with its interval, verdict and per-pair differences."""
     steps = [
-        {"from": g["from_method"], "to": g["to_method"], "from_label": g["from"], "to_label": g["to"],
-         "pairs": g["pairs"], "units": g["units"], **{m: g[m] for m in MEASURES}}
+        {
+            "from": g["from_method"],
+            "to": g["to_method"],
+            "from_label": g["from"],
+            "to_label": g["to"],
+            "pairs": g["pairs"],
+            "units": g["units"],
+            **{m: g[m] for m in MEASURES},
+        }
         for g in summary["gains"]
-    ]  # fmt: skip
-    return {"split": split, "seeds": summary["seeds"], "protocol": protocol, "tuning": tuning,
-            "rows": summary["methods"], "steps": steps}  # fmt: skip
+    ]
+    return {
+        "split": split,
+        "seeds": summary["seeds"],
+        "protocol": protocol,
+        "tuning": tuning,
+        "rows": summary["methods"],
+        "steps": steps,
+    }
 
 
 def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> str:
@@ -198,15 +261,17 @@ def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> 
     writer.writeheader()
     writer.writerows(cells)
     write_atomic(out / "toyworld_results.csv", lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
-    write_atomic(out / "toyworld_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)),
-                 overwrite=True)  # fmt: skip
+    write_atomic(
+        out / "toyworld_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), overwrite=True
+    )
     table = markdown(summary, protocol)
     write_atomic(out / "toyworld_table.md", lambda tmp: tmp.write_text(table), overwrite=True)
     return table
 
 
-def write_grids(out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int],
-                images_per_prompt: int) -> list[Path]:  # fmt: skip
+def write_grids(
+    out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int
+) -> list[Path]:
     """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row."""
     paths = []
     for row in rows:

@@ -58,8 +58,9 @@ def true_renders(obj: ToyObject, prompt: str, n: int, seed: int) -> list[Image.I
     """n renders of what the prompt asks for: the subject on the asked background, or recoloured (any background)."""
     target = prompt_target(prompt)
     rng = np.random.default_rng([seed, zlib.crc32(prompt.encode())])
-    return [Image.fromarray(render(random_scene(rng, prompt_object(obj, prompt), target.background))[0])
-            for _ in range(n)]  # fmt: skip
+    return [
+        Image.fromarray(render(random_scene(rng, prompt_object(obj, prompt), target.background))[0]) for _ in range(n)
+    ]
 
 
 @torch.no_grad()
@@ -70,16 +71,18 @@ def reconstruct(vae, images: list[Image.Image]) -> list[Image.Image]:
     return [to_pil((d + 1) / 2) for d in decoded]
 
 
-def text_images(comps, texts: list[str], n: int, seed: int, steps: int, guidance: float,
-                batch_size: int) -> list[list[Image.Image]]:  # fmt: skip
+def text_images(
+    comps, texts: list[str], n: int, seed: int, steps: int, guidance: float, batch_size: int
+) -> list[list[Image.Image]]:
     """n base-model images per text (x_T seeds from `seed` and the text, so a text gets the same images in any
     batch and any run)."""
     from hifilight.sampling.generate import Job, generate
 
     jobs = [Job(t, t, seed + 1000 * (zlib.crc32(t.encode()) % 100_000) + k) for t in texts for k in range(n)]
     size = comps.unet.config.sample_size * comps.vae_scale_factor
-    images = generate(comps, None, jobs, steps=steps, guidance=guidance, resolution=size, batch_size=batch_size,
-                      progress=False)  # fmt: skip
+    images = generate(
+        comps, None, jobs, steps=steps, guidance=guidance, resolution=size, batch_size=batch_size, progress=False
+    )
     pil = [to_pil(x) for x in images]
     return [pil[i * n : (i + 1) * n] for i in range(len(texts))]
 
@@ -95,8 +98,16 @@ class Cell:
     images: list[Image.Image]
 
 
-def calibration_cells(comps, subjects: dict[str, ToyObject], prompts: list[int], n: int, seed: int = 0,
-                      steps: int = 25, guidance: float = 5.0, batch_size: int = 32) -> list[Cell]:  # fmt: skip
+def calibration_cells(
+    comps,
+    subjects: dict[str, ToyObject],
+    prompts: list[int],
+    n: int,
+    seed: int = 0,
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch_size: int = 32,
+) -> list[Cell]:
     """The four calibration rows' images for every subject x prompt (prompt indices into `dataset.PROMPTS`)."""
     asks = [(name, i, PROMPTS[i].format("", obj.shape)) for name, obj in subjects.items() for i in prompts]
     cells = []
@@ -106,8 +117,9 @@ def calibration_cells(comps, subjects: dict[str, ToyObject], prompts: list[int],
         made = dict(zip(unique, text_images(comps, unique, n, seed, steps, guidance, batch_size), strict=True))
         cells += [Cell(row, name, i, p, made[t]) for (name, i, p), t in zip(asks, texts, strict=True)]
     renders = [Cell(RENDERS, name, i, p, true_renders(subjects[name], p, n, seed)) for name, i, p in asks]
-    decoded = [Cell(RECONSTRUCTIONS, c.subject, c.prompt_index, c.prompt, reconstruct(comps.vae, c.images))
-               for c in renders]  # fmt: skip
+    decoded = [
+        Cell(RECONSTRUCTIONS, c.subject, c.prompt_index, c.prompt, reconstruct(comps.vae, c.images)) for c in renders
+    ]
     return cells + renders + decoded  # in ROWS order
 
 
@@ -136,17 +148,35 @@ def summarize_rows(scored: list[dict]) -> dict[str, dict[str, float]]:
     return rows
 
 
-def calibrate(comps, subjects: dict[str, ToyObject], prompts: list[int] | None = None, n: int = 4, seed: int = 0,
-              steps: int = 25, guidance: float = 5.0, batch_size: int = 32,
-              judge: ToyJudge | None = None) -> dict:  # fmt: skip
+def calibrate(
+    comps,
+    subjects: dict[str, ToyObject],
+    prompts: list[int] | None = None,
+    n: int = 4,
+    seed: int = 0,
+    steps: int = 25,
+    guidance: float = 5.0,
+    batch_size: int = 32,
+    judge: ToyJudge | None = None,
+) -> dict:
     """Calibration of `comps` (a ToySD) on `subjects`: per row the judge's measures, and the cells' scores."""
     judge = judge or ToyJudge()
     prompts = BACKGROUND_PROMPTS if prompts is None else prompts
     cells = calibration_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size)
-    sources = {name: judge.encoder.encode_images([Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)])
-               for name in subjects}  # fmt: skip
-    scored = [{"row": c.row, "subject": c.subject, "prompt_index": c.prompt_index, "prompt": c.prompt,
-               **score_cell(judge, c, subjects[c.subject], sources[c.subject])} for c in cells]  # fmt: skip
+    sources = {
+        name: judge.encoder.encode_images([Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)])
+        for name in subjects
+    }
+    scored = [
+        {
+            "row": c.row,
+            "subject": c.subject,
+            "prompt_index": c.prompt_index,
+            "prompt": c.prompt,
+            **score_cell(judge, c, subjects[c.subject], sources[c.subject]),
+        }
+        for c in cells
+    ]
     return {"rows": summarize_rows(scored), "cells": scored}
 
 
@@ -154,8 +184,10 @@ def perception_accuracy(n: int = 512, seed: int = 12345) -> dict:
     """The judge's and ToySAM's own quality on fresh renders of pretraining objects (a seed no training used)."""
     from hifilight.toyworld.models import accuracy, load, mean_iou
 
-    return {"classifier_toysd": accuracy(load("classifier_toysd"), n, seed),
-            "toysam_mean_iou": mean_iou(load("segmenter"), n // 2, seed)}  # fmt: skip
+    return {
+        "classifier_toysd": accuracy(load("classifier_toysd"), n, seed),
+        "toysam_mean_iou": mean_iou(load("segmenter"), n // 2, seed),
+    }
 
 
 def markdown(result: dict) -> str:
@@ -166,7 +198,10 @@ def markdown(result: dict) -> str:
     for row, values in result["rows"].items():
         lines.append(f"| {LABELS[row]} | " + " | ".join(f"{values[k]:.3f}" for k in keys) + " |")
     cells = next(iter(result["rows"].values()))["cells"]
-    lines += ["", f"ToyWorld calibration, {result['split']} split: {cells} cells (subject x prompt) x "
-              f"{result['images_per_prompt']} images; base model {result['model']}, DDIM {result['steps']} steps, "
-              f"guidance {result['guidance']}, seed {result['seed']}."]  # fmt: skip
+    lines += [
+        "",
+        f"ToyWorld calibration, {result['split']} split: {cells} cells (subject x prompt) x "
+        f"{result['images_per_prompt']} images; base model {result['model']}, DDIM {result['steps']} steps, "
+        f"guidance {result['guidance']}, seed {result['seed']}.",
+    ]
     return "\n".join(lines)

@@ -45,8 +45,9 @@ def prompt_target(prompt: str) -> PromptTarget:
     raise ValueError(f"{prompt!r} asks for no ToyWorld background or colour")
 
 
-def subject_match(probs: dict[str, torch.Tensor], subject: ToyObject,
-                  keys: tuple[str, ...] = SUBJECT_ATTRIBUTES) -> torch.Tensor:  # fmt: skip
+def subject_match(
+    probs: dict[str, torch.Tensor], subject: ToyObject, keys: tuple[str, ...] = SUBJECT_ATTRIBUTES
+) -> torch.Tensor:
     """(N, len(keys)) booleans: whether each image's read value of each attribute is the subject's."""
     from hifilight.toyworld.models import ATTRIBUTES
 
@@ -72,8 +73,14 @@ class ToyJudge:
         h = model.features(_inputs(images))
         return {k: head(h).softmax(-1) for k, head in model.heads.items()}, torch.nn.functional.normalize(h, dim=-1)
 
-    def score(self, images: list[Image.Image], subject: ToyObject, prompt: str, sources: torch.Tensor,
-              reading: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:  # fmt: skip
+    def score(
+        self,
+        images: list[Image.Image],
+        subject: ToyObject,
+        prompt: str,
+        sources: torch.Tensor,
+        reading: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
         """The five measures, each a mean over `images`; `sources` = ToyDINO embeddings of the subject's photos;
         `reading`: what `read(images)` gave, when the caller already has it."""
         from hifilight.toyworld.models import ATTRIBUTES
@@ -88,6 +95,10 @@ class ToyJudge:
         else:
             asked = probs["color"].argmax(-1) == ATTRIBUTES["color"].index(target.color)
         cosine = embeddings @ sources.T
-        return {"identity": match.all(1).float().mean().item(), "attributes": match.float().mean().item(),
-                "confidence": conf.mean().item(), "toydino": cosine.mean().item(),
-                "prompt": asked.float().mean().item()}  # fmt: skip
+        return {
+            "identity": match.all(1).float().mean().item(),
+            "attributes": match.float().mean().item(),
+            "confidence": conf.mean().item(),
+            "toydino": cosine.mean().item(),
+            "prompt": asked.float().mean().item(),
+        }

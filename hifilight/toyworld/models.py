@@ -46,12 +46,20 @@ def sample(rng: np.random.Generator, n: int, objects=None) -> tuple[Tensor, dict
         image, mask = render(scene, SIZE)
         images.append(image)
         masks.append(mask)
-        values = {"shape": obj.shape, "color": obj.color, "pattern": obj.pattern, "background": scene.background,
-                  "pattern_color": obj.pattern_color if obj.pattern != "plain" else None}  # fmt: skip
+        values = {
+            "shape": obj.shape,
+            "color": obj.color,
+            "pattern": obj.pattern,
+            "background": scene.background,
+            "pattern_color": obj.pattern_color if obj.pattern != "plain" else None,
+        }
         for key, value in values.items():
             labels[key].append(ATTRIBUTES[key].index(value) if value is not None else -100)
-    return (to_input(np.stack(images)), {k: torch.tensor(v) for k, v in labels.items()},
-            torch.from_numpy(np.stack(masks)).float()[:, None])  # fmt: skip
+    return (
+        to_input(np.stack(images)),
+        {k: torch.tensor(v) for k, v in labels.items()},
+        torch.from_numpy(np.stack(masks)).float()[:, None],
+    )
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -63,9 +71,18 @@ class ToyClassifier(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            _block(3, w), nn.MaxPool2d(2), _block(w, w * 2), nn.MaxPool2d(2), _block(w * 2, w * 4), nn.MaxPool2d(2),
-            _block(w * 4, w * 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w * 4, dim), nn.SiLU(),
-        )  # fmt: skip
+            _block(3, w),
+            nn.MaxPool2d(2),
+            _block(w, w * 2),
+            nn.MaxPool2d(2),
+            _block(w * 2, w * 4),
+            nn.MaxPool2d(2),
+            _block(w * 4, w * 4),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(w * 4, dim),
+            nn.SiLU(),
+        )
         self.heads = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in ATTRIBUTES.items()})
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -105,8 +122,11 @@ def train(kind: str, steps: int, seed: int = 0, batch: int = 64, lr: float = 2e-
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     for _ in range(steps):
         x, labels, masks = sample(rng, batch)
-        loss = classifier_loss(model, x, labels) if kind == "classifier" else F.binary_cross_entropy_with_logits(
-            model(x), masks)  # fmt: skip
+        loss = (
+            classifier_loss(model, x, labels)
+            if kind == "classifier"
+            else F.binary_cross_entropy_with_logits(model(x), masks)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

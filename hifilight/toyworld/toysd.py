@@ -85,21 +85,35 @@ def toy_tokenizer() -> CLIPTokenizer:
 
 
 def toy_text_encoder(vocab_size: int) -> CLIPTextModel:
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_HIDDEN, intermediate_size=4 * TEXT_HIDDEN, num_hidden_layers=3,
-        num_attention_heads=4, max_position_embeddings=MAX_LENGTH, bos_token_id=vocab_size - 2,
-        eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
-    ))  # fmt: skip
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=TEXT_HIDDEN,
+            intermediate_size=4 * TEXT_HIDDEN,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            max_position_embeddings=MAX_LENGTH,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
+        )
+    )
 
 
 def toy_vae() -> AutoencoderKL:
     # 4 norm groups: with one channel per group (16 groups on 16 channels) GroupNorm removes every channel's image
     # mean, and with it the colours the decoder must give back.
     vae = AutoencoderKL(
-        block_out_channels=(16, 32, 64), in_channels=3, out_channels=3, latent_channels=LATENT, layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3, norm_num_groups=4,
+        block_out_channels=(16, 32, 64),
+        in_channels=3,
+        out_channels=3,
+        latent_channels=LATENT,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        norm_num_groups=4,
         sample_size=SIZE,
-    )  # fmt: skip
+    )
     # The posterior's log-variance starts at -10 (std 0.007) instead of 0: a short training otherwise spends most of
     # its steps shrinking a unit noise on the latents, and decodes blurred images (the KL term keeps it learnable).
     with torch.no_grad():
@@ -111,12 +125,17 @@ def toy_vae() -> AutoencoderKL:
 def toy_unet() -> UNet2DConditionModel:
     # Cross-attention at 8x8 and 4x4 only (SD also has it at full latent size): 1.6x faster to train on a CPU.
     return UNet2DConditionModel(
-        sample_size=SIZE // 4, in_channels=LATENT, out_channels=LATENT, block_out_channels=(48, 96, 128),
+        sample_size=SIZE // 4,
+        in_channels=LATENT,
+        out_channels=LATENT,
+        block_out_channels=(48, 96, 128),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=TEXT_HIDDEN, attention_head_dim=16, norm_num_groups=16,
-    )  # fmt: skip
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=16,
+        norm_num_groups=16,
+    )
 
 
 def build(seed: int = 0) -> dict:
@@ -153,8 +172,12 @@ def partial_words(obj, rng: np.random.Generator) -> str:
     if obj.pattern == "plain":
         return f"{obj.color} {obj.shape}"
     noun = {"striped": "stripes", "dotted": "dots", "checkered": "checks"}[obj.pattern]
-    return [f"{obj.color} {obj.shape}", f"{obj.shape} with {obj.pattern_color} {noun}", f"{obj.pattern} {obj.shape}",
-            f"{obj.color} {obj.pattern} {obj.shape}"][int(rng.integers(4))]  # fmt: skip
+    return [
+        f"{obj.color} {obj.shape}",
+        f"{obj.shape} with {obj.pattern_color} {noun}",
+        f"{obj.pattern} {obj.shape}",
+        f"{obj.color} {obj.pattern} {obj.shape}",
+    ][int(rng.integers(4))]
 
 
 def render_corpus(n: int, seed: int, with_masks: bool = False) -> tuple[torch.Tensor, list, torch.Tensor | None]:
@@ -175,9 +198,19 @@ def reconstruction_loss(recon: torch.Tensor, x: torch.Tensor, weights: torch.Ten
     return (err * weights).mean() / weights.mean()
 
 
-def train_vae(vae: AutoencoderKL, images: torch.Tensor, steps: int, batch: int, lr: float, seed: int,
-              crop: int = 64, kl_weight: float = 1e-6, masks: torch.Tensor | None = None, object_weight: float = 0.0,
-              log=print) -> AutoencoderKL:  # fmt: skip
+def train_vae(
+    vae: AutoencoderKL,
+    images: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    crop: int = 64,
+    kl_weight: float = 1e-6,
+    masks: torch.Tensor | None = None,
+    object_weight: float = 0.0,
+    log=print,
+) -> AutoencoderKL:
     """Reconstruction (L1 + L2) plus a small KL term, as in LDM's KL-regularised autoencoder without the GAN. The
     VAE is convolutional, so it can train on random `crop` x `crop` crops (cheaper, but it leaves edge artefacts).
 
@@ -231,8 +264,9 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = (k / k.sum()).to(x)
     c = x.shape[1]
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1),
-                    groups=c)  # fmt: skip
+    return F.conv2d(
+        F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
 
 
 def adapt_classifier(vae: AutoencoderKL, steps: int, seed: int, batch: int = 64, lr: float = 3e-4, log=print):
@@ -274,8 +308,9 @@ def encode_latents(vae: AutoencoderKL, images: torch.Tensor, scale: float = 1.0,
 
 
 def tokenize(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
-    return tokenizer(captions, padding="max_length", max_length=MAX_LENGTH, truncation=True,
-                     return_tensors="pt").input_ids  # fmt: skip
+    return tokenizer(
+        captions, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt"
+    ).input_ids
 
 
 def min_snr_weights(noise_sched: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -284,9 +319,22 @@ def min_snr_weights(noise_sched: DDPMScheduler, t: torch.Tensor, gamma: float) -
     return snr.clamp(max=gamma) / snr
 
 
-def train_denoiser(comps: dict, latents: torch.Tensor, scenes: list, steps: int, batch: int, lr: float, seed: int,
-                   log=print, every: int = 0, checkpoint=None, snr_gamma: float = 0.0, partial: float = 0.0,
-                   device: str = "cpu", bf16: bool = False) -> None:  # fmt: skip
+def train_denoiser(
+    comps: dict,
+    latents: torch.Tensor,
+    scenes: list,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    log=print,
+    every: int = 0,
+    checkpoint=None,
+    snr_gamma: float = 0.0,
+    partial: float = 0.0,
+    device: str = "cpu",
+    bf16: bool = False,
+) -> None:
     """Epsilon-prediction diffusion loss on SD v1's noise schedule; the UNet and the text encoder train together
     (a pretrained text encoder does not exist here).
 
@@ -356,11 +404,18 @@ def save(comps: dict, out: Path, info: dict) -> Path:
     def write(tmp: Path) -> None:
         for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
             comps[name].save_pretrained(tmp / name)
-        index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
-                 "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-                 "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-                 "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
-                 "feature_extractor": [None, None], "requires_safety_checker": False}  # fmt: skip
+        index = {
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": "0.42.1",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "safety_checker": [None, None],
+            "feature_extractor": [None, None],
+            "requires_safety_checker": False,
+        }
         (tmp / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         (tmp / "training.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -443,8 +498,17 @@ def main(argv: list[str] | None = None) -> None:
     else:
         vae_images, _, masks = render_corpus(args.vae_images, args.seed, with_masks=args.vae_object_weight > 0)
         for cycle in range(args.vae_cycles):
-            train_vae(comps["vae"], vae_images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed + cycle,
-                      crop=args.vae_crop, masks=masks, object_weight=args.vae_object_weight)  # fmt: skip
+            train_vae(
+                comps["vae"],
+                vae_images,
+                args.vae_steps,
+                args.vae_batch,
+                args.vae_lr,
+                args.seed + cycle,
+                crop=args.vae_crop,
+                masks=masks,
+                object_weight=args.vae_object_weight,
+            )
         del vae_images, masks
     images, scenes, _ = render_corpus(args.images, args.seed + 1)
     info = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -473,9 +537,21 @@ def main(argv: list[str] | None = None) -> None:
             info["learning_curve"].append(curve_point(args.out, step, args.curve_images))
             print(f"learning curve: {json.dumps(info['learning_curve'][-1])}", flush=True)
 
-    train_denoiser(comps, latents, scenes, args.unet_steps, args.batch, args.unet_lr, args.seed,
-                   every=args.checkpoint_every, checkpoint=checkpoint, snr_gamma=args.snr_gamma,
-                   partial=args.partial_captions, device=device, bf16=args.bf16)  # fmt: skip
+    train_denoiser(
+        comps,
+        latents,
+        scenes,
+        args.unet_steps,
+        args.batch,
+        args.unet_lr,
+        args.seed,
+        every=args.checkpoint_every,
+        checkpoint=checkpoint,
+        snr_gamma=args.snr_gamma,
+        partial=args.partial_captions,
+        device=device,
+        bf16=args.bf16,
+    )
     info |= {"unet_steps_done": args.unet_steps, "seconds": round(time.perf_counter() - start)}
     save(comps, args.out, info)
     if args.curve_images:

@@ -58,20 +58,37 @@ def check_measure(measure: str) -> None:
 
 def choose(scores: dict[str, list[dict]], measure: str = MEASURE) -> dict[str, int]:
     """Per row, the index of its best point: the highest `measure`, ties broken by TIE_BREAK, then the first."""
-    return {row: max(range(len(pts)), key=lambda k: (pts[k][measure], pts[k][TIE_BREAK], -k))
-            for row, pts in scores.items()}  # fmt: skip
+    return {
+        row: max(range(len(pts)), key=lambda k: (pts[k][measure], pts[k][TIE_BREAK], -k)) for row, pts in scores.items()
+    }
 
 
-def record(split: str, seeds: list[int], grid: dict, rows: list[Row], scores: dict[str, list[dict]],
-           measure: str = MEASURE, subjects: list[str] | None = None) -> dict:  # fmt: skip
+def record(
+    split: str,
+    seeds: list[int],
+    grid: dict,
+    rows: list[Row],
+    scores: dict[str, list[dict]],
+    measure: str = MEASURE,
+    subjects: list[str] | None = None,
+) -> dict:
     """The tuning record: the grid, every score, and each row's chosen arguments (inherited by sampling rows)."""
     best = choose(scores, measure)
     choice = {row: scores[row][k]["args"] for row, k in best.items()}
     for r in rows:
         if r.name not in choice and r.base in choice and not owns_fit(r, rows):
             choice[r.name] = choice[r.base]
-    return {"split": split, "seeds": seeds, "subjects": subjects, "measure": measure, "tie_break": TIE_BREAK,
-            "grid": grid, "scores": scores, "chosen_point": best, "choice": choice}  # fmt: skip
+    return {
+        "split": split,
+        "seeds": seeds,
+        "subjects": subjects,
+        "measure": measure,
+        "tie_break": TIE_BREAK,
+        "grid": grid,
+        "scores": scores,
+        "chosen_point": best,
+        "choice": choice,
+    }
 
 
 def check_record(data: object, source: str) -> dict[str, list[str]]:

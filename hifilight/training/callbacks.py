@@ -65,8 +65,9 @@ class SampleGrid(L.Callback):
     def render(self, trainer, module):
         dm = trainer.datamodule
         artifact, word, steps = module.sample_subject(dm)
-        comps = SDComponents(module.unet, module.vae, module.text_encoder, module.tokenizer, module.scheduler,
-                             module.base_model)  # fmt: skip
+        comps = SDComponents(
+            module.unet, module.vae, module.text_encoder, module.tokenizer, module.scheduler, module.base_model
+        )
         jobs = make_jobs(self.prompts, word, self.seed, 1)
         images = generate(comps, artifact, jobs, self.steps or steps, self.guidance, dm.resolution, progress=False)
         return image_grid([to_pil(x) for x in images], cols=len(jobs))

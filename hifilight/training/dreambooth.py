@@ -137,8 +137,9 @@ class DreamBoothModule(L.LightningModule):
     def encode_class_images(self, folder: Path, resolution: int) -> Tensor:
         paths = list_images(folder)[: self.hparams.num_class_images]
         pixels = torch.stack([to_tensor(load_rgb(p).resize((resolution, resolution))) for p in paths])
-        return torch.cat([encode_images(self.vae, pixels[i : i + 8].to(self.device)).float()
-                          for i in range(0, len(pixels), 8)])  # fmt: skip
+        return torch.cat(
+            [encode_images(self.vae, pixels[i : i + 8].to(self.device)).float() for i in range(0, len(pixels), 8)]
+        )
 
     def encode(self, texts: list[str]) -> Tensor:
         if self.hparams.train_text_encoder:
@@ -149,10 +150,12 @@ class DreamBoothModule(L.LightningModule):
         return torch.stack([self._text_cache[t] for t in texts])
 
     # --- loss ---------------------------------------------------------------------------------------------
-    def diffusion_loss(self, latents: Tensor, c: Tensor, ids: list[int], mask: Tensor | None = None,
-                       stream: int = 1) -> Tensor:  # fmt: skip
-        noise, t = noise_and_timesteps(self.hparams.seed, ids, tuple(latents.shape[1:]), len(self.alphas_cumprod),
-                                       latents.device, stream)  # fmt: skip
+    def diffusion_loss(
+        self, latents: Tensor, c: Tensor, ids: list[int], mask: Tensor | None = None, stream: int = 1
+    ) -> Tensor:
+        noise, t = noise_and_timesteps(
+            self.hparams.seed, ids, tuple(latents.shape[1:]), len(self.alphas_cumprod), latents.device, stream
+        )
         x_t = add_noise(latents, noise, t, self.alphas_cumprod)
         pred = self.unet(x_t, t, encoder_hidden_states=c).sample.float()
         target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
@@ -165,8 +168,14 @@ class DreamBoothModule(L.LightningModule):
         loss = instance = self.diffusion_loss(latents, c, ids, mask if self.hparams.use_mask else None)
         logs = {"train/instance": instance.detach()}
         if self.hparams.prior_preservation:  # the class image of sample n is drawn from (seed, n) too
-            picks = [int(torch.randint(len(self._class_latents), (), generator=sample_generator(self.hparams.seed, n,
-                     stream=4))) for n in ids]  # fmt: skip
+            picks = [
+                int(
+                    torch.randint(
+                        len(self._class_latents), (), generator=sample_generator(self.hparams.seed, n, stream=4)
+                    )
+                )
+                for n in ids
+            ]
             class_c = self.encode([self.class_prompt] * latents.shape[0])
             prior = self.diffusion_loss(self._class_latents[picks].to(latents), class_c, ids, stream=5)
             loss = instance + self.hparams.prior_loss_weight * prior
@@ -193,13 +202,25 @@ class DreamBoothModule(L.LightningModule):
         """A diffusers pipeline folder (safetensors), written to a temporary folder and moved into place."""
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer,
-                                       unet=self.unet, scheduler=self.scheduler, safety_checker=None,
-                                       feature_extractor=None, requires_safety_checker=False)  # fmt: skip
-        meta = {"method": "dreambooth", "base_model": self.base_model, "identifier": self.hparams.identifier,
-                "class_name": self.class_name, "resolution": self.resolution,
-                "training": {k: str(v) if isinstance(v, Path) else v for k, v in self.hparams.items()}
-                | {"global_step": int(self.global_step)}}  # fmt: skip
+        pipe = StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=self.scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        meta = {
+            "method": "dreambooth",
+            "base_model": self.base_model,
+            "identifier": self.hparams.identifier,
+            "class_name": self.class_name,
+            "resolution": self.resolution,
+            "training": {k: str(v) if isinstance(v, Path) else v for k, v in self.hparams.items()}
+            | {"global_step": int(self.global_step)},
+        }
 
         def write(tmp: Path) -> None:
             pipe.save_pretrained(tmp, safe_serialization=True)

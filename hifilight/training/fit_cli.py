@@ -86,8 +86,10 @@ class FitCLI(LightningCLI):
         if cfg.method == "hifi_ti" and cfg.trainer.strategy in ("ddp", "ddp_spawn"):
             # stage 1 trains c_s and the step-wise stage c_work: DDP must allow the idle one (its grad stays None)
             cfg.trainer.strategy = f"{cfg.trainer.strategy}_find_unused_parameters_true"
-            print(f"--trainer.strategy: using {cfg.trainer.strategy} (one embedding is idle in each stage)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"--trainer.strategy: using {cfg.trainer.strategy} (one embedding is idle in each stage)",
+                file=sys.stderr,
+            )
         if getattr(cfg.model, "stepwise_steps", None) == 0:
             print(
                 "step-wise stage skipped (--model.stepwise_steps 0): the artifact will hold c_s only", file=sys.stderr
@@ -178,8 +180,10 @@ def check_resume(args: list[str]) -> None:
     """Before LightningCLI opens --ckpt_path: it must be a safe local checkpoint, and nothing may turn off
     weights_only (an unpickled checkpoint can run any code)."""
     if str(peek(args, "weights_only", "")).lower() in ("false", "0", "no"):
-        raise HifiError("--weights_only false would unpickle the checkpoint (it can run any code); hifilight only "
-                        "resumes from its own checkpoints, which load with weights_only (drop the flag)")  # fmt: skip
+        raise HifiError(
+            "--weights_only false would unpickle the checkpoint (it can run any code); hifilight only "
+            "resumes from its own checkpoints, which load with weights_only (drop the flag)"
+        )
     ckpt = peek(args, "ckpt_path")
     if ckpt not in (None, "", "null", "None"):
         check_checkpoint(ckpt)

@@ -80,12 +80,24 @@ class LoRAModule(DreamBoothModule):
         if rank < 1 or dropout < 0 or dropout >= 1 or (alpha is not None and alpha <= 0):
             raise HifiError("--model.rank must be >= 1, --model.alpha > 0, --model.dropout in [0, 1)")
         peft = _peft()
-        super().__init__(pretrained=pretrained, identifier=identifier, learning_rate=learning_rate, weight_decay=0.0,
-                         max_steps=max_steps, train_text_encoder=False, prior_preservation=prior_preservation,
-                         prior_loss_weight=prior_loss_weight, num_class_images=num_class_images,
-                         class_dir=class_dir, class_prompt=class_prompt, class_steps=class_steps,
-                         class_guidance=class_guidance, use_mask=use_mask, seed=seed,
-                         gradient_checkpointing=gradient_checkpointing)  # fmt: skip
+        super().__init__(
+            pretrained=pretrained,
+            identifier=identifier,
+            learning_rate=learning_rate,
+            weight_decay=0.0,
+            max_steps=max_steps,
+            train_text_encoder=False,
+            prior_preservation=prior_preservation,
+            prior_loss_weight=prior_loss_weight,
+            num_class_images=num_class_images,
+            class_dir=class_dir,
+            class_prompt=class_prompt,
+            class_steps=class_steps,
+            class_guidance=class_guidance,
+            use_mask=use_mask,
+            seed=seed,
+            gradient_checkpointing=gradient_checkpointing,
+        )
         self.save_hyperparameters()  # this module's own arguments (rank, alpha, ...), then DreamBooth's fixed ones
         self.hparams.update(train_text_encoder=False, weight_decay=0.0, dtype="float32", attention="sdpa")
         # UNet adapters only: text-encoder adapters load through transformers' PEFT integration, which needs
@@ -126,14 +138,24 @@ class LoRAModule(DreamBoothModule):
         from hifilight.io import write_atomic
 
         h = self.hparams
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "method": "lora", "base_model": self.base_model,
-                "identifier": h.identifier, "class_name": self.class_name, "resolution": self.resolution,
-                "rank": h.rank, "alpha": h.alpha or h.rank,
-                "training": {k: str(v) if isinstance(v, Path) else v for k, v in h.items()}
-                | {"global_step": int(self.global_step)}}  # fmt: skip
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": "lora",
+            "base_model": self.base_model,
+            "identifier": h.identifier,
+            "class_name": self.class_name,
+            "resolution": self.resolution,
+            "rank": h.rank,
+            "alpha": h.alpha or h.rank,
+            "training": {k: str(v) if isinstance(v, Path) else v for k, v in h.items()}
+            | {"global_step": int(self.global_step)},
+        }
         state = self.lora_state_dict()
         header = {"format": "pt", "hifilight": json.dumps(meta)}
         write_atomic(Path(out), lambda tmp: save_file(state, str(tmp), metadata=header), overwrite=overwrite)
         size = Path(out).stat().st_size / 2**20
-        return (f"wrote LoRA subject {out} ({size:.1f} MB, rank {h.rank}; prompt with '{h.identifier} "
-                f"{self.class_name}'; diffusers: pipe.load_lora_weights)")  # fmt: skip
+        return (
+            f"wrote LoRA subject {out} ({size:.1f} MB, rank {h.rank}; prompt with '{h.identifier} "
+            f"{self.class_name}'; diffusers: pipe.load_lora_weights)"
+        )

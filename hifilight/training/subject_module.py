@@ -100,8 +100,10 @@ class SubjectEmbeddingModule(L.LightningModule):
             if value < 0:
                 raise HifiError(f"--model.{flag} must be >= 0, got {value}")
         if stage1_steps + stepwise_steps == 0:
-            raise HifiError("--model.stage1_steps and --model.stepwise_steps are both 0: nothing would be trained; "
-                            "set --model.stage1_steps (paper: 1000)")  # fmt: skip
+            raise HifiError(
+                "--model.stage1_steps and --model.stepwise_steps are both 0: nothing would be trained; "
+                "set --model.stage1_steps (paper: 1000)"
+            )
         if stepwise_num_steps < 1:
             raise HifiError(f"--model.stepwise_num_steps must be >= 1, got {stepwise_num_steps}")
         self.save_hyperparameters()
@@ -177,8 +179,13 @@ class SubjectEmbeddingModule(L.LightningModule):
         c = self.encode_captions(list(batch["caption"]))
         # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion),
         # drawn with the noise from the sample's own generator (see hifilight.data.sampling).
-        noise, t = noise_and_timesteps(self.hparams.seed, batch["sample_id"].tolist(), tuple(latents.shape[1:]),
-                                       len(self.alphas_cumprod), latents.device)  # fmt: skip
+        noise, t = noise_and_timesteps(
+            self.hparams.seed,
+            batch["sample_id"].tolist(),
+            tuple(latents.shape[1:]),
+            len(self.alphas_cumprod),
+            latents.device,
+        )
         return self.subject_loss(self.c_s, latents, mask, c, t, noise.to(latents.dtype))
 
     def source_views(self, datamodule) -> list[dict]:
@@ -241,11 +248,15 @@ class SubjectEmbeddingModule(L.LightningModule):
         """One line when c_s barely moved or ran far past phi_s (see --model.drift_warn_below / _above)."""
         rel, hp = self.drift()["c_s_rel"], self.hparams
         if rel < hp.drift_warn_below:
-            return (f"c_s moved only {rel:.4f} x ||phi_s|| from phi_s: the regulariser pins it and the subject may not "
-                    f"show; lower --model.reg_weight (now {hp.reg_weight:g}) or train longer")  # fmt: skip
+            return (
+                f"c_s moved only {rel:.4f} x ||phi_s|| from phi_s: the regulariser pins it and the subject may not "
+                f"show; lower --model.reg_weight (now {hp.reg_weight:g}) or train longer"
+            )
         if rel > hp.drift_warn_above:
-            return (f"c_s moved {rel:.2f} x ||phi_s|| from phi_s: it may override the prompt; raise --model.reg_weight "
-                    f"(now {hp.reg_weight:g}) or lower --model.learning_rate")  # fmt: skip
+            return (
+                f"c_s moved {rel:.2f} x ||phi_s|| from phi_s: it may override the prompt; raise --model.reg_weight "
+                f"(now {hp.reg_weight:g}) or lower --model.learning_rate"
+            )
         return None
 
     def on_train_end(self) -> None:
@@ -273,8 +284,11 @@ class SubjectEmbeddingModule(L.LightningModule):
     @staticmethod
     def link_arguments(parser) -> None:
         """Stage 1 + step-wise stage run as one fit: their lengths set --trainer.max_steps (see StepwisePlan)."""
-        parser.link_arguments(("model.stage1_steps", "model.stepwise_steps", "model.stepwise_num_steps"),
-                              "trainer.max_steps", compute_fn=total_steps)  # fmt: skip
+        parser.link_arguments(
+            ("model.stage1_steps", "model.stepwise_steps", "model.stepwise_num_steps"),
+            "trainer.max_steps",
+            compute_fn=total_steps,
+        )
 
     def save_outputs(self, datamodule, out, overwrite: bool) -> str:
         dm = datamodule

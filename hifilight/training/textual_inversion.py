@@ -106,8 +106,13 @@ class TextualInversionModule(L.LightningModule):
         latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))
         ids = tokenize(self.tokenizer, [self._captions[c] for c in batch["caption"]]).to(self.device)
         c = self.text_encoder(ids).last_hidden_state
-        noise, t = noise_and_timesteps(self.hparams.seed, batch["sample_id"].tolist(), tuple(latents.shape[1:]),
-                                       len(self.alphas_cumprod), latents.device)  # fmt: skip
+        noise, t = noise_and_timesteps(
+            self.hparams.seed,
+            batch["sample_id"].tolist(),
+            tuple(latents.shape[1:]),
+            len(self.alphas_cumprod),
+            latents.device,
+        )
         x_t = add_noise(latents, noise, t, self.alphas_cumprod)
         pred = self.unet(x_t.to(self.unet.dtype), t, encoder_hidden_states=c.to(self.unet.dtype)).sample
         target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
@@ -134,8 +139,12 @@ class TextualInversionModule(L.LightningModule):
         return None, f"{' '.join(self.tokens)} {datamodule.class_name}", 25
 
     def to_embedding(self, resolution: int) -> TokenEmbedding:
-        meta = {"base_model": self.base_model, "class_name": self.class_name, "resolution": resolution,
-                "training": dict(self.hparams) | {"global_step": int(self.global_step)}}  # fmt: skip
+        meta = {
+            "base_model": self.base_model,
+            "class_name": self.class_name,
+            "resolution": resolution,
+            "training": dict(self.hparams) | {"global_step": int(self.global_step)},
+        }
         return TokenEmbedding(self.hparams.placeholder, self.vectors.detach().float().cpu(), meta)
 
     def save_outputs(self, datamodule, out, overwrite: bool) -> str:

@@ -12,10 +12,13 @@ from hifilight.evaluation import runner as runner_module
 from hifilight.evaluation.runner import markdown_table, method_rows, weighted
 
 FIT = '["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]'
-METHOD_FIT = json.dumps({"hifi_ti": ["--model.stage1_steps", "2", "--model.stepwise_steps", "1"],
-                         "textual_inversion": ["--model.max_steps", "2"],
-                         "dreambooth": ["--model.max_steps", "1", "--model.num_class_images", "1",
-                                        "--model.class_steps", "2"]})  # fmt: skip
+METHOD_FIT = json.dumps(
+    {
+        "hifi_ti": ["--model.stage1_steps", "2", "--model.stepwise_steps", "1"],
+        "textual_inversion": ["--model.max_steps", "2"],
+        "dreambooth": ["--model.max_steps", "1", "--model.num_class_images", "1", "--model.class_steps", "2"],
+    }
+)
 
 
 def _dataset(tmp_path):
@@ -29,11 +32,42 @@ def _dataset(tmp_path):
 
 
 def _args(root, out, *extra):
-    return ["evaluate", "--dataset", str(root), "--method", "table1", "--out", str(out), "--images_per_prompt", "1",
-            "--prompts", "[0, 20]", "--model.pretrained", "tiny", "--steps", "2", "--resolution", "32",
-            "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny", "--fit_args", FIT,
-            "--method_fit_args", METHOD_FIT, "--reference.dino_model", "tiny", "--reference.guide.start", "2",
-            "--reference.guide.end", "1", "--reference.guide.inner_steps", "1", *extra]  # fmt: skip
+    return [
+        "evaluate",
+        "--dataset",
+        str(root),
+        "--method",
+        "table1",
+        "--out",
+        str(out),
+        "--images_per_prompt",
+        "1",
+        "--prompts",
+        "[0, 20]",
+        "--model.pretrained",
+        "tiny",
+        "--steps",
+        "2",
+        "--resolution",
+        "32",
+        "--metrics.dino_model",
+        "tiny",
+        "--metrics.clip_model",
+        "tiny",
+        "--fit_args",
+        FIT,
+        "--method_fit_args",
+        METHOD_FIT,
+        "--reference.dino_model",
+        "tiny",
+        "--reference.guide.start",
+        "2",
+        "--reference.guide.end",
+        "1",
+        "--reference.guide.inner_steps",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +91,9 @@ def test_files_cells_and_table(evaluated):
     rows = _rows(out)
     # real: one cell per subject; every other row: 2 subjects x 2 prompts
     assert sorted((r["method"], r["subject"], r["prompt_index"]) for r in rows if r["method"] == "real") == [
-        ("real", "can_b", "-1"), ("real", "dog_a", "-1")]  # fmt: skip
+        ("real", "can_b", "-1"),
+        ("real", "dog_a", "-1"),
+    ]
     for name in ROWS[1:]:
         assert sum(r["method"] == name for r in rows) == 4, name
         for subject in ("dog_a", "can_b"):
@@ -66,7 +102,9 @@ def test_files_cells_and_table(evaluated):
     applied = {(r["method"], r["subject"]) for r in rows if r["reference_applied"] == "True"}
     assert applied == {("hifi_ti", "can_b"), ("hifi_dreambooth", "can_b")}
     assert {r["prompt"] for r in rows if r["subject"] == "can_b" and r["method"] == "sd"} == {
-        "a {0} {1} in the jungle", "a red {0} {1}"}  # fmt: skip
+        "a {0} {1} in the jungle",
+        "a red {0} {1}",
+    }
     artifacts = out / "artifacts" / "dog_a"
     assert (artifacts / "mask1_reg1.safetensors").is_file()
     assert (artifacts / "textual_inversion.safetensors").is_file() and (artifacts / "dreambooth").is_dir()
@@ -76,8 +114,14 @@ def test_files_cells_and_table(evaluated):
     table = (out / "table.md").read_text().splitlines()
     assert table[0] == "| Method | DINO ↑ | CLIP-I ↑ | CLIP-T ↑ |"
     labels = [t.split(" | ")[0][2:] for t in table[2:8]]
-    assert labels == ["Real images", "Stable Diffusion (no subject)", "Textual Inversion", "Ours (Textual Inversion)",
-                      "DreamBooth", "Ours (DreamBooth)"]  # fmt: skip
+    assert labels == [
+        "Real images",
+        "Stable Diffusion (no subject)",
+        "Textual Inversion",
+        "Ours (Textual Inversion)",
+        "DreamBooth",
+        "Ours (DreamBooth)",
+    ]
     assert "N/A" in table[2] and "pairing all" in table[9] and "Random-weight models" in table[-1]
     # real-vs-real of a subject with 3 photos: 6 ordered pairs; 1 generated image vs 3 real photos: 3 pairs
     real_can = next(r for r in rows if r["method"] == "real" and r["subject"] == "can_b")
@@ -116,10 +160,19 @@ def test_weighted_mean_and_table_rows():
     cells = [{"dino": "0.5", "dino_pairs": "2"}, {"dino": "1.0", "dino_pairs": "6"}, {"dino": "", "dino_pairs": "0"}]
     assert weighted(cells, "dino") == pytest.approx((0.5 * 2 + 6) / 8)
     assert weighted([], "dino") is None
-    summary = {"protocol": {"dino": {"encoder": "d", "pairing": "all", "scale100": False}, "clip_i": {"encoder": "c"},
-                            "clip_t": {"text": "class"}, "images_per_prompt": 4, "steps": 50, "guidance": 7.5,
-                            "resolution": 512, "base_model": "sd"},
-               "methods": [{"label": "X", "dino": 0.6654, "clip_i": 0.8, "clip_t": None}]}  # fmt: skip
+    summary = {
+        "protocol": {
+            "dino": {"encoder": "d", "pairing": "all", "scale100": False},
+            "clip_i": {"encoder": "c"},
+            "clip_t": {"text": "class"},
+            "images_per_prompt": 4,
+            "steps": 50,
+            "guidance": 7.5,
+            "resolution": 512,
+            "base_model": "sd",
+        },
+        "methods": [{"label": "X", "dino": 0.6654, "clip_i": 0.8, "clip_t": None}],
+    }
     assert "| X | 0.665 | 0.800 | N/A |" in markdown_table(summary)
 
 
@@ -151,9 +204,26 @@ def test_dataset_without_classes_says_what_to_add(tmp_path, capsys):
 def test_two_processes_give_the_single_process_result(tmp_path):
     """--devices 2 runs two shard processes (CPU here) and merges their cells: the same table as one process."""
     root = _dataset(tmp_path)
-    common = ["--method", "sd", "--images_per_prompt", "1", "--prompts", "[0, 3]", "--model.pretrained", "tiny",
-              "--steps", "2", "--resolution", "32", "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny",
-              "--model.device", "cpu"]  # fmt: skip
+    common = [
+        "--method",
+        "sd",
+        "--images_per_prompt",
+        "1",
+        "--prompts",
+        "[0, 3]",
+        "--model.pretrained",
+        "tiny",
+        "--steps",
+        "2",
+        "--resolution",
+        "32",
+        "--metrics.dino_model",
+        "tiny",
+        "--metrics.clip_model",
+        "tiny",
+        "--model.device",
+        "cpu",
+    ]
     single, multi = tmp_path / "single", tmp_path / "multi"
     assert main(["evaluate", "--dataset", str(root), "--out", str(single), *common]) == 0
     assert main(["evaluate", "--dataset", str(root), "--out", str(multi), *common, "--devices", "2"]) == 0

@@ -12,9 +12,16 @@ from hifilight.export.checkpoint import save_checkpoint, to_original
 
 
 def _pipeline(comps):
-    return StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
-                                   unet=comps.unet, scheduler=comps.scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=comps.vae,
+        text_encoder=comps.text_encoder,
+        tokenizer=comps.tokenizer,
+        unet=comps.unet,
+        scheduler=comps.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 @pytest.mark.parametrize("name", ["tiny", "toysd"])  # two UNet shapes: tiny (1 layer per block), ToySD
@@ -28,7 +35,8 @@ def test_diffusers_conversion_of_the_file_gives_back_every_tensor(name):
         assert set(back) == set(want)
         assert all(torch.equal(back[k].reshape(want[k].shape), want[k]) for k in want)
     assert sum(k.startswith("cond_stage_model.transformer.text_model.") for k in state) == len(
-        comps.text_encoder.state_dict())  # fmt: skip
+        comps.text_encoder.state_dict()
+    )
 
 
 def test_from_single_file_generates_the_folders_image(tiny, tmp_path):
@@ -38,9 +46,13 @@ def test_from_single_file_generates_the_folders_image(tiny, tmp_path):
     assert (
         main(["export", "checkpoint", "--model.pretrained", str(folder), "--out", str(tmp_path / "m.safetensors")]) == 0
     )
-    single = StableDiffusionPipeline.from_single_file(str(tmp_path / "m.safetensors"), config=str(folder),
-                                                      local_files_only=True, safety_checker=None,
-                                                      requires_safety_checker=False)  # fmt: skip
+    single = StableDiffusionPipeline.from_single_file(
+        str(tmp_path / "m.safetensors"),
+        config=str(folder),
+        local_files_only=True,
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     kwargs = {"prompt": "a photo of a dog", "height": 64, "width": 64, "num_inference_steps": 3, "output_type": "np"}
     assert abs(single(latents=latents, **kwargs).images - pipe(latents=latents, **kwargs).images).max() == 0

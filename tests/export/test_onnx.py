@@ -31,9 +31,16 @@ def test_each_part_matches_torch(exported):
 def _torch_pipeline(comps):
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
-                                   unet=comps.unet, scheduler=comps.scheduler, safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=comps.vae,
+        text_encoder=comps.text_encoder,
+        tokenizer=comps.tokenizer,
+        unet=comps.unet,
+        scheduler=comps.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
 
 
 def test_diffusers_onnx_pipeline_loads_the_export_and_matches_the_torch_pipeline(exported, tiny):

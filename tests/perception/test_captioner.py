@@ -25,20 +25,48 @@ WORDS = ["<pad>", "</s>", "<unk>", "<image>", "a", "photo", "of", "dog", "cat", 
 def tiny_blip2():
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", bos_token="</s>",
-                                        unk_token="<unk>", additional_special_tokens=["<image>"])  # fmt: skip
-    vision = Blip2VisionConfig(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                               image_size=32, patch_size=8)  # fmt: skip
-    qformer = Blip2QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                                 encoder_hidden_size=32, vocab_size=len(WORDS))  # fmt: skip
-    text = OPTConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, ffn_dim=37, num_attention_heads=2,
-                     max_position_embeddings=64, word_embed_proj_dim=32, pad_token_id=0, bos_token_id=1,
-                     eos_token_id=1)  # fmt: skip
-    config = Blip2Config(vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
-                         num_query_tokens=4, image_token_index=3)  # fmt: skip
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        eos_token="</s>",
+        bos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=["<image>"],
+    )
+    vision = Blip2VisionConfig(
+        hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        encoder_hidden_size=32,
+        vocab_size=len(WORDS),
+    )
+    text = OPTConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=1,
+        ffn_dim=37,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        word_embed_proj_dim=32,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    config = Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=4,
+        image_token_index=3,
+    )
     torch.manual_seed(0)
-    processor = Blip2Processor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-                               tokenizer=tokenizer, num_query_tokens=4)  # fmt: skip
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tokenizer, num_query_tokens=4
+    )
     return Blip2ForConditionalGeneration(config), processor
 
 

@@ -66,6 +66,16 @@ def test_loading_from_a_saved_folder(dino, tmp_path):
 
 def test_preprocess_rejects_nothing_silently():
     with pytest.raises(ValueError, match="no inputs"):
-        DinoEncoder(ViTModel(ViTConfig(image_size=16, patch_size=8, hidden_size=8, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=8))).encode_images([])  # fmt: skip
+        DinoEncoder(
+            ViTModel(
+                ViTConfig(
+                    image_size=16,
+                    patch_size=8,
+                    hidden_size=8,
+                    num_hidden_layers=1,
+                    num_attention_heads=2,
+                    intermediate_size=8,
+                )
+            )
+        ).encode_images([])
     assert isinstance(Preprocess(8, 8, (0, 0, 0), (1, 1, 1)).one(Image.new("L", (8, 8))), torch.Tensor)

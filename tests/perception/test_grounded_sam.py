@@ -39,32 +39,73 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "dog", "teapot"
 
 def tiny_detector():
     torch.manual_seed(0)
-    backbone = SwinConfig(image_size=64, patch_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                          window_size=4, out_features=["stage2", "stage3", "stage4"])  # fmt: skip
-    text = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=32, max_position_embeddings=64)  # fmt: skip
-    config = GroundingDinoConfig(backbone_config=backbone, text_config=text, d_model=32, encoder_layers=1,
-                                 decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-                                 encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10, num_feature_levels=3,
-                                 encoder_n_points=2, decoder_n_points=2, max_text_len=32)  # fmt: skip
+    backbone = SwinConfig(
+        image_size=64,
+        patch_size=4,
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=4,
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    text = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_queries=10,
+        num_feature_levels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+    )
     tokenizer = BertTokenizer(vocab={tok: i for i, tok in enumerate(VOCAB)})
-    processor = GroundingDinoProcessor(GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 64}),
-                                       tokenizer)  # fmt: skip
+    processor = GroundingDinoProcessor(
+        GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 64}), tokenizer
+    )
     return GroundingDinoForObjectDetection(config), processor
 
 
 def tiny_segmenter():
     torch.manual_seed(1)
-    vision = SamVisionConfig(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
-                             image_size=64, patch_size=8, mlp_dim=64, global_attn_indexes=[1], window_size=4,
-                             num_pos_feats=8)  # fmt: skip
+    vision = SamVisionConfig(
+        hidden_size=32,
+        output_channels=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=64,
+        patch_size=8,
+        mlp_dim=64,
+        global_attn_indexes=[1],
+        window_size=4,
+        num_pos_feats=8,
+    )
     prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4)
-    decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
-                                   iou_head_hidden_dim=16)  # fmt: skip
+    decoder = SamMaskDecoderConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32, iou_head_hidden_dim=16
+    )
     model = SamModel(SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder))
-    return model, SamProcessor(SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                                               mask_size={"longest_edge": 16},
-                                               mask_pad_size={"height": 16, "width": 16}))  # fmt: skip
+    return model, SamProcessor(
+        SamImageProcessor(
+            size={"longest_edge": 64},
+            pad_size={"height": 64, "width": 64},
+            mask_size={"longest_edge": 16},
+            mask_pad_size={"height": 16, "width": 16},
+        )
+    )
 
 
 def grounded(**settings):
@@ -123,8 +164,9 @@ def test_local_folders_load_and_the_masks_command_uses_them(tmp_path):
     segmenter, seg_proc = tiny_segmenter()
     for obj, folder in [(detector, "gd"), (det_proc, "gd"), (segmenter, "sam"), (seg_proc, "sam")]:
         obj.save_pretrained(tmp_path / folder)
-    settings = GroundedSamSettings(detector=str(tmp_path / "gd"), segmenter=str(tmp_path / "sam"), box_threshold=0.0,
-                                   text_threshold=0.0)  # fmt: skip
+    settings = GroundedSamSettings(
+        detector=str(tmp_path / "gd"), segmenter=str(tmp_path / "sam"), box_threshold=0.0, text_threshold=0.0
+    )
     provider = build_mask_provider("grounded_sam", tmp_path, None, "dog", settings)
     direct = GroundedSamMaskProvider(
         GroundedSam(detector, det_proc, TransformersSam(segmenter, seg_proc), settings), "dog"
@@ -133,10 +175,25 @@ def test_local_folders_load_and_the_masks_command_uses_them(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     photo(1).save(photos / "00.png")
-    args = ["masks", "--data.subject_dir", str(photos), "--data.class_name", "dog", "--masks", "grounded_sam",
-            "--segmentation.detector", str(tmp_path / "gd"), "--segmentation.segmenter", str(tmp_path / "sam"),
-            "--segmentation.box_threshold", "0", "--segmentation.text_threshold", "0",
-            "--out", str(tmp_path / "m")]  # fmt: skip
+    args = [
+        "masks",
+        "--data.subject_dir",
+        str(photos),
+        "--data.class_name",
+        "dog",
+        "--masks",
+        "grounded_sam",
+        "--segmentation.detector",
+        str(tmp_path / "gd"),
+        "--segmentation.segmenter",
+        str(tmp_path / "sam"),
+        "--segmentation.box_threshold",
+        "0",
+        "--segmentation.text_threshold",
+        "0",
+        "--out",
+        str(tmp_path / "m"),
+    ]
     assert main(args) == 0
     assert (tmp_path / "m" / "00.png").is_file() and (tmp_path / "m" / "overlay.png").is_file()
 

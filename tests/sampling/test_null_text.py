@@ -61,8 +61,9 @@ def test_exact_pivot_stops_each_step_at_once():
 
 def test_warm_start_switch(setup):
     engine, cond, phi, _, trajectory = setup
-    cold = null_text_inversion(engine, trajectory, cond, phi, 7.5,
-                               NullTextSettings(inner_steps=1, learning_rate=0.05, warm_start=False))  # fmt: skip
+    cold = null_text_inversion(
+        engine, trajectory, cond, phi, 7.5, NullTextSettings(inner_steps=1, learning_rate=0.05, warm_start=False)
+    )
     warm = null_text_inversion(engine, trajectory, cond, phi, 7.5, NullTextSettings(inner_steps=1, learning_rate=0.05))
     # one Adam step moves every entry by about lr: cold starts stay near phi, warm starts drift step after step
     assert (cold.phis[-1] - phi[0]).abs().max() < 0.06
@@ -71,8 +72,21 @@ def test_warm_start_switch(setup):
 
 def test_invert_command(tmp_path, capsys):
     out = tmp_path / "inv"
-    args = ["invert", "--image", str(EXAMPLE_SUBJECT / "00.jpg"), "--caption", "a photo of a dog", "--out", str(out),
-            "--steps", "4", "--resolution", "64", "--null_text.inner_steps", "2"]  # fmt: skip
+    args = [
+        "invert",
+        "--image",
+        str(EXAMPLE_SUBJECT / "00.jpg"),
+        "--caption",
+        "a photo of a dog",
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--resolution",
+        "64",
+        "--null_text.inner_steps",
+        "2",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "reconstruction PSNR: DDIM inversion" in printed and "null-text inversion" in printed

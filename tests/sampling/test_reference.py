@@ -82,8 +82,11 @@ def test_guided_run_uses_the_closest_source_and_lowers_the_eq10_loss(tiny):
 
 def test_empty_generated_mask_keeps_the_unguided_image_with_a_warning(tiny):
     with pytest.warns(UserWarning, match="empty M_g"):
-        _, _, records = _run(tiny, GuidanceSettings(start=6, end=2, inner_steps=1),
-                             generated=lambda path, image: torch.zeros(1, RES, RES))  # fmt: skip
+        _, _, records = _run(
+            tiny,
+            GuidanceSettings(start=6, end=2, inner_steps=1),
+            generated=lambda path, image: torch.zeros(1, RES, RES),
+        )
     assert all(r.skipped and r.final is r.first for r in records)
 
 

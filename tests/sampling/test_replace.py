@@ -78,12 +78,29 @@ def test_source_branch_is_the_null_text_replay_and_injection_changes_the_target(
 
 def test_replace_command(tiny, tmp_path, capsys):
     phi = encode_text(tiny.tokenizer, tiny.text_encoder, [""])
-    art = SubjectArtifact(c_s=null_tail(phi, 5) + 0.1, phi_s=null_tail(phi, 5),
-                          metadata={"base_model": "tiny", "class_name": "dog", "resolution": 32})  # fmt: skip
+    art = SubjectArtifact(
+        c_s=null_tail(phi, 5) + 0.1,
+        phi_s=null_tail(phi, 5),
+        metadata={"base_model": "tiny", "class_name": "dog", "resolution": 32},
+    )
     subject = art.save(tmp_path / "dog.safetensors")
-    args = ["replace", "--image", str(EXAMPLE_SUBJECT / "01.jpg"), "--subject", str(subject), "--source_word", "cat",
-            "--caption", "a photo of a sitting cat", "--steps", "3", "--null_text.inner_steps", "1",
-            "--out", str(tmp_path / "out")]  # fmt: skip
+    args = [
+        "replace",
+        "--image",
+        str(EXAMPLE_SUBJECT / "01.jpg"),
+        "--subject",
+        str(subject),
+        "--source_word",
+        "cat",
+        "--caption",
+        "a photo of a sitting cat",
+        "--steps",
+        "3",
+        "--null_text.inner_steps",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     assert "'a photo of a sitting cat' -> 'a photo of a sitting dog'" in capsys.readouterr().out
     assert Image.open(tmp_path / "out" / "edited.png").size == (32, 32)

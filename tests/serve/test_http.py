@@ -22,9 +22,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def service(serve_subjects, tmp_path_factory):
     port = _free_port()
-    env = os.environ | {"BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")), "BENTOML_DO_NOT_TRACK": "True",
-                        "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects), "HIFILIGHT_MAX_SIZE": "128",
-                        "HIFILIGHT_MAX_WORK": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env = os.environ | {
+        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects),
+        "HIFILIGHT_MAX_SIZE": "128",
+        "HIFILIGHT_MAX_WORK": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
     proc = start_service(port, env, log)
     try:

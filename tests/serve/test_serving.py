@@ -71,8 +71,14 @@ def test_a_request_beyond_the_work_budget_is_413(server):
 
 
 def test_settings_from_environment(tmp_path):
-    s = ServeSettings.from_env({"HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(tmp_path),
-                                "HIFILIGHT_MAX_SIZE": "256", "HIFILIGHT_BACKEND": "onnx"})  # fmt: skip
+    s = ServeSettings.from_env(
+        {
+            "HIFILIGHT_MODEL": "tiny",
+            "HIFILIGHT_SUBJECTS_DIR": str(tmp_path),
+            "HIFILIGHT_MAX_SIZE": "256",
+            "HIFILIGHT_BACKEND": "onnx",
+        }
+    )
     assert s.subjects_dir == tmp_path and s.max_size == 256 and s.backend == "onnx" and s.dino_model == "tiny"
 
 
@@ -182,10 +188,14 @@ def test_a_worker_ends_when_its_server_is_killed(tmp_path):
 
     # parent: starts a worker (which watches it) and prints the worker's pid, then waits; killed with -9 below
     ready = tmp_path / "watching"
-    worker = (f"from hifilight.serving import exit_with_parent; import pathlib, time; exit_with_parent(0.1); "
-              f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")  # fmt: skip
-    parent = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
-              "print(p.pid, flush=True); time.sleep(60)")  # fmt: skip
+    worker = (
+        f"from hifilight.serving import exit_with_parent; import pathlib, time; exit_with_parent(0.1); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    parent = (
+        f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {worker!r}]); "
+        "print(p.pid, flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
     child = int(proc.stdout.readline())
     deadline = time.time() + 60

@@ -34,8 +34,15 @@ def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
 
 def test_step_gains_pair_each_row_with_its_base_per_seed_and_subject():
     # A -> B: subject x rises by 0.2 (mean of its two prompts 0.3 -> 0.5), subject y falls by 0.1, seed 1's x is equal
-    cells = [_cell(0, A, 0.2, "x"), _cell(0, A, 0.4, "x"), _cell(0, B, 0.5, "x"), _cell(0, A, 0.6, "y"),
-             _cell(0, B, 0.5, "y"), _cell(1, A, 0.7, "x"), _cell(1, B, 0.7, "x")]  # fmt: skip
+    cells = [
+        _cell(0, A, 0.2, "x"),
+        _cell(0, A, 0.4, "x"),
+        _cell(0, B, 0.5, "x"),
+        _cell(0, A, 0.6, "y"),
+        _cell(0, B, 0.5, "y"),
+        _cell(1, A, 0.7, "x"),
+        _cell(1, B, 0.7, "x"),
+    ]
     (gain,) = summarize(cells, [A, B], [0, 1])["gains"]
     assert gain["from"] == "A" and gain["to"] == "B" and gain["pairs"] == 3
     assert gain["identity"]["mean"] == pytest.approx(0.1 / 3)
@@ -64,21 +71,38 @@ def test_bad_seeds_are_one_line_errors(tmp_path):
         ablation(out=tmp_path, seeds=[0, 0])
 
 
-QUICK = {"hifi_ti": ["--model.stage1_steps", "3", "--model.stepwise_steps", "1"],
-         "textual_inversion": ["--model.max_steps", "3"]}  # fmt: skip
+QUICK = {
+    "hifi_ti": ["--model.stage1_steps", "3", "--model.stepwise_steps", "1"],
+    "textual_inversion": ["--model.max_steps", "3"],
+}
 
 
 def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
-    reference = ReferenceOptions(dino_model="toyworld", generated_masks="toyworld",
-                                 guide=GuidanceSettings(start=3, end=2, inner_steps=1))  # fmt: skip
-    kwargs = dict(out=tmp_path, method="ti_vs_ours", seeds=[0], subjects=["blue_star_yellow_dots"], prompts=[1, 8],
-                  images_per_prompt=1, method_fit_args=QUICK, steps=4, batch_size=2, reference=reference)  # fmt: skip
+    reference = ReferenceOptions(
+        dino_model="toyworld", generated_masks="toyworld", guide=GuidanceSettings(start=3, end=2, inner_steps=1)
+    )
+    kwargs = dict(
+        out=tmp_path,
+        method="ti_vs_ours",
+        seeds=[0],
+        subjects=["blue_star_yellow_dots"],
+        prompts=[1, 8],
+        images_per_prompt=1,
+        method_fit_args=QUICK,
+        steps=4,
+        batch_size=2,
+        reference=reference,
+    )
     ablation(**kwargs)
     rows = list(csv.DictReader((tmp_path / "toyworld_results.csv").open()))
     calibration = ["floor", "oracle", "renders", "vae_renders"]
     assert [(r["method"], r["prompt_index"]) for r in rows] == [
-        *((row, i) for row in calibration for i in ("1", "8")), ("textual_inversion", "1"),
-        ("textual_inversion", "8"), ("hifi_ti", "1"), ("hifi_ti", "8")]  # fmt: skip
+        *((row, i) for row in calibration for i in ("1", "8")),
+        ("textual_inversion", "1"),
+        ("textual_inversion", "8"),
+        ("hifi_ti", "1"),
+        ("hifi_ti", "8"),
+    ]
     assert all(0.0 <= float(r[m]) <= 1.0 for r in rows for m in ("identity", "attributes", "prompt"))
     # the ceiling rows score true renders and their ToySD VAE reconstructions: the classifier reads the background
     # and colour of both right (the VAE keeps them), and the reconstructions are not the renders themselves

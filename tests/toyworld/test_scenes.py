@@ -23,7 +23,7 @@ from hifilight.toyworld.scenes import (
     ToyObject,
     background,
     random_scene,
-    render,  # fmt: skip
+    render,
 )
 
 
@@ -72,8 +72,10 @@ def test_dataset_reads_as_dreambench_and_masks_match(tmp_path):
     names = ["blue_star_yellow_dots", "red_heart_white_stripes"]
     write_dataset(tmp_path, names, photos=3, size=32)
     bench = load_dreambench(tmp_path)
-    assert [(s.name, s.class_name) for s in bench] == [("blue_star_yellow_dots", "star"),
-                                                       ("red_heart_white_stripes", "heart")]  # fmt: skip
+    assert [(s.name, s.class_name) for s in bench] == [
+        ("blue_star_yellow_dots", "star"),
+        ("red_heart_white_stripes", "heart"),
+    ]
     assert (
         len(bench[0].prompts) == len(PROMPTS) and render_prompt(bench[0].prompts[1], "", "star") == "a star in the snow"
     )
@@ -86,11 +88,41 @@ def test_dataset_reads_as_dreambench_and_masks_match(tmp_path):
 
 
 def test_dataset_command(tmp_path, capsys):
-    assert main(["toyworld", "dataset", "--out", str(tmp_path / "t"), "--photos", "2", "--size", "32",
-                 "--subjects", '["white_star_red_stripes"]']) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "toyworld",
+                "dataset",
+                "--out",
+                str(tmp_path / "t"),
+                "--photos",
+                "2",
+                "--size",
+                "32",
+                "--subjects",
+                '["white_star_red_stripes"]',
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "t" / "white_star_red_stripes").glob("*.png"))) == 2
-    assert main(["toyworld", "dataset", "--out", str(tmp_path / "t"), "--photos", "2", "--size", "32",
-                 "--subjects", '["white_star_red_stripes"]']) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "toyworld",
+                "dataset",
+                "--out",
+                str(tmp_path / "t"),
+                "--photos",
+                "2",
+                "--size",
+                "32",
+                "--subjects",
+                '["white_star_red_stripes"]',
+            ]
+        )
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
     assert main(["toyworld", "dataset", "--out", str(tmp_path / "u"), "--subjects", '["nope"]']) == 2
     assert main(["toyworld", "train"]) == 2  # which trainer is not said

@@ -152,8 +152,13 @@ def test_partial_captions_always_name_the_shape_and_leave_out_some_of_the_rest()
     rng = np.random.default_rng(0)
     old = [caption_variant(scene, rng, partial=0.0) for _ in range(2000)]
     new = [caption_variant(scene, rng, partial=0.2) for _ in range(2000)]
-    known = {"", "a photo of a star", "a star in the snow", "a blue star with yellow dots",
-             "a blue star with yellow dots in the snow"}  # fmt: skip
+    known = {
+        "",
+        "a photo of a star",
+        "a star in the snow",
+        "a blue star with yellow dots",
+        "a blue star with yellow dots in the snow",
+    }
     assert set(old) == known  # partial=0: the earlier mix
     extra = [c for c in new if c not in known]
     assert 0.15 < len(extra) / len(new) < 0.25
@@ -170,7 +175,19 @@ def test_train_denoiser_learns_on_cpu_and_checkpoints_at_the_asked_steps():
     latents = torch.randn(4, 16, 16, 16) * 0.3
     scenes = [Scene(ToyObject("star", "blue"), "snow")] * 4
     saved = []
-    train_denoiser(comps, latents, scenes, steps=4, batch=2, lr=1e-3, seed=0, log=lambda _: None, every=2,
-                   checkpoint=saved.append, partial=0.2, device="cpu")  # fmt: skip
+    train_denoiser(
+        comps,
+        latents,
+        scenes,
+        steps=4,
+        batch=2,
+        lr=1e-3,
+        seed=0,
+        log=lambda _: None,
+        every=2,
+        checkpoint=saved.append,
+        partial=0.2,
+        device="cpu",
+    )
     assert saved == [2] and not torch.equal(before, comps["unet"].conv_in.weight)
     assert not comps["unet"].training and not comps["text_encoder"].training

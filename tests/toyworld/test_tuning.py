@@ -16,25 +16,33 @@ from hifilight.training import fit_cli
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = table_rows_of("table2_dreambooth", None)
 LORA_ROWS = table_rows_of("lora_ladder", None)
-GRID = {m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]]
-        for m in ("textual_inversion", "hifi_ti", "dreambooth")}  # fmt: skip
+GRID = {
+    m: [["--model.learning_rate", "1e-3"], ["--model.learning_rate", "2e-3"]]
+    for m in ("textual_inversion", "hifi_ti", "dreambooth")
+}
 
 
 def _fit_args(row, tmp_path, monkeypatch):
     """The `hifilight fit` arguments the evaluation fitter builds for `row` (captured, not run)."""
     seen = []
     monkeypatch.setattr(fit_cli, "build_cli", lambda args, run=True: seen.append(args))
-    configs = {"hifi_ti": "configs/toyworld_hifi.yaml", "textual_inversion": "configs/toyworld_ti.yaml",
-               "dreambooth": "configs/toyworld_dreambooth.yaml", "lora": "configs/toyworld_lora.yaml"}  # fmt: skip
-    fitter = protocol._fitter(tmp_path, "tiny", "float32", configs, [], {}, 10, 64,
-                                      {"ti_mask": ["--model.learning_rate", "0.5"]})  # fmt: skip
+    configs = {
+        "hifi_ti": "configs/toyworld_hifi.yaml",
+        "textual_inversion": "configs/toyworld_ti.yaml",
+        "dreambooth": "configs/toyworld_dreambooth.yaml",
+        "lora": "configs/toyworld_lora.yaml",
+    }
+    fitter = protocol._fitter(
+        tmp_path, "tiny", "float32", configs, [], {}, 10, 64, {"ti_mask": ["--model.learning_rate", "0.5"]}
+    )
     subject = BenchSubject("s", "dog", False, tmp_path, [])
     fitter(subject, row, tmp_path / "a" / "x.safetensors")
     return seen[0]
 
 
-@pytest.mark.parametrize("name", ["textual_inversion", "ti_mask", "regularization", "stepwise", "output_space", "lora",
-                                  "lora_mask"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["textual_inversion", "ti_mask", "regularization", "stepwise", "output_space", "lora", "lora_mask"]
+)
 def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
     from conftest import EXAMPLE_SUBJECT
 
@@ -62,9 +70,20 @@ def test_each_ladder_row_fits_what_it_says(name, tmp_path, monkeypatch):
 
 
 def test_a_tuned_record_inherits_choices_for_sampling_only_rows():
-    scores = {r.name: [{"point": k, "args": GRID[m][k], "identity": [0.1, 0.3][k] if r.name != "dreambooth" else 0.2,
-                        "attributes": [0.4, 0.2][k], "toydino": [0.5, 0.4][k]} for k in range(2)]
-              for m, rows in tuning.tuned_rows(ROWS, GRID).items() for r in rows}  # fmt: skip
+    scores = {
+        r.name: [
+            {
+                "point": k,
+                "args": GRID[m][k],
+                "identity": [0.1, 0.3][k] if r.name != "dreambooth" else 0.2,
+                "attributes": [0.4, 0.2][k],
+                "toydino": [0.5, 0.4][k],
+            }
+            for k in range(2)
+        ]
+        for m, rows in tuning.tuned_rows(ROWS, GRID).items()
+        for r in rows
+    }
     assert tuning.record("val", [0], GRID, ROWS, scores)["chosen_point"]["ti_mask"] == 0  # default: attributes
     record = tuning.record("val", [0], GRID, ROWS, scores, measure="identity")
     assert record["chosen_point"]["ti_mask"] == 1  # higher identity

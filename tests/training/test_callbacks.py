@@ -30,11 +30,31 @@ def test_sample_grid_is_written_to_the_log_dir(tmp_path):
 @pytest.mark.parametrize("method", ["textual_inversion", "dreambooth"])
 def test_sample_grids_for_the_baselines_too(method, tmp_path):
     out = tmp_path / ("db" if method == "dreambooth" else "ti.safetensors")
-    args = ["fit", "--method", method, "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-            "--data.resolution", "32", "--model.max_steps", "3", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path), "--out", str(out),
-            "--trainer.callbacks+=hifilight.training.callbacks.SampleGrid", "--trainer.callbacks.every_n_steps=2",
-            '--trainer.callbacks.prompts=["a {}"]', "--trainer.callbacks.steps=2"]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        method,
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--model.max_steps",
+        "3",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--trainer.callbacks+=hifilight.training.callbacks.SampleGrid",
+        "--trainer.callbacks.every_n_steps=2",
+        '--trainer.callbacks.prompts=["a {}"]',
+        "--trainer.callbacks.steps=2",
+    ]
     if method == "dreambooth":
         args += ["--model.num_class_images", "2", "--model.class_steps", "2"]
     assert main(args) == 0

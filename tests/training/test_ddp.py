@@ -14,9 +14,18 @@ def _fit(module, devices: int, batch: int, steps: int, root):
     dm = SubjectDataModule(EXAMPLE_SUBJECT, "dog", masks="none", resolution=32, batch_size=batch, flip_p=0.5)
     # the subject module trains c_s in stage 1 and c_work after it: each stage leaves one parameter unused
     strategy = DDPStrategy(start_method="spawn", find_unused_parameters=True) if devices > 1 else "auto"
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy,
-                        max_steps=steps, use_distributed_sampler=False, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root)  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy,
+        max_steps=steps,
+        use_distributed_sampler=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+    )
     trainer.fit(module, dm)
     return module
 

@@ -10,11 +10,34 @@ from hifilight.models import load_components
 
 
 def _fit(tmp_path, out, *extra):
-    args = ["fit", "--method", "dreambooth", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-            "--data.resolution", "32", "--model.max_steps", "2", "--model.learning_rate", "1e-3",
-            "--model.num_class_images", "2", "--model.class_steps", "2", "--trainer.accelerator", "cpu",
-            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs"),
-            "--out", str(out), *extra]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        "dreambooth",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--model.max_steps",
+        "2",
+        "--model.learning_rate",
+        "1e-3",
+        "--model.num_class_images",
+        "2",
+        "--model.class_steps",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "logs"),
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert main(args) == 0
 
 
@@ -45,7 +68,16 @@ def test_existing_output_folder_is_kept(tmp_path, capsys):
     out = tmp_path / "db"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    args = ["fit", "--method", "dreambooth", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        "dreambooth",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep"

@@ -48,8 +48,16 @@ def test_bf16_autocast_trains_with_fp32_weights(module, trained, tmp_path):
     module = module()
     dm = SubjectDataModule(EXAMPLE_SUBJECT, "dog", masks="none", resolution=32)
     before = module.get_parameter(trained).detach().clone()
-    L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=3, logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-              default_root_dir=tmp_path).fit(module, dm)  # fmt: skip
+    L.Trainer(
+        accelerator="cpu",
+        precision="bf16-mixed",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=tmp_path,
+    ).fit(module, dm)
     after = module.get_parameter(trained)
     assert after.dtype == torch.float32 and torch.isfinite(after).all() and not torch.equal(after, before)

@@ -40,7 +40,12 @@ def test_options_override_args_which_override_the_config(monkeypatch):
 
 def test_flag_values_and_an_unknown_method():
     assert [fit_cli.flag_value(v) for v in (True, False, 3, 1e-3, ["a", "b"], (1, 2))] == [
-        "true", "false", "3", "0.001", '["a", "b"]', "[1, 2]"
-    ]  # fmt: skip
+        "true",
+        "false",
+        "3",
+        "0.001",
+        '["a", "b"]',
+        "[1, 2]",
+    ]
     with pytest.raises(HifiError, match="--method hifi: unknown; use one of hifi_ti, "):
         fit_cli.fit("hifi", "photos", "dog", "out.safetensors")

@@ -17,10 +17,33 @@ from hifilight.subjects import load_subject
 def fitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lora")
     out = tmp / "dog.safetensors"
-    args = ["fit", "--method", "lora", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-            "--data.resolution", "32", "--model.max_steps", "3", "--model.learning_rate", "0.05", "--model.rank", "2",
-            "--model.num_class_images", "2", "--model.class_steps", "2", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(tmp / "logs"), "--out", str(out)]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        "lora",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--model.max_steps",
+        "3",
+        "--model.learning_rate",
+        "0.05",
+        "--model.rank",
+        "2",
+        "--model.num_class_images",
+        "2",
+        "--model.class_steps",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp / "logs"),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     return out
 
@@ -40,8 +63,9 @@ def test_diffusers_load_lora_weights_gives_the_model_hifilight_samples_from(fitt
     assert (subject.kind, subject.word) == ("lora", "sks dog")
     ours, base = load_components("tiny"), load_components("tiny")
     subject.prepare(ours)
-    pipe = sd_pipeline(**{k: getattr(load_components("tiny"), k) for k in ("unet", "vae", "text_encoder",
-                                                                            "tokenizer", "scheduler")})  # fmt: skip
+    pipe = sd_pipeline(
+        **{k: getattr(load_components("tiny"), k) for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
+    )
     pipe.load_lora_weights(str(fitted))
     g = torch.Generator().manual_seed(0)
     x, c = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 77, 32, generator=g)
@@ -54,12 +78,34 @@ def test_diffusers_load_lora_weights_gives_the_model_hifilight_samples_from(fitt
 
 
 def test_predict_samples_a_lora_subject_and_bad_settings_are_one_line(fitted, tmp_path, capsys):
-    args = ["predict", "--subject", str(fitted), "--prompts", '["a {} on the beach"]', "--steps", "2",
-            "--resolution", "32", "--out_dir", str(tmp_path / "p")]  # fmt: skip
+    args = [
+        "predict",
+        "--subject",
+        str(fitted),
+        "--prompts",
+        '["a {} on the beach"]',
+        "--steps",
+        "2",
+        "--resolution",
+        "32",
+        "--out_dir",
+        str(tmp_path / "p"),
+    ]
     assert main(args) == 0 and (tmp_path / "p" / "grid.png").is_file()
     capsys.readouterr()
-    bad = ["fit", "--method", "lora", "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog",
-           "--model.rank", "0", "--out", str(tmp_path / "x.safetensors")]  # fmt: skip
+    bad = [
+        "fit",
+        "--method",
+        "lora",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--model.rank",
+        "0",
+        "--out",
+        str(tmp_path / "x.safetensors"),
+    ]
     assert main(bad) == 2 and "--model.rank must be >= 1" in capsys.readouterr().err
 
 

@@ -28,9 +28,16 @@ def _datamodule():
 
 def _trainer(max_steps, callbacks=(), root=None):
     return L.Trainer(
-        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks), default_root_dir=root,
-    )  # fmt: skip
+        max_steps=max_steps,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        default_root_dir=root,
+    )
 
 
 class RecordStart(L.Callback):

@@ -11,10 +11,32 @@ from hifilight.token_embeddings import TokenEmbedding
 
 def _fit(tmp_path, *extra):
     out = tmp_path / "ti.safetensors"
-    args = ["fit", "--method", "textual_inversion", "--data.subject_dir", str(EXAMPLE_SUBJECT),
-            "--data.class_name", "dog", "--data.resolution", "32", "--data.masks", "none", "--model.max_steps", "3",
-            "--model.learning_rate", "0.05", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(tmp_path / "logs"), "--out", str(out), *extra]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        "textual_inversion",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--data.resolution",
+        "32",
+        "--data.masks",
+        "none",
+        "--model.max_steps",
+        "3",
+        "--model.learning_rate",
+        "0.05",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path / "logs"),
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert main(args) == 0
     return TokenEmbedding.load(out), out
 
@@ -46,7 +68,18 @@ def test_the_file_loads_in_diffusers(tmp_path):
 
 def test_existing_token_is_refused(tmp_path, capsys):
     out = tmp_path / "x.safetensors"
-    args = ["fit", "--method", "textual_inversion", "--data.subject_dir", str(EXAMPLE_SUBJECT),
-            "--data.class_name", "dog", "--model.placeholder", "a", "--out", str(out)]  # fmt: skip
+    args = [
+        "fit",
+        "--method",
+        "textual_inversion",
+        "--data.subject_dir",
+        str(EXAMPLE_SUBJECT),
+        "--data.class_name",
+        "dog",
+        "--model.placeholder",
+        "a",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     assert "already in the tokenizer's vocabulary" in capsys.readouterr().err
