@@ -2,43 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 import warnings
 
-USAGE = """usage: hifilight <command> [options]
-
-commands:
-  fit       learn a subject embedding from a few photos (LightningCLI; --help for all options)
-  predict   generate images of a learned subject
-  attention cross-attention maps of the subject tokens across steps (paper Figure 3)
-  masks     write subject masks (white = subject) and an overlay grid to check them
-  invert    DDIM + null-text inversion of a photo, with reconstruction PSNRs
-  replace   put a learned subject into a real photo (Algorithm 3)
-  evaluate  the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables
-  export    export onnx: UNet, VAE decoder and text encoder as ONNX, checked against torch
-  toyworld  ToyWorld, where the truth of every image is known: dataset (subjects with exact masks), calibrate
-            (the instrument's floor, oracle and ceilings), tune (settings on the validation split), ablation
-            (Table 2 on ToySD with exact fidelity measures)
-
-Run `hifilight <command> --help` for the options of a command."""
+# The one command table: name -> the line `hifilight --help` shows. Each command is the module
+# hifilight.commands.<name>, whose run(argv) parses its own options; only the command that runs is imported.
+COMMANDS = {
+    "fit": "learn a subject embedding from a few photos (LightningCLI; --help for all options)",
+    "predict": "generate images of a learned subject",
+    "attention": "cross-attention maps of the subject tokens across steps (paper Figure 3)",
+    "masks": "write subject masks (white = subject) and an overlay grid to check them",
+    "invert": "DDIM + null-text inversion of a photo, with reconstruction PSNRs",
+    "replace": "put a learned subject into a real photo (Algorithm 3)",
+    "evaluate": "the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables",
+    "export": "onnx: the model as ONNX in diffusers' layout; checkpoint: a diffusers folder as one .safetensors",
+    "toyworld": "ToyWorld, where the truth of every image is known: dataset, calibrate, tune, ablation, train",
+}
 
 
-def _commands():
-    from hifilight.commands import attention, evaluate, export, fit, invert, masks, predict, replace, toyworld
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {line}" for name, line in COMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: hifilight <command> [options]",
+            "",
+            "commands:",
+            *lines,
+            "",
+            "Run `hifilight <command> --help` for the options of a command.",
+        ]
+    )
 
-    return {
-        "fit": fit.run,
-        "predict": predict.run,
-        "attention": attention.run,
-        "masks": masks.run,
-        "invert": invert.run,
-        "replace": replace.run,
-        "evaluate": evaluate.run,
-        "export": export.run,
-        "toyworld": toyworld.run,
-    }
+
+def _run(command: str, argv: list[str]) -> None:
+    importlib.import_module(f"hifilight.commands.{command}").run(argv)
 
 
 # Third-party notices a hifilight user cannot act on: Lightning's advertisement tips and its notes about our own
@@ -62,18 +63,17 @@ def quiet_third_party() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
+        print(usage())
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_third_party()
     from hifilight.errors import HifiError
 
-    commands = _commands()
-    if argv[0] not in commands:
-        print(f"hifilight: unknown command {argv[0]!r}; choose one of {', '.join(commands)}", file=sys.stderr)
+    if argv[0] not in COMMANDS:
+        print(f"hifilight: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
-        commands[argv[0]](argv[1:])
+        _run(argv[0], argv[1:])
     except HifiError as err:
         print(f"hifilight {argv[0]}: error: {err}", file=sys.stderr)
         return 2

@@ -703,3 +703,18 @@ def test_every_flag_a_message_names_is_a_real_flag(capsys):
                 if bad:
                     wrong.setdefault(str(path.relative_to(package)), set()).update(bad)
     assert not wrong, wrong
+
+
+def test_one_command_table_drives_help_dispatch_and_the_readme(capsys):
+    import importlib
+
+    from hifilight.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for name in COMMANDS:
+        assert callable(importlib.import_module(f"hifilight.commands.{name}").run)
+        assert re.search(rf"^  {name} +\S", out, re.M) and f"`{name}" in readme
+    modules = {p.stem for p in (Path(__file__).parents[1] / "hifilight" / "commands").glob("*.py")}
+    assert modules - {"__init__", "common"} == set(COMMANDS)  # every command module is reachable
