@@ -275,9 +275,9 @@ def test_attention_figure(fitted, tmp_path):
         str(fitted),
         "--prompt",
         "a sitting {} dog",
-        "--steps",
+        "--show_steps",
         "3,1",
-        "--num_steps",
+        "--steps",
         "3",
         "--out",
         str(out),
@@ -291,9 +291,12 @@ def test_attention_figure(fitted, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--steps", "0,4"], "each step must be in 1..3"),
-        (["--steps", "a,b"], "separated by commas"),
-        (["--steps", "3,1", "--res", "16"], "--res 16: at 32 px this model's cross-attention maps are [2, 4] wide"),
+        (["--show_steps", "0,4"], "each step must be in 1..3"),
+        (["--show_steps", "a,b"], "separated by commas"),
+        (
+            ["--show_steps", "3,1", "--res", "16"],
+            "--res 16: at 32 px this model's cross-attention maps are [2, 4] wide",
+        ),
     ],
 )
 def test_attention_bad_steps(fitted, tmp_path, capsys, extra, message):
@@ -303,7 +306,7 @@ def test_attention_bad_steps(fitted, tmp_path, capsys, extra, message):
         str(fitted),
         "--prompt",
         "a {}",
-        "--num_steps",
+        "--steps",
         "3",
         "--out",
         str(tmp_path / "a.png"),

@@ -15,7 +15,7 @@ SHORTER = {  # appended after the README's own flags: later values win
     "fit": ["--model.stage1_steps", "2", "--model.stepwise_steps", "1", "--model.stepwise_num_steps", "2",
             "--data.resolution", "64", "--trainer.enable_progress_bar", "false"],
     "predict": ["--steps", "2", "--num_images", "1"],
-    "attention": ["--num_steps", "4", "--resolution", "128"],  # 128 px: the tiny UNet has 16 x 16 maps (--res 16)
+    "attention": ["--steps", "4", "--resolution", "128"],  # 128 px: the tiny UNet has 16 x 16 maps (--res 16)
 }  # fmt: skip
 
 
@@ -36,7 +36,7 @@ def test_every_readme_command_runs_on_the_embedded_model(tmp_path, monkeypatch):
             swap.get(a, str(tmp_path / a) if a.endswith((".safetensors", ".png", "out/", "onnx/")) else a) for a in args
         ]
         if args[0] == "attention":  # the README's step list at the shortened length
-            args[args.index("--steps") + 1] = "4,3,2,1"
+            args[args.index("--show_steps") + 1] = "4,3,2,1"
         assert main([*args, *SHORTER.get(args[0], [])]) == 0, args
     assert all((tmp_path / f).is_file() for f in ("dog.safetensors", "fig3.png", "dog_db.safetensors"))
     assert (tmp_path / "onnx" / "model_index.json").is_file()

@@ -1,6 +1,6 @@
 """`hifilight attention`: cross-attention maps of the subject tokens across sampling steps (paper Figure 3).
 
-hifilight attention --subject dog.safetensors --prompt "a sitting {} dog" --steps 50,40,25,1 --out fig3.png
+hifilight attention --subject dog.safetensors --prompt "a sitting {} dog" --show_steps 50,40,25,1 --out fig3.png
 """
 
 from __future__ import annotations
@@ -21,26 +21,28 @@ from hifilight.sampling.generate import generate, make_jobs
 from hifilight.viz import attention_figure
 
 
-def parse_steps(steps: str, num_steps: int) -> list[int]:
-    """'50,40,25,1' -> [50, 40, 25, 1]; step s counts down like the paper's figure (num_steps = first, 1 = last)."""
+def parse_steps(show_steps: str, steps: int) -> list[int]:
+    """'50,40,25,1' -> [50, 40, 25, 1]; step s counts down like the paper's figure (steps = first, 1 = last)."""
     try:
-        values = [int(s) for s in str(steps).replace(" ", "").split(",") if s]
+        values = [int(s) for s in str(show_steps).replace(" ", "").split(",") if s]
     except ValueError as err:
-        raise HifiError(f"--steps {steps!r}: write step numbers separated by commas, e.g. 50,40,25,1") from err
-    bad = [s for s in values if not 1 <= s <= num_steps]
+        raise HifiError(
+            f"--show_steps {show_steps!r}: write step numbers separated by commas, e.g. 50,40,25,1"
+        ) from err
+    bad = [s for s in values if not 1 <= s <= steps]
     if not values or bad:
-        raise HifiError(f"--steps {steps}: each step must be in 1..{num_steps} (--num_steps); got {bad or 'none'}")
+        raise HifiError(f"--show_steps {show_steps}: each step must be in 1..{steps} (--steps); got {bad or 'none'}")
     return values
 
 
 def attention(
     subject: Path,
     prompt: str,
-    steps: str = "50,40,25,1",
+    show_steps: str = "50,40,25,1",
     out: Path = Path("outputs/attention.png"),
     model: ModelOptions | None = None,
     seed: int = 0,
-    num_steps: int = 50,
+    steps: int = 50,
     guidance: float = 7.5,
     resolution: int | None = None,
     res: int | None = None,
@@ -52,11 +54,11 @@ def attention(
     Args:
         subject: subject artifact (.safetensors) written by `hifilight fit`.
         prompt: the prompt; {} or <subject> marks the subject, e.g. "a sitting {} dog".
-        steps: comma-separated step numbers; num_steps is the first (noisiest) step and 1 the last.
+        show_steps: the steps to show, comma-separated; --steps is the first (noisiest) step and 1 the last.
         out: the PNG to write.
         model: base model options (default: the artifact's base model).
         seed: seed of x_T.
-        num_steps: DDIM steps of the generation (paper: 50).
+        steps: DDIM steps of the generation (paper: 50), as in every command.
         guidance: classifier-free guidance weight.
         resolution: image size in pixels (default: the training resolution).
         res: average only the layers whose attention map is res x res (e.g. 16 for SD at 512 px); default: all
@@ -65,7 +67,7 @@ def attention(
         overwrite: replace `out` if it exists.
     """
     model = model or ModelOptions()
-    wanted = parse_steps(steps, num_steps)
+    wanted = parse_steps(show_steps, steps)
     check_writable(out, overwrite, "--overwrite")
     artifact = SubjectArtifact.load(subject)
     jobs = make_jobs([prompt], artifact.class_name, seed, 1)
@@ -80,14 +82,14 @@ def attention(
             "them or leave --res out (all layers)"
         )
     n, length = artifact.num_tokens, comps.tokenizer.model_max_length
-    store = AttentionStore({num_steps - s for s in wanted}, list(range(length - n, length)), res)
+    store = AttentionStore({steps - s for s in wanted}, list(range(length - n, length)), res)
     with attention_control(comps.unet, store):
-        images = generate(comps, artifact, jobs, num_steps, guidance, size, 1, [AttentionStep(store)], True, stepwise)
+        images = generate(comps, artifact, jobs, steps, guidance, size, 1, [AttentionStep(store)], True, stepwise)
     try:
         maps = store.maps()
     except ValueError as err:
         raise HifiError(f"--res {res}: {err}") from err
-    rows = {f"step {s}": maps[num_steps - s][0] for s in wanted}
+    rows = {f"step {s}": maps[steps - s][0] for s in wanted}
     save_png(attention_figure(to_pil(images[0]), rows), out, overwrite)
     print(f"wrote {out} ({len(wanted)} steps x {n} subject tokens)")
 
