@@ -12,7 +12,7 @@ from hifilight.models.loading import note_random_weights  # noqa: F401 (the comm
 # The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).
 # Generation beyond these sizes is not a use case on any GPU we know; fits have their own checks in the modules.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "steps": (1, 1000), "num_steps": (1, 1000), "num_images": (1, 10_000), "images_per_prompt": (1, 1000),
+    "steps": (1, 1000), "num_images": (1, 10_000), "images_per_prompt": (1, 1000),
     "batch_size": (1, 4096), "resolution": (8, 4096), "size": (16, 4096), "guidance": (0.0, 100.0),
     "seed": (0, 2**63 - 1), "seeds": (0, 2**63 - 1), "photos": (1, 8), "devices": (1, 1024), "threads": (0, 1024),
 }  # fmt: skip
