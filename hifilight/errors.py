@@ -59,3 +59,19 @@ class OneLineParseErrors:
         if not getattr(self, "exit_on_error", True):
             return super().error(message, ex)
         raise HifiError(one_line_parse_error(message, self.prog.replace(" [options]", "")))
+
+
+RULES = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+}
+
+
+def check_numbers(*checks: tuple[str, float | None, str]) -> None:
+    """(flag, value, rule) for each numeric flag of a module (a rule of RULES; None values are skipped): the first
+    value that breaks its rule is one HifiError naming that flag, its rule and the value given."""
+    for flag, value, rule in checks:
+        if value is not None and not RULES[rule](value):
+            raise HifiError(f"{flag} must be {rule}, got {value}")

@@ -3,7 +3,7 @@
 import pytest
 
 from hifilight.cli import main
-from hifilight.errors import one_line_parse_error
+from hifilight.errors import HifiError, check_numbers, one_line_parse_error
 
 NESTED_LITERAL = """Parser key "model":
   Does not validate against any of the Union subtypes
@@ -57,9 +57,60 @@ def test_parse_errors_become_one_line_naming_flag_value_and_choices(message, lin
         ),
         (["fit", "--model.learning_rate", "fast"], "hifilight fit: error: --model.learning_rate fast: use a value"),
         (["toyworld", "ablation", "--seeds", "[a]"], "hifilight toyworld: error: --seeds a: use a value of type int"),
+        (
+            ["fit", "--model.pretrained", "tiny"],
+            "hifilight fit: error: missing --data.subject_dir, --data.class_name (see `hifilight fit --help`)",
+        ),
     ],
 )
 def test_a_bad_typed_value_is_one_line_with_exit_2(args, line, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(line) and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "checks, message",
+    [
+        ([("--a", 0.0, "> 0")], "--a must be > 0, got 0.0"),
+        ([("--a", 1, "> 0"), ("--b", -1, ">= 0"), ("--c", 0, ">= 1")], "--b must be >= 0, got -1"),
+        ([("--p", 1.0, "in [0, 1)")], "--p must be in [0, 1), got 1.0"),
+    ],
+)
+def test_check_numbers_names_the_first_bad_flag_and_its_value(checks, message):
+    with pytest.raises(HifiError) as err:
+        check_numbers(*checks)
+    assert str(err.value) == message
+
+
+def test_check_numbers_passes_good_and_unset_values():
+    check_numbers(("--a", 1e-6, "> 0"), ("--b", 0, ">= 0"), ("--c", None, "> 0"), ("--p", 0.0, "in [0, 1)"))
+
+
+@pytest.mark.parametrize(
+    "method, flag, value",
+    [
+        ("textual_inversion", "--model.max_steps", "0"),
+        ("dreambooth", "--model.num_class_images", "0"),
+        ("dreambooth", "--model.prior_loss_weight", "-1"),
+        ("hifi_ti", "--model.stepwise_num_steps", "0"),
+    ],
+)
+def test_each_bad_fit_number_is_its_own_message(method, flag, value, tmp_path, capsys):
+    args = [
+        "fit",
+        "--method",
+        method,
+        "--model.pretrained",
+        "tiny",
+        flag,
+        value,
+        "--out",
+        str(tmp_path / "o"),
+        "--data.subject_dir",
+        str(tmp_path),
+        "--data.class_name",
+        "dog",
+    ]
+    assert main(args) == 2
+    assert f"error: {flag} must be " in capsys.readouterr().err

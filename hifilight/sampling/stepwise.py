@@ -37,8 +37,7 @@ class StepwiseEmbeddings(StepCallback):
             warnings.warn(
                 f"the step-wise embeddings were trained for {len(self.trained)} DDIM steps; sampling with another "
                 "number of steps uses the nearest trained timestep at each step (sample with "
-                f"{len(self.trained)} steps to match them: --steps {len(self.trained)}, or --num_steps in "
-                "`hifilight attention`)",
+                f"{len(self.trained)} steps to match them: --steps {len(self.trained)})",
                 stacklevel=2,
             )
         return k

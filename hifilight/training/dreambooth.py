@@ -21,7 +21,7 @@ from torch import Tensor
 from hifilight.conditioning import encode_text, tokenize
 from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, check_numbers
 from hifilight.io import save_png, write_folder_atomic
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, encode_images, training_target
@@ -76,11 +76,12 @@ class DreamBoothModule(L.LightningModule):
                 class image; see hifilight.data.sampling).
         """
         super().__init__()
-        if learning_rate <= 0 or max_steps < 1 or num_class_images < 1 or prior_loss_weight < 0:
-            raise HifiError(
-                "--model.learning_rate must be > 0, --model.max_steps and --model.num_class_images >= 1, "
-                "--model.prior_loss_weight >= 0"
-            )
+        check_numbers(
+            ("--model.learning_rate", learning_rate, "> 0"),
+            ("--model.max_steps", max_steps, ">= 1"),
+            ("--model.num_class_images", num_class_images, ">= 1"),
+            ("--model.prior_loss_weight", prior_loss_weight, ">= 0"),
+        )
         if not identifier.strip():
             raise HifiError("--model.identifier is empty; pass a rare word such as sks")
         self.save_hyperparameters()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 import tempfile
 import time
@@ -44,8 +45,21 @@ TRAINER_DEFAULTS = {
 }
 
 
+SUBCOMMAND = "fit"  # LightningCLI's subcommand: its parser names every key "fit.<key>"
+
+
 class FitParser(OneLineParseErrors, LightningArgumentParser):
-    """LightningCLI's parser; a bad argument is one line naming the flag, the value and what it takes."""
+    """LightningCLI's parser; a bad argument is one line naming the flag, the value and what it takes. The user
+    types `hifilight fit --data.x`, which LightningCLI parses as its `fit` subcommand's `fit.data.x`."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        try:
+            return super().error(message, ex)
+        except HifiError as err:
+            text = re.sub(
+                r"\(see `[^`]*`\)$", "(see `hifilight fit --help`)", str(err).replace(f"--{SUBCOMMAND}.", "--")
+            )
+            raise HifiError(text) from None
 
 
 class FitCLI(LightningCLI):

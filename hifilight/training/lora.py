@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, check_numbers
 from hifilight.subjects import LORA_FORMAT as FORMAT
 from hifilight.training.dreambooth import DreamBoothModule
 
@@ -77,8 +77,9 @@ class LoRAModule(DreamBoothModule):
             seed: seed of the class images and of the per-sample draws.
             gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
         """
-        if rank < 1 or dropout < 0 or dropout >= 1 or (alpha is not None and alpha <= 0):
-            raise HifiError("--model.rank must be >= 1, --model.alpha > 0, --model.dropout in [0, 1)")
+        check_numbers(
+            ("--model.rank", rank, ">= 1"), ("--model.alpha", alpha, "> 0"), ("--model.dropout", dropout, "in [0, 1)")
+        )
         peft = _peft()
         super().__init__(
             pretrained=pretrained,

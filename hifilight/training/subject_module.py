@@ -22,7 +22,7 @@ from torch import Tensor
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
@@ -92,20 +92,18 @@ class SubjectEmbeddingModule(L.LightningModule):
                 (seed, step) so that a resumed run continues exactly.
         """
         super().__init__()
-        if learning_rate <= 0:
-            raise HifiError(f"--model.learning_rate must be > 0, got {learning_rate}")
-        if reg_weight < 0:
-            raise HifiError(f"--model.reg_weight must be >= 0, got {reg_weight}")
-        for flag, value in (("stage1_steps", stage1_steps), ("stepwise_steps", stepwise_steps)):
-            if value < 0:
-                raise HifiError(f"--model.{flag} must be >= 0, got {value}")
+        check_numbers(
+            ("--model.learning_rate", learning_rate, "> 0"),
+            ("--model.reg_weight", reg_weight, ">= 0"),
+            ("--model.stage1_steps", stage1_steps, ">= 0"),
+            ("--model.stepwise_steps", stepwise_steps, ">= 0"),
+            ("--model.stepwise_num_steps", stepwise_num_steps, ">= 1"),
+        )
         if stage1_steps + stepwise_steps == 0:
             raise HifiError(
                 "--model.stage1_steps and --model.stepwise_steps are both 0: nothing would be trained; "
                 "set --model.stage1_steps (paper: 1000)"
             )
-        if stepwise_num_steps < 1:
-            raise HifiError(f"--model.stepwise_num_steps must be >= 1, got {stepwise_num_steps}")
         self.save_hyperparameters()
         attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.register_buffer("phi", encode_text(self.tokenizer, self.text_encoder, [""]).float(), persistent=False)

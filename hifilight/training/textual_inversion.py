@@ -17,7 +17,7 @@ from torch import Tensor
 
 from hifilight.conditioning import tokenize
 from hifilight.data.sampling import noise_and_timesteps
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, training_target
@@ -65,8 +65,11 @@ class TextualInversionModule(L.LightningModule):
             seed: seed of the per-sample timestep and noise draws (see hifilight.data.sampling).
         """
         super().__init__()
-        if num_vectors < 1 or learning_rate <= 0 or max_steps < 1:
-            raise HifiError("--model.num_vectors and --model.max_steps must be >= 1, --model.learning_rate > 0")
+        check_numbers(
+            ("--model.num_vectors", num_vectors, ">= 1"),
+            ("--model.learning_rate", learning_rate, "> 0"),
+            ("--model.max_steps", max_steps, ">= 1"),
+        )
         self.save_hyperparameters()
         attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.tokens = token_names(placeholder, num_vectors)
