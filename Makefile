@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compi
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all lint bench serve toyworld-train toyworld-train-gpu toyworld-calibrate clean
+.PHONY: setup demo test test-all lint bench bench-gpu serve toyworld-train toyworld-train-gpu toyworld-calibrate clean
 
 setup: $(CORE)
 
@@ -46,6 +46,10 @@ bench: $(DEV)
 	$(OFFLINE) $(BIN)/python -m benchmarks.evaluate
 	$(OFFLINE) $(BIN)/python -m benchmarks.serve_load
 	$(OFFLINE) $(BIN)/python -m benchmarks.scale
+
+# on a machine with a GPU: every stage at SD 1.4 size next to plain loops (benchmarks/results/gpu.json, ~5 min, H200)
+bench-gpu: $(DEV)
+	$(OFFLINE) $(BIN)/python -m benchmarks.gpu
 
 # the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
 serve: $(DEV)

@@ -142,7 +142,48 @@ def build_quarter(seed: int = TINY_SEED) -> dict:
     return _build(seed, quarter_unet, 768)
 
 
-PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter}
+def sd14_unet() -> UNet2DConditionModel:
+    """Stable Diffusion v1.4's UNet configuration (860 M parameters; diffusers' defaults are SD1's layout)."""
+    return UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+
+
+def sd14_vae() -> AutoencoderKL:
+    """Stable Diffusion v1.4's VAE configuration (84 M parameters)."""
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+    )
+
+
+def sd14_text_encoder(vocab_size: int) -> CLIPTextModel:
+    """CLIP ViT-L/14's text transformer (12 layers, 768 wide) over the tiny tokenizer's vocabulary: 85 M parameters
+    here, 123 M with CLIP's 49408 words; the cost of a prompt does not depend on the vocabulary size."""
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    return CLIPTextModel(config)
+
+
+def build_sd14_shape(seed: int = TINY_SEED) -> dict:
+    """`sd14-shape`: Stable Diffusion v1.4's UNet, VAE and text encoder sizes with random weights, for timing and
+    memory at the size people run (benchmarks/gpu.py); speed does not depend on the weights, images are noise."""
+    return build_components(seed, tiny_tokenizer(), sd14_unet, sd14_vae, sd14_text_encoder)
+
+
+PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter, "sd14-shape": build_sd14_shape}
 
 
 def tiny_vit(seed: int = TINY_SEED) -> ViTModel:
