@@ -47,10 +47,12 @@ class ServeSettings:
     max_prompt_chars: int = 300
     dino_model: str = "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset)
     threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
-    # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; reference guidance
-    # counts twice): 50 steps at 512 x 512 is 13.1. A request beyond it gets a 413, so no client can hold the model
-    # for long (768 px x 100 steps took ~30 minutes on 2 CPU cores).
+    # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; with reference
+    # guidance every inner step J of every guided step counts as one more step): 50 steps at 512 x 512 is 13.1. A
+    # request beyond it gets a 413, so no client can hold the model for long (768 px x 100 steps took ~30 minutes on
+    # 2 CPU cores; one 64 px guided request of 10 steps with J = 10 took 85 s).
     max_work: float = 14.0
+    max_inner_steps: int = 20  # the largest J a request may ask for (paper: 10)
     max_body: int = 1_000_000  # bytes of a request body (requests are small JSON)
     api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
 
@@ -70,9 +72,34 @@ class ServeSettings:
             dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
             threads=int(get("threads", 0)),
             max_work=float(get("max_work", cls.max_work)),
+            max_inner_steps=int(get("max_inner_steps", cls.max_inner_steps)),
             max_body=int(get("max_body", cls.max_body)),
             api_token=get("api_token", None),
         )
+
+
+@dataclass(frozen=True)
+class GuideRequest:
+    """Reference guidance as a request asks for it: t_s and t_e (DDIM steps, T = first; None: the paper's 40 and 10
+    of 50, scaled to the request's steps) and J, Adam steps per guided step (paper: 10)."""
+
+    start: int | None = None
+    end: int | None = None
+    inner_steps: int = 10
+
+    def settings(self, steps: int, max_inner_steps: int):
+        """GuidanceSettings for `steps` DDIM steps; RequestError naming the field when out of bounds."""
+        from hifilight.sampling.guidance import GuidanceSettings
+
+        start = self.start if self.start is not None else max(1, round(steps * 0.8))
+        end = self.end if self.end is not None else max(1, round(steps * 0.2))
+        if not 1 <= end <= start <= steps:
+            raise RequestError(
+                f"guide_start {start} / guide_end {end}: need 1 <= guide_end <= guide_start <= steps ({steps})"
+            )
+        if not 0 <= self.inner_steps <= max_inner_steps:
+            raise RequestError(f"guide_inner_steps must be in 0..{max_inner_steps}, got {self.inner_steps}")
+        return GuidanceSettings(start=start, end=end, inner_steps=self.inner_steps)
 
 
 class RequestError(ValueError):
@@ -200,6 +227,7 @@ class SubjectServer:
         width: int,
         height: int,
         reference_guidance: bool,
+        guide: GuideRequest | None = None,
     ) -> Loaded:
         s = self.settings
         if subject not in self.subjects:
@@ -214,11 +242,14 @@ class SubjectServer:
         for name, value in (("width", width), ("height", height)):
             if value % 8 or not 8 <= value <= s.max_size:
                 raise RequestError(f"{name} must be a multiple of 8 in 8..{s.max_size}, got {value}")
-        work = width * height * steps / 1e6 * (2 if reference_guidance else 1)
+        guided = (guide or GuideRequest()).settings(steps, s.max_inner_steps) if reference_guidance else None
+        inner = (guided.start - guided.end + 1) * guided.inner_steps if guided else 0
+        work = width * height * (steps + inner) / 1e6
         if work > s.max_work:
             raise RequestError(
-                f"this request is {work:.2f} megapixel-steps (width x height x steps / 1e6, x2 with reference "
-                f"guidance), more than this service allows ({s.max_work:g}); lower steps or the size",
+                f"this request is {work:.2f} megapixel-steps (width x height x steps / 1e6, each inner step of "
+                f"reference guidance one more step), more than this service allows ({s.max_work:g}); lower steps, "
+                "the size or guide_inner_steps",
                 status=413,
             )
         item = self.subjects[subject]
@@ -246,10 +277,13 @@ class SubjectServer:
         height: int = 512,
         reference_guidance: bool = False,
         cancel: threading.Event | None = None,
+        guide: GuideRequest | None = None,
     ) -> Image.Image:
         """One image. `cancel` (set when the client goes away) skips a request still waiting for the model and
-        stops a running one at its next DDIM step (reference guidance: before it starts)."""
-        item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance)
+        stops a running one at its next DDIM step (reference guidance: before it starts). `guide`: t_s, t_e and J
+        of reference guidance (default: the paper's 40 and 10 of 50 steps, scaled to `steps`, and J = 10)."""
+        guide = guide or GuideRequest()
+        item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance, guide)
         job = make_jobs([prompt], item.subject.word, seed, 1)
         stop = StopWhenSet(cancel) if cancel is not None else None
         with self.lock:
@@ -259,7 +293,9 @@ class SubjectServer:
                 stop.check()
             torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
             if reference_guidance:
-                return self._guided(item, job, steps, guidance_scale, width)
+                return self._guided(
+                    item, job, steps, guidance_scale, width, guide.settings(steps, self.settings.max_inner_steps)
+                )
             out = generate(
                 item.comps,
                 item.subject.artifact,
@@ -272,14 +308,12 @@ class SubjectServer:
             )
         return to_pil(out[0])
 
-    def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int) -> Image.Image:
+    def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int, settings) -> Image.Image:
         from hifilight.options import ReferenceOptions, SourceOptions, build_guide, resolve_device
         from hifilight.perception.encoders import DinoEncoder
-        from hifilight.sampling.guidance import GuidanceSettings
         from hifilight.sampling.reference import reference_guided
 
-        start, end = max(1, round(steps * 0.8)), max(1, round(steps * 0.2))  # the paper's 40 and 10 of 50
-        options = ReferenceOptions(dino_model=self.settings.dino_model, guide=GuidanceSettings(start=start, end=end))
+        options = ReferenceOptions(dino_model=self.settings.dino_model, guide=settings)
         device = resolve_device(self.settings.device)
         if self._dino is None:
             self._dino = DinoEncoder.from_pretrained(self.settings.dino_model, device, flag="HIFILIGHT_DINO_MODEL")

@@ -24,6 +24,7 @@ from pydantic import Field
 from hifilight.serving import (
     Cancelled,
     ClientErrorFilter,
+    GuideRequest,
     RequestError,
     RequestGate,
     ServeSettings,
@@ -51,11 +52,16 @@ class HifiService:
         width: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         height: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         reference_guidance: bool = False,
+        guide_start: Annotated[int, Field(ge=1, le=100)] | None = None,
+        guide_end: Annotated[int, Field(ge=1, le=100)] | None = None,
+        guide_inner_steps: Annotated[int, Field(ge=0, le=SETTINGS.max_inner_steps)] = 10,
         ctx: bentoml.Context = None,
     ) -> Image:
-        """A PNG of `prompt` ({} marks the subject) with the named subject."""
+        """A PNG of `prompt` ({} marks the subject) with the named subject; with reference_guidance, guide_start /
+        guide_end are t_s / t_e (default: 80% and 20% of steps, the paper's 40 and 10 of 50) and guide_inner_steps J."""
         cancel = threading.Event()  # set when the client disconnects: the model is freed at the next step
-        args = (prompt, subject, seed, steps, guidance_scale, width, height, reference_guidance, cancel)
+        guide = GuideRequest(guide_start, guide_end, guide_inner_steps)
+        args = (prompt, subject, seed, steps, guidance_scale, width, height, reference_guidance, cancel, guide)
         work = asyncio.ensure_future(asyncio.to_thread(self.server.generate, *args))
         try:
             while not work.done():

@@ -67,7 +67,8 @@ def test_generate_png_of_the_requested_size_and_deterministic(service):
 
 
 def test_reference_guidance_over_http(service):
-    request = {"prompt": "a {}", "subject": "dog", "steps": 5, "width": 64, "height": 64, "reference_guidance": True}
+    request = {"prompt": "a {}", "subject": "dog", "steps": 5, "width": 64, "height": 64, "reference_guidance": True,
+               "guide_start": 4, "guide_end": 2, "guide_inner_steps": 2}  # fmt: skip
     status, body, _ = _post(service, "generate", request)
     assert status == 200 and Image.open(io.BytesIO(body)).size == (64, 64)
 
@@ -79,6 +80,8 @@ def test_reference_guidance_over_http(service):
         ({"subject": "dog"}, 400),  # missing prompt
         ({"prompt": "a {}", "subject": "dog", "steps": 0}, 400),
         ({"prompt": "a {}", "subject": "dog", "width": 60}, 400),
+        ({"prompt": "a {}", "subject": "dog", "reference_guidance": True, "guide_inner_steps": 50}, 400),  # J > 20
+        ({"prompt": "a {}", "subject": "dog", "steps": 5, "reference_guidance": True, "guide_start": 9}, 400),
         ({"prompt": "a {}", "subject": "dog", "width": 4096}, 400),
         ({"prompt": "x" * 5000, "subject": "dog"}, 400),
         ({"prompt": "a {}", "subject": "cat"}, 404),

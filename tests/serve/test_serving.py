@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from hifilight.serving import RequestError, ServeSettings, SubjectServer
+from hifilight.serving import GuideRequest, RequestError, ServeSettings, SubjectServer
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,10 @@ def test_a_request_beyond_the_work_budget_is_413(server):
     with pytest.raises(RequestError, match=r"0.98 megapixel-steps .* more than this service allows \(0.5\)") as err:
         small.validate("a {}", "dog", 60, 7.5, 128, 128, False)
     assert err.value.status == 413
-    with pytest.raises(RequestError, match="x2 with reference"):
-        small.validate("a {}", "dog", 30, 7.5, 128, 128, True)  # guidance counts twice
+    # with reference guidance each inner step counts: 10 steps, t_s 8 .. t_e 2 (7 guided) x J 3 = 31 step units
+    small.validate("a {}", "dog", 10, 7.5, 64, 64, True, GuideRequest(8, 2, 3))  # 0.127 megapixel-steps
+    with pytest.raises(RequestError, match=r"0.51 megapixel-steps .* each inner step of reference guidance"):
+        small.validate("a {}", "dog", 10, 7.5, 128, 128, True, GuideRequest(8, 2, 3))
 
 
 def test_settings_from_environment(tmp_path):
@@ -238,3 +240,38 @@ def test_a_cancelled_request_frees_the_model(server):
         server.generate("a {}", "dog", steps=50, width=32, height=32, cancel=leaving)
     assert leaving.checks == 4  # stopped at the third DDIM step, not after all 50
     assert server.generate("a {}", "dog", steps=2, width=32, height=32).size == (32, 32)  # and the model is free
+
+
+def test_guide_fields_default_to_the_papers_schedule_scaled_to_the_steps():
+    paper = GuideRequest().settings(50, 20)
+    assert (paper.start, paper.end, paper.inner_steps) == (40, 10, 10)
+    short = GuideRequest().settings(10, 20)
+    assert (short.start, short.end) == (8, 2)
+    assert GuideRequest(5, 5, 0).settings(10, 20).inner_steps == 0  # substitution only
+
+
+@pytest.mark.parametrize(
+    ("guide", "message"),
+    [
+        (GuideRequest(11, 2), "need 1 <= guide_end <= guide_start <= steps \\(10\\)"),
+        (GuideRequest(3, 4), "guide_start 3 / guide_end 4"),
+        (GuideRequest(inner_steps=21), "guide_inner_steps must be in 0..20, got 21"),
+    ],
+)
+def test_bad_guide_fields_are_400(server, guide, message):
+    with pytest.raises(RequestError, match=message) as err:
+        server.validate("a {}", "dog", 10, 7.5, 32, 32, True, guide)
+    assert err.value.status == 400
+
+
+def test_the_requests_guide_reaches_the_guided_loop(server, monkeypatch):
+    import hifilight.sampling.reference as reference
+
+    monkeypatch.setattr(server, "settings", dataclasses.replace(server.settings, dino_model="tiny"))
+    seen = []
+    monkeypatch.setattr(reference, "reference_guided", lambda comps, art, job, guide, *a, **k: seen.append(guide.guide))
+    with pytest.raises(TypeError):  # the stand-in returns nothing to index: the settings are what is checked
+        server.generate(
+            "a {}", "dog", steps=6, width=32, height=32, reference_guidance=True, guide=GuideRequest(5, 3, 2)
+        )
+    assert (seen[0].start, seen[0].end, seen[0].inner_steps) == (5, 3, 2)
