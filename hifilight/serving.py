@@ -24,6 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from hifilight.batcher import KeyedBatcher, QueueFull
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.prompts import render
@@ -53,6 +54,11 @@ class ServeSettings:
     # 2 CPU cores; one 64 px guided request of 10 steps with J = 10 took 85 s).
     max_work: float = 14.0
     max_inner_steps: int = 20  # the largest J a request may ask for (paper: 10)
+    # unguided requests of the same subject, steps, guidance and size are denoised together: up to max_batch, the
+    # first waiting at most max_wait_ms for others; max_queue requests may wait (more get a 503). 1 = one at a time.
+    max_batch: int = 8
+    max_wait_ms: float = 20.0
+    max_queue: int = 64
     max_body: int = 1_000_000  # bytes of a request body (requests are small JSON)
     api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
 
@@ -73,6 +79,9 @@ class ServeSettings:
             threads=int(get("threads", 0)),
             max_work=float(get("max_work", cls.max_work)),
             max_inner_steps=int(get("max_inner_steps", cls.max_inner_steps)),
+            max_batch=int(get("max_batch", cls.max_batch)),
+            max_wait_ms=float(get("max_wait_ms", cls.max_wait_ms)),
+            max_queue=int(get("max_queue", cls.max_queue)),
             max_body=int(get("max_body", cls.max_body)),
             api_token=get("api_token", None),
         )
@@ -118,13 +127,14 @@ class Cancelled(RequestError):
 
 
 class StopWhenSet(StepCallback):
-    """An engine callback that ends sampling at the next step once `event` is set."""
+    """An engine callback that ends sampling at the next step once `event` is set (every one of `events`: a batch
+    stops when all its clients have gone)."""
 
-    def __init__(self, event: threading.Event):
-        self.event = event
+    def __init__(self, event: threading.Event | None = None, events: list[threading.Event] | None = None):
+        self.events = [event] if event is not None else list(events or [])
 
     def check(self) -> None:
-        if self.event.is_set():
+        if self.events and all(e.is_set() for e in self.events):
             raise Cancelled()
 
     def on_step_begin(self, state, engine) -> None:
@@ -146,6 +156,7 @@ class SubjectServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _dino: object = None
     _guides: dict = field(default_factory=dict)
+    batcher: KeyedBatcher | None = None
 
     def load(self) -> SubjectServer:
         from hifilight.models import load_components
@@ -285,6 +296,8 @@ class SubjectServer:
         guide = guide or GuideRequest()
         item = self.validate(prompt, subject, steps, guidance_scale, width, height, reference_guidance, guide)
         job = make_jobs([prompt], item.subject.word, seed, 1)
+        if not reference_guidance and self.batching:
+            return self._batched(subject, job[0], steps, guidance_scale, width, height, cancel)
         stop = StopWhenSet(cancel) if cancel is not None else None
         with self.lock:
             import torch
@@ -307,6 +320,47 @@ class SubjectServer:
                 progress=False,
             )
         return to_pil(out[0])
+
+    @property
+    def batching(self) -> bool:
+        return self.settings.max_batch > 1 and self.settings.backend == "torch"
+
+    def _batched(self, subject, job, steps, guidance, width, height, cancel) -> Image.Image:
+        """One request through the batcher: denoised with the waiting requests of the same subject and settings;
+        the same seed gives the same image as alone (x_T comes from each request's own seed)."""
+        s = self.settings
+        if self.batcher is None:
+            self.batcher = KeyedBatcher(self._run_batch, s.max_batch, s.max_wait_ms / 1000, s.max_queue)
+        cancelled = (lambda: cancel.is_set()) if cancel is not None else (lambda: False)
+        try:
+            image = self.batcher.submit((subject, steps, guidance, width, height), (job, cancel), cancelled)
+        except QueueFull as err:
+            raise RequestError(f"{err}; retry later", status=503) from None
+        if image is None:
+            raise Cancelled()
+        return image
+
+    def _run_batch(self, key: tuple, payloads: list[tuple[Job, threading.Event | None]]) -> list[Image.Image]:
+        subject, steps, guidance, width, height = key
+        item = self.subjects[subject]
+        stop = StopWhenSet(events=[c for _, c in payloads]) if all(c is not None for _, c in payloads) else None
+        with self.lock:
+            import torch
+
+            torch.set_num_threads(self.threads)
+            jobs = [job for job, _ in payloads]
+            out = generate(
+                item.comps,
+                item.subject.artifact,
+                jobs,
+                steps,
+                guidance,
+                (height, width),
+                len(jobs),
+                callbacks=[stop] if stop else [],
+                progress=False,
+            )
+        return [to_pil(x) for x in out]
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int, settings) -> Image.Image:
         from hifilight.options import ReferenceOptions, SourceOptions, build_guide, resolve_device

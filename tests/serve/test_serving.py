@@ -275,3 +275,42 @@ def test_the_requests_guide_reaches_the_guided_loop(server, monkeypatch):
             "a {}", "dog", steps=6, width=32, height=32, reference_guidance=True, guide=GuideRequest(5, 3, 2)
         )
     assert (seen[0].start, seen[0].end, seen[0].inner_steps) == (5, 3, 2)
+
+
+def test_concurrent_requests_are_batched_and_give_the_images_of_one_at_a_time(server, monkeypatch):
+    import threading
+
+    alone = SubjectServer(dataclasses.replace(server.settings, max_batch=1), server.subjects, server.skipped)
+    alone.threads = server.threads
+    seeds = [3, 4, 5, 6]
+    expected = [
+        np.asarray(alone.generate("a {} on the beach", "dog", seed=s, steps=3, width=32, height=32)) for s in seeds
+    ]
+    batched = SubjectServer(
+        dataclasses.replace(server.settings, max_batch=4, max_wait_ms=2000), server.subjects, server.skipped
+    )
+    batched.threads = server.threads
+    images = [None] * len(seeds)
+
+    def call(k):
+        images[k] = batched.generate("a {} on the beach", "dog", seed=seeds[k], steps=3, width=32, height=32)
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(seeds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert batched.batcher.batches == [4]  # one UNet batch for the four requests
+    diffs = [np.abs(np.asarray(i).astype(int) - e.astype(int)).max() for i, e in zip(images, expected, strict=True)]
+    assert max(diffs) == 0, diffs
+
+
+def test_a_full_batch_queue_is_a_503(server):
+    from hifilight.batcher import KeyedBatcher
+
+    busy = SubjectServer(dataclasses.replace(server.settings, max_queue=1), server.subjects, server.skipped)
+    busy.batcher = KeyedBatcher(lambda key, xs: xs, 8, 0.0, 1)
+    busy.batcher._queue.append(object())  # one request already waiting, no worker to take it
+    with pytest.raises(RequestError, match="1 requests are waiting.*retry later") as err:
+        busy.generate("a {}", "dog", steps=2, width=32, height=32)
+    assert err.value.status == 503
