@@ -2,7 +2,8 @@
 
 1. Starts the BentoML service (tiny preset, one HiFi subject) on a free loopback port and sends a bounded number
    of /generate requests with a fixed concurrency: requests/s, p50/p95 latency, errors (target 0), and the
-   server's resident memory (all its processes) before and after.
+   server's resident memory (all its processes) before and after; once one request at a time
+   (HIFILIGHT_MAX_BATCH=1) and once batched (up to the concurrency), and their throughput ratio (target >= 1.3).
 2. Time per image of the same generation with torch and with onnxruntime (from `hifilight export onnx`), on the
    tiny and the ~1/4-SD1.4 configs, and their max pixel difference.
 
@@ -45,7 +46,7 @@ def _rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
+def load_test(requests: int, concurrency: int, steps: int, size: int, max_batch: int = 8) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         subjects = Path(tmp) / "subjects"
         subjects.mkdir()
@@ -57,6 +58,7 @@ def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
             "BENTOML_HOME": str(Path(tmp) / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "True",
             "HIFILIGHT_SUBJECTS_DIR": str(subjects),
+            "HIFILIGHT_MAX_BATCH": str(max_batch),
         }
         url = f"http://127.0.0.1:{port}"
         with (Path(tmp) / "serve.log").open("w") as log:
@@ -89,6 +91,7 @@ def load_test(requests: int, concurrency: int, steps: int, size: int) -> dict:
                 stop_service(proc)
     latencies = sorted(t for t, _ in results)
     return {
+        "max_batch": max_batch,
         "requests": requests,
         "concurrency": concurrency,
         "steps": steps,
@@ -145,14 +148,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    locked = load_test(args.requests, args.concurrency, args.steps, args.size, max_batch=1)
+    batched = load_test(args.requests, args.concurrency, args.steps, args.size, max_batch=args.concurrency)
     results = {
-        "load": load_test(args.requests, args.concurrency, args.steps, args.size),
+        "load_one_at_a_time": locked,
+        "load_batched": batched,
+        "batched_throughput_ratio": round(batched["requests_per_second"] / locked["requests_per_second"], 3),
+        "batched_p95_ratio": round(batched["p95_ms"] / locked["p95_ms"], 3),
         "ort_vs_torch": [
             ort_vs_torch("tiny", 64, args.steps, args.repeats),
             ort_vs_torch("tiny-quarter", 256, args.steps, args.repeats),
         ],
     }
-    write_report("serve_load", args.out, args.threads, results, target_errors=0)
+    write_report("serve_load", args.out, args.threads, results, target_errors=0, target_throughput_ratio=1.3)
 
 
 if __name__ == "__main__":
