@@ -197,6 +197,7 @@ def ablation(
     )
     from hifilight.toyworld.dataset import write_dataset
     from hifilight.toyworld.toysd import SIZE
+    from hifilight.toyworld.tuning import row_choices
 
     seeds = [0, 1, 2] if seeds is None else seeds
     model = model or "toysd"
@@ -234,7 +235,7 @@ def ablation(
             lora_config=lora_config,
             fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
             method_fit_args=method_fit_args,
-            row_fit_args=tuned["choice"] if tuned else None,
+            row_fit_args=row_choices(tuned["choice"], table_rows) if tuned else None,
             rows=[r.name for r in table_rows],
             model=ModelOptions(pretrained=model),
             steps=steps,

@@ -10,7 +10,7 @@ record made on the test split.
 
 from __future__ import annotations
 
-from hifilight.evaluation.runner import Row
+from hifilight.evaluation.runner import TABLE2, TABLE2_DREAMBOOTH, Row
 
 # The measure that picks a point. Identity (all four attributes right) is the table's headline, but on the few
 # validation images a tuning point gets it is a count of a handful of hits (0.05 = 2 of 40 images); the mean
@@ -101,3 +101,15 @@ def check_record(data: object, source: str) -> dict[str, list[str]]:
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ValueError(f"{source}: choice for {row!r} is not a list of argument strings")
     return data["choice"]
+
+
+def row_choices(choice: dict[str, list[str]], rows: list[Row]) -> dict[str, list[str]]:
+    """Each row's tuned arguments: its own, or, for a row the record does not name (e.g. "Ours" of --method
+    ti_vs_ours, the demo), those of the Table 2 row that fits the same way (same fit method and fitted output)."""
+    out = dict(choice)
+    for r in rows:
+        twins = [t.name for t in TABLE2 + TABLE2_DREAMBOOTH if (t.kind, t.artifact_key) == (r.kind, r.artifact_key)]
+        twin = next((name for name in twins if name in choice), None)
+        if r.name not in out and twin is not None:
+            out[r.name] = choice[twin]
+    return out

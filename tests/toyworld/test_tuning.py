@@ -146,3 +146,14 @@ def test_tuning_parts_share_the_grid_and_the_last_run_writes_the_record(tmp_path
         toyworld.tune(GRID, out=tmp_path / "u", method="table2_dreambooth", part="2/2")
     with pytest.raises(HifiError, match="--measure"):
         toyworld.tune(GRID, out=tmp_path / "u", method="table2_dreambooth", measure="clip")
+
+
+def test_rows_outside_the_record_take_the_choice_of_the_table2_row_that_fits_the_same_way():
+    from hifilight.evaluation.runner import method_rows
+    from hifilight.toyworld.tuning import row_choices
+
+    choice = {"textual_inversion": ["--model.max_steps", "150"], "regularization": ["--model.reg_weight", "1e-3"]}
+    rows = method_rows("ti_vs_ours", reference=True)  # TI and "Ours" (mask, regulariser, step-wise, reference)
+    out = row_choices(choice, rows)
+    assert out["hifi_ti"] == ["--model.reg_weight", "1e-3"]  # the same fit as "+ regularization"
+    assert out["textual_inversion"] == ["--model.max_steps", "150"] and out.keys() == {*choice, "hifi_ti"}
