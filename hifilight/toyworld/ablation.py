@@ -80,7 +80,17 @@ def score_runs(
 
     for seed in seeds:
         calibration_cells = (
-            calibration.calibration_cells(comps, objects, prompts, images_per_prompt, seed, steps, guidance, batch_size)
+            calibration.calibration_cells(
+                comps,
+                objects,
+                prompts,
+                images_per_prompt,
+                seed,
+                steps,
+                guidance,
+                batch_size,
+                cache=out / f"seed{seed}" / "calibration",
+            )
             if calibration_rows
             else []
         )

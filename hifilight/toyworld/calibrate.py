@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,10 +73,13 @@ def reconstruct(vae, images: list[Image.Image]) -> list[Image.Image]:
 
 
 def text_images(
-    comps, texts: list[str], n: int, seed: int, steps: int, guidance: float, batch_size: int
+    comps, texts: list[str], n: int, seed: int, steps: int, guidance: float, batch_size: int, cache: Path | None = None
 ) -> list[list[Image.Image]]:
     """n base-model images per text (x_T seeds from `seed` and the text, so a text gets the same images in any
-    batch and any run)."""
+    batch and any run). With `cache` (a folder of one run's protocol: model, steps, guidance), each text's images
+    are kept there as PNGs and read back instead of generated again."""
+    if cache is not None:
+        return _cached_text_images(comps, texts, n, seed, steps, guidance, batch_size, cache)
     from hifilight.sampling.generate import Job, generate
 
     jobs = [Job(t, t, seed + 1000 * (zlib.crc32(t.encode()) % 100_000) + k) for t in texts for k in range(n)]
@@ -85,6 +89,18 @@ def text_images(
     )
     pil = [to_pil(x) for x in images]
     return [pil[i * n : (i + 1) * n] for i in range(len(texts))]
+
+
+def _cached_text_images(comps, texts, n, seed, steps, guidance, batch_size, cache: Path) -> list[list[Image.Image]]:
+    from hifilight.io import save_png
+
+    paths = {t: [cache / f"{zlib.crc32(t.encode()):08x}_{k}.png" for k in range(n)] for t in texts}
+    missing = sorted({t for t in texts if not all(p.is_file() for p in paths[t])})
+    made = text_images(comps, missing, n, seed, steps, guidance, batch_size) if missing else []
+    for text, images in zip(missing, made, strict=True):
+        for path, image in zip(paths[text], images, strict=True):
+            save_png(image, path, overwrite=True)
+    return [[Image.open(p).convert("RGB") for p in paths[t]] for t in texts]
 
 
 @dataclass(frozen=True)
@@ -107,14 +123,17 @@ def calibration_cells(
     steps: int = 25,
     guidance: float = 5.0,
     batch_size: int = 32,
+    cache: Path | None = None,
 ) -> list[Cell]:
-    """The four calibration rows' images for every subject x prompt (prompt indices into `dataset.PROMPTS`)."""
+    """The four calibration rows' images for every subject x prompt (prompt indices into `dataset.PROMPTS`); the
+    base model's images (floor, oracle) are kept in `cache` when given (see `text_images`)."""
     asks = [(name, i, PROMPTS[i].format("", obj.shape)) for name, obj in subjects.items() for i in prompts]
     cells = []
     for row in TEXT_ROWS:
         texts = [prompt_text(PROMPTS[i], subjects[name], row) for name, i, _ in asks]
         unique = sorted(set(texts))  # the floor's texts repeat across subjects of one shape: generate once
-        made = dict(zip(unique, text_images(comps, unique, n, seed, steps, guidance, batch_size), strict=True))
+        images = text_images(comps, unique, n, seed, steps, guidance, batch_size, cache)
+        made = dict(zip(unique, images, strict=True))
         cells += [Cell(row, name, i, p, made[t]) for (name, i, p), t in zip(asks, texts, strict=True)]
     renders = [Cell(RENDERS, name, i, p, true_renders(subjects[name], p, n, seed)) for name, i, p in asks]
     decoded = [

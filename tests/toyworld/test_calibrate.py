@@ -86,3 +86,23 @@ def test_validation_subjects_calibrate_too():
     name = "green_star_white_checks"
     result = calibrate(load_components("toysd"), {name: VALIDATION_SUBJECTS[name]}, prompts=[0, 1], n=1)
     assert {c["subject"] for c in result["cells"]} == {name} and len(result["cells"]) == 2 * len(ROWS)
+
+
+def test_cached_base_model_images_equal_fresh_ones_and_are_not_made_again(tiny, tmp_path, monkeypatch):
+    import numpy as np
+
+    import hifilight.sampling.generate as generation
+    from hifilight.toyworld.calibrate import text_images
+
+    texts = ["a blue star on the beach", "a star in the snow"]
+    fresh = text_images(tiny, texts, 2, 0, 2, 5.0, 4)
+    cached = text_images(tiny, texts[:1], 2, 0, 2, 5.0, 4, cache=tmp_path)  # one text first: the rest later
+    cached = text_images(tiny, texts, 2, 0, 2, 5.0, 4, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    assert all(
+        np.array_equal(np.asarray(a), np.asarray(b))
+        for f, c in zip(fresh, cached, strict=True)
+        for a, b in zip(f, c, strict=True)
+    )
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: pytest.fail("generated again"))
+    assert len(text_images(tiny, texts, 2, 0, 2, 5.0, 4, cache=tmp_path)) == 2
