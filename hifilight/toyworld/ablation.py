@@ -26,9 +26,15 @@ from hifilight.toyworld import calibrate as calibration
 from hifilight.toyworld.dataset import HELD_OUT
 from hifilight.toyworld.fidelity import MEASURES, ToyJudge
 
-COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt", "images", *MEASURES]
-LABELS = {"identity": "identity ↑", "attributes": "attributes ↑", "confidence": "confidence ↑",
-          "toydino": "ToyDINO ↑", "prompt": "prompt ↑"}  # fmt: skip
+# "prompt_text" is the prompt; "prompt" is the prompt-fidelity measure (MEASURES)
+COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt_text", "images", *MEASURES]
+LABELS = {
+    "identity": "identity ↑",
+    "attributes": "attributes ↑",
+    "confidence": "confidence ↑",
+    "toydino": "ToyDINO ↑",
+    "prompt": "prompt ↑",
+}
 
 
 def image_paths(folder: Path, index: int, n: int) -> list[Path]:
@@ -40,6 +46,36 @@ def image_paths(folder: Path, index: int, n: int) -> list[Path]:
 # class-word floor and the text oracle from the base model, the true renders and what the base model's decoder keeps
 # of them (every generated image goes through that decoder, so no method can beat its reading by much).
 CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in calibration.ROWS)
+
+
+# Every scored cell of a seed, kept in <out>/seed<s>/toyworld_cells.csv and read back instead of scored again: a
+# rerun (or a later session with this file and the runner's results.csv) needs no image of a scored cell. The run's
+# folder pins the protocol (the runner's protocol.json); the judge is the committed classifier_toysd.
+CELL_CACHE = "toyworld_cells.csv"
+INT_FIELDS = ("seed", "prompt_index", "images")
+
+
+def load_cells(path: Path) -> dict[tuple, dict]:
+    """(method, subject, prompt_index) -> cell, from a seed's CELL_CACHE ({} when there is none)."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    cells = [
+        {k: int(v) if k in INT_FIELDS else v if k in TEXT_FIELDS else float(v) for k, v in r.items()} for r in rows
+    ]
+    return {(c["method"], c["subject"], c["prompt_index"]): c for c in cells}
+
+
+TEXT_FIELDS = ("method", "label", "subject", "prompt_text")
+
+
+def save_cells(path: Path, cells: dict[tuple, dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(cells.values())
+    write_atomic(path, lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
 
 
 def score_runs(
@@ -57,59 +93,66 @@ def score_runs(
     calibration_rows: bool = True,
 ) -> list[dict]:
     """Cells of the calibration rows (the base model `comps` draws the floor and the oracle; skipped without
-    `calibration_rows`) and of `rows`, per seed."""
-    judge = judge or ToyJudge()
-    sources = {s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects}
-    objects = {s.name: HELD_OUT[s.name] for s in subjects}
+    `calibration_rows`) and of `rows`, per seed; cells scored before are read from the seed's CELL_CACHE."""
+    scorer = Scorer(judge or ToyJudge(), subjects, prompts, images_per_prompt)
     cells = []
-
-    def add(seed: int, row: str, label: str, subject: str, i: int, prompt: str, images: list[Image.Image]) -> None:
-        scores = judge.score(images, objects[subject], prompt, sources[subject])
-        cells.append(
-            {
-                "seed": seed,
-                "method": row,
-                "label": label,
-                "subject": subject,
-                "prompt_index": i,
-                "prompt": prompt,
-                "images": len(images),
-                **scores,
-            }
-        )
-
     for seed in seeds:
-        calibration_cells = (
-            calibration.calibration_cells(
-                comps,
-                objects,
-                prompts,
-                images_per_prompt,
-                seed,
-                steps,
-                guidance,
-                batch_size,
-                cache=out / f"seed{seed}" / "calibration",
-            )
-            if calibration_rows
-            else []
-        )
-        for c in calibration_cells:
-            add(seed, c.row, calibration.LABELS[c.row], c.subject, c.prompt_index, c.prompt, c.images)
+        folder = out / f"seed{seed}"
+        cached = load_cells(folder / CELL_CACHE)
+        if calibration_rows:
+            keys = [(r, s.name, i) for r in calibration.ROWS for s in subjects for i in prompts]
+            if not all(k in cached for k in keys):
+                made = calibration.calibration_cells(
+                    comps,
+                    scorer.objects,
+                    prompts,
+                    images_per_prompt,
+                    seed,
+                    steps,
+                    guidance,
+                    batch_size,
+                    cache=folder / "calibration",
+                )
+                for c in made:
+                    label = calibration.LABELS[c.row]
+                    scorer.add(cached, seed, c.row, label, c.subject, c.prompt_index, c.prompt, lambda c=c: c.images)
+            cells += [cached[k] for k in keys]
         for row in rows:
             for subject in subjects:
                 for i in prompts:
-                    paths = image_paths(out / f"seed{seed}" / row.name / subject.name, i, images_per_prompt)
-                    add(
-                        seed,
-                        row.name,
-                        row.label,
-                        subject.name,
-                        i,
-                        subject.prompts[i],
-                        [Image.open(p).convert("RGB") for p in paths],
-                    )
+                    paths = image_paths(folder / row.name / subject.name, i, images_per_prompt)
+                    read = lambda paths=paths: [Image.open(p).convert("RGB") for p in paths]  # noqa: E731
+                    scorer.add(cached, seed, row.name, row.label, subject.name, i, subject.prompts[i], read)
+                    cells.append(cached[(row.name, subject.name, i)])
+        save_cells(folder / CELL_CACHE, cached)
     return cells
+
+
+class Scorer:
+    """The judge with each subject's source-photo embeddings and true object."""
+
+    def __init__(self, judge: ToyJudge, subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int):
+        self.judge, self.images_per_prompt = judge, images_per_prompt
+        self.sources = {
+            s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects
+        }
+        self.objects = {s.name: HELD_OUT[s.name] for s in subjects}
+
+    def add(self, cached: dict, seed: int, row: str, label: str, subject: str, i: int, prompt: str, images) -> None:
+        """Score the cell (`images()` gives its images) unless `cached` has it."""
+        if (row, subject, i) in cached:
+            return
+        scores = self.judge.score(images(), self.objects[subject], prompt, self.sources[subject])
+        cached[(row, subject, i)] = {
+            "seed": seed,
+            "method": row,
+            "label": label,
+            "subject": subject,
+            "prompt_index": i,
+            "prompt_text": prompt,
+            "images": self.images_per_prompt,
+            **scores,
+        }
 
 
 def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
@@ -282,12 +325,16 @@ def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> 
 def write_grids(
     out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int
 ) -> list[Path]:
-    """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row."""
+    """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row;
+    none for a row and subject whose images are not on disk (scored in an earlier session, see CELL_CACHE)."""
     paths = []
     for row in rows:
         for subject in subjects:
             folder = out / f"seed{seed}" / row.name / subject.name
-            images = [Image.open(p).convert("RGB") for i in prompts for p in image_paths(folder, i, images_per_prompt)]
+            files = [p for i in prompts for p in image_paths(folder, i, images_per_prompt)]
+            if not all(p.is_file() for p in files):
+                continue
+            images = [Image.open(p).convert("RGB") for p in files]
             path = out / "grids" / f"{row.name}_{subject.name}.png"
             paths.append(save_png(image_grid(images, images_per_prompt), path, overwrite=True))
     return paths
@@ -295,12 +342,14 @@ def write_grids(
 
 def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path:
     """One picture to open (grids/compare_<subject>.png): the source photos on the first line, then one line per
-    row with its first image of every prompt (same x_T across rows, so the lines differ only by the method)."""
+    row with its first image of every prompt (same x_T across rows, so the lines differ only by the method); rows
+    whose images are not on disk are left out."""
     photos = [load_rgb(p) for p in list_images(subject.folder)]
     lines = [photos]
     for row in rows:
-        folder = out / f"seed{seed}" / row.name / subject.name
-        lines.append([Image.open(image_paths(folder, i, 1)[0]).convert("RGB") for i in prompts])
+        files = [image_paths(out / f"seed{seed}" / row.name / subject.name, i, 1)[0] for i in prompts]
+        if all(p.is_file() for p in files):
+            lines.append([Image.open(p).convert("RGB") for p in files])
     cols = max(len(line) for line in lines)
     blank = Image.new("RGB", lines[1][0].size if len(lines) > 1 else photos[0].size, "white")
     cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]

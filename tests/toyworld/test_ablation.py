@@ -128,3 +128,13 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in artifacts]
     ablation(**kwargs)  # resumes: nothing is refitted
     assert [p.stat().st_mtime_ns for p in artifacts] == stamps
+    # a later session with only the scored cells (toyworld_cells.csv) and the runner's results.csv: no image is
+    # needed, nothing is generated or scored again, and the table is the same
+    import shutil
+
+    before = (tmp_path / "toyworld_results.csv").read_text()
+    for folder in ("hifi_ti", "textual_inversion", "calibration"):
+        shutil.rmtree(tmp_path / "seed0" / folder)
+    ablation(**kwargs)
+    assert (tmp_path / "toyworld_results.csv").read_text() == before
+    assert not (tmp_path / "seed0" / "hifi_ti").exists()
