@@ -511,11 +511,12 @@ def test_masks_write_nothing_when_one_photo_fails_and_rerun_after_the_fix(tmp_pa
 
 HELP = [
     *([c, "--help"] for c in ("fit", "predict", "attention", "masks", "invert", "replace", "evaluate", "export")),
-    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
+    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune", "snapshot")),
     ["--help"],
     ["export", "onnx", "--help"],
     ["export", "checkpoint", "--help"],
     ["toyworld", "--help"],
+    ["toyworld", "snapshot", "--help"],
     ["toyworld", "train", "--help"],
     ["toyworld", "train", "toysd", "--help"],
     ["toyworld", "train", "models", "--help"],
@@ -659,7 +660,7 @@ EXTERNAL_FLAGS = {"host", "port"}  # `bentoml serve`'s own, in the command line 
 ALL_HELP = [
     *(["fit", "--method", m, "--help"] for m in ("hifi_ti", "textual_inversion", "dreambooth", "lora")),
     *([c, "--help"] for c in ("predict", "attention", "masks", "invert", "replace", "evaluate")),
-    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune")),
+    *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune", "snapshot")),
     *(["export", c, "--help"] for c in ("onnx", "checkpoint")),
 ]
 

@@ -1,4 +1,4 @@
-"""`hifilight toyworld dataset|calibrate|tune|ablation`: ToyWorld's subjects in the DreamBench layout, the
+"""`hifilight toyworld dataset|calibrate|tune|ablation|snapshot`: ToyWorld's subjects in the DreamBench layout, the
 instrument's calibration, settings chosen on the validation split, and the paper's Table 2 on ToyWorld scored with
 exact measures.
 
@@ -6,6 +6,7 @@ hifilight toyworld dataset --out toyworld/ --photos 5 --split val
 hifilight toyworld ablation --out outputs/toyworld_ablation --seeds '[0, 1]'
 hifilight toyworld calibrate --split test --out outputs/toyworld_calibration.json
 hifilight toyworld tune --config configs/toyworld_tune.yaml   (per-row settings, chosen on the val split)
+hifilight toyworld snapshot --out outputs/toyworld_ablation --to runs/toyworld_table2   (resume in a later session)
 """
 
 from __future__ import annotations
@@ -432,6 +433,29 @@ def tune(
 TRAINERS = {"toysd": "hifilight.toyworld.toysd", "models": "hifilight.toyworld.models"}
 
 
+def snapshot(out: Path = Path("outputs/toyworld_ablation"), to: Path | None = None) -> None:
+    """Save what resumes a long ablation in a later session, without its images: per seed the scored cells,
+    the runner's results and the fitted single-file subjects (cells made but not scored yet are scored now).
+
+    Restore with `cp -r <to>/. <out>/` and rerun the same ablation command: scored cells are read back, only the
+    missing ones are fitted and generated.
+
+    Args:
+        out: the ablation's --out folder.
+        to: where to write the snapshot (a new or existing folder; its files are replaced).
+    """
+    from hifilight.toyworld.ablation import snapshot as save
+
+    if to is None:
+        raise HifiError("--to is required: the folder to write the snapshot to")
+    if not (Path(out) / "dataset" / "prompts_and_classes.txt").is_file() or not any(Path(out).glob("seed*")):
+        raise HifiError(
+            f"--out {out}: not a toyworld ablation folder (no dataset/ or seed<s>/); pass the ablation's --out"
+        )
+    counts = save(Path(out), Path(to))
+    print(f"wrote {to}: scored cells per seed {counts}; restore with cp -r {to}/. {out}/ and rerun the ablation")
+
+
 def train(what: str, args: list[str] | None = None) -> None:
     """Train ToyWorld's own models from scratch: `train toysd ...` (ToySD, the generator; hours on a CPU) or
     `train models ...` (ToyDINO, the classifier, and ToySAM, the segmenter); `train <what> --help` lists the options.
@@ -443,7 +467,14 @@ def train(what: str, args: list[str] | None = None) -> None:
     importlib.import_module(TRAINERS[what]).main(args or [])
 
 
-COMMANDS = {"dataset": dataset, "ablation": ablation, "calibrate": calibrate, "tune": tune, "train": train}
+COMMANDS = {
+    "dataset": dataset,
+    "ablation": ablation,
+    "calibrate": calibrate,
+    "tune": tune,
+    "snapshot": snapshot,
+    "train": train,
+}
 
 
 def run(argv: list[str]) -> None:

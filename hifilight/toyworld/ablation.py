@@ -354,3 +354,49 @@ def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubjec
     blank = Image.new("RGB", lines[1][0].size if len(lines) > 1 else photos[0].size, "white")
     cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]
     return save_png(image_grid(cells, cols), out / "grids" / f"compare_{subject.name}.png", overwrite=True)
+
+
+def snapshot(out: Path, dest: Path) -> dict[int, int]:
+    """What a later session needs to resume a long ablation without its images: per seed the runner's
+    results.csv and protocol.json, every cell scored (cells the runner made but nobody scored yet are scored now;
+    cells whose images are gone are dropped from results.csv, so the runner makes them again) and the fitted
+    subjects that are single files (DreamBooth folders are left out: a row still missing cells refits). Restore by
+    copying `dest` over the ablation's --out and rerunning it. Returns the number of scored cells per seed."""
+    import shutil
+
+    from hifilight.evaluation.dreambench import load_dreambench
+
+    bench = {s.name: s for s in load_dreambench(out / "dataset")}
+    scorer = Scorer(ToyJudge(), list(bench.values()), [], 0)
+    counts = {}
+    for folder in sorted(out.glob("seed*")):
+        seed, target = int(folder.name[4:]), dest / folder.name
+        cached = load_cells(folder / CELL_CACHE)
+        with (folder / "results.csv").open(newline="") as f:
+            made = list(csv.DictReader(f))
+        kept = []
+        for r in made:
+            subject, i, row = bench[r["subject"]], int(r["prompt_index"]), r["method"]
+            paths = sorted((folder / row / subject.name).glob(f"p{i:02d}_*.png"))
+            if (row, subject.name, i) not in cached and paths:
+                scorer.images_per_prompt = len(paths)
+                read = lambda paths=paths: [Image.open(p).convert("RGB") for p in paths]  # noqa: E731
+                scorer.add(cached, seed, row, r["label"], subject.name, i, subject.prompts[i], read)
+            if (row, subject.name, i) in cached:
+                kept.append(r)
+        target.mkdir(parents=True, exist_ok=True)
+        save_cells(target / CELL_CACHE, cached)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(made[0]) if made else ["method"])
+        writer.writeheader()
+        writer.writerows(kept)
+        text = buf.getvalue()
+        write_atomic(target / "results.csv", lambda tmp, text=text: tmp.write_text(text), overwrite=True)
+        shutil.copy(folder / "protocol.json", target / "protocol.json")
+        for path in (folder / "artifacts").glob("*/*.safetensors"):  # <subject>/<file>: not a DreamBooth folder's
+            if path.is_file():
+                copy = target / path.relative_to(folder)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, copy)
+        counts[seed] = len(cached)
+    return counts

@@ -138,3 +138,16 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
     ablation(**kwargs)
     assert (tmp_path / "toyworld_results.csv").read_text() == before
     assert not (tmp_path / "seed0" / "hifi_ti").exists()
+    # a snapshot (scored cells, runner results, single-file subjects) restored into a fresh folder gives the table
+    # back without fitting or generating anything
+    from hifilight.commands.toyworld import snapshot
+
+    snapshot(tmp_path, tmp_path / "snap")
+    assert sorted(p.name for p in (tmp_path / "snap" / "seed0").iterdir()) == [
+        "artifacts", "protocol.json", "results.csv", "toyworld_cells.csv"
+    ]  # fmt: skip
+    fresh = tmp_path / "fresh"
+    shutil.copytree(tmp_path / "snap", fresh)
+    ablation(**{**kwargs, "out": fresh})
+    assert (fresh / "toyworld_results.csv").read_text() == before
+    assert not (fresh / "seed0" / "hifi_ti").exists()  # nothing generated
