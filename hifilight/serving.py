@@ -87,6 +87,12 @@ class ServeSettings:
         )
 
 
+# The request bounds that do not depend on settings, one place for the HTTP layer (serve/service.py) and validate.
+MAX_STEPS = 100
+MAX_GUIDANCE = 30.0
+MAX_SEED = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class GuideRequest:
     """Reference guidance as a request asks for it: t_s and t_e (DDIM steps, T = first; None: the paper's 40 and 10
@@ -246,10 +252,10 @@ class SubjectServer:
             raise RequestError(f"unknown subject {subject!r}; known: {known}", status=404)
         if not prompt.strip() or len(prompt) > s.max_prompt_chars:
             raise RequestError(f"prompt must have 1..{s.max_prompt_chars} characters, got {len(prompt)}")
-        if not 1 <= steps <= 100:
-            raise RequestError(f"steps must be in 1..100, got {steps}")
-        if not 0 <= guidance_scale <= 30:
-            raise RequestError(f"guidance_scale must be in 0..30, got {guidance_scale}")
+        if not 1 <= steps <= MAX_STEPS:
+            raise RequestError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
+        if not 0 <= guidance_scale <= MAX_GUIDANCE:
+            raise RequestError(f"guidance_scale must be in 0..{MAX_GUIDANCE:g}, got {guidance_scale}")
         for name, value in (("width", width), ("height", height)):
             if value % 8 or not 8 <= value <= s.max_size:
                 raise RequestError(f"{name} must be a multiple of 8 in 8..{s.max_size}, got {value}")

@@ -22,6 +22,9 @@ from PIL.Image import Image
 from pydantic import Field
 
 from hifilight.serving import (
+    MAX_GUIDANCE,
+    MAX_SEED,
+    MAX_STEPS,
     Cancelled,
     ClientErrorFilter,
     GuideRequest,
@@ -46,14 +49,14 @@ class HifiService:
         self,
         prompt: Annotated[str, Field(min_length=1, max_length=SETTINGS.max_prompt_chars)],
         subject: Annotated[str, Field(min_length=1, max_length=200)],
-        seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
-        steps: Annotated[int, Field(ge=1, le=100)] = 50,
-        guidance_scale: Annotated[float, Field(ge=0, le=30)] = 7.5,
+        seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0,
+        steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 50,
+        guidance_scale: Annotated[float, Field(ge=0, le=MAX_GUIDANCE)] = 7.5,
         width: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         height: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         reference_guidance: bool = False,
-        guide_start: Annotated[int, Field(ge=1, le=100)] | None = None,
-        guide_end: Annotated[int, Field(ge=1, le=100)] | None = None,
+        guide_start: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None,
+        guide_end: Annotated[int, Field(ge=1, le=MAX_STEPS)] | None = None,
         guide_inner_steps: Annotated[int, Field(ge=0, le=SETTINGS.max_inner_steps)] = 10,
         ctx: bentoml.Context = None,
     ) -> Image:
