@@ -18,7 +18,7 @@ COMMANDS = {
     "invert": "DDIM + null-text inversion of a photo, with reconstruction PSNRs",
     "replace": "put a learned subject into a real photo (Algorithm 3)",
     "evaluate": "the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables",
-    "export": "onnx: the model as ONNX in diffusers' layout; checkpoint: a diffusers folder as one .safetensors",
+    "export": "onnx (diffusers' ONNX layout), checkpoint (a diffusers folder as one .safetensors), lora (kohya layout)",
     "toyworld": "ToyWorld, where the truth of every image is known: dataset, calibrate, tune, ablation, train",
 }
 

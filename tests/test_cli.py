@@ -515,6 +515,7 @@ HELP = [
     ["--help"],
     ["export", "onnx", "--help"],
     ["export", "checkpoint", "--help"],
+    ["export", "lora", "--help"],
     ["toyworld", "--help"],
     ["toyworld", "snapshot", "--help"],
     ["toyworld", "train", "--help"],
@@ -661,7 +662,7 @@ ALL_HELP = [
     *(["fit", "--method", m, "--help"] for m in ("hifi_ti", "textual_inversion", "dreambooth", "lora")),
     *([c, "--help"] for c in ("predict", "attention", "masks", "invert", "replace", "evaluate")),
     *(["toyworld", c, "--help"] for c in ("dataset", "ablation", "calibrate", "tune", "snapshot")),
-    *(["export", c, "--help"] for c in ("onnx", "checkpoint")),
+    *(["export", c, "--help"] for c in ("onnx", "checkpoint", "lora")),
 ]
 
 

@@ -1,8 +1,10 @@
-"""`hifilight export onnx|checkpoint`: the base model as ONNX (checked against torch, in diffusers' layout), or a
-diffusers folder (a DreamBooth result) as one original-layout `.safetensors` checkpoint.
+"""`hifilight export onnx|checkpoint|lora`: the base model as ONNX (checked against torch, in diffusers' layout), a
+diffusers folder (a DreamBooth result) as one original-layout `.safetensors` checkpoint, or a LoRA subject in
+kohya's layout (A1111, ComfyUI).
 
 hifilight export onnx --model.pretrained CompVis/stable-diffusion-v1-4 --out onnx/
 hifilight export checkpoint --model.pretrained outputs/dog_dreambooth --out dog.safetensors
+hifilight export lora --subject dog_lora.safetensors --out dog_kohya.safetensors
 """
 
 from __future__ import annotations
@@ -89,5 +91,20 @@ def export_checkpoint(
     )
 
 
+def export_lora(subject: Path, out: Path, overwrite: bool = False) -> None:
+    """Write a LoRA subject (`hifilight fit --method lora`) in kohya's key layout, the one AUTOMATIC1111, ComfyUI and
+    kohya sd-scripts load (diffusers' `load_lora_weights` reads it too).
+
+    Args:
+        subject: the LoRA subject file (.safetensors, diffusers' layout).
+        out: the kohya-layout file (.safetensors).
+        overwrite: replace an existing file.
+    """
+    from hifilight.export.lora import export_kohya
+
+    print(export_kohya(Path(subject), Path(out), overwrite))
+
+
 def run(argv: list[str]) -> None:
-    run_group({"onnx": export_onnx, "checkpoint": export_checkpoint}, "hifilight export", argv)
+    commands = {"onnx": export_onnx, "checkpoint": export_checkpoint, "lora": export_lora}
+    run_group(commands, "hifilight export", argv)

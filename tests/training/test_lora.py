@@ -120,3 +120,37 @@ def test_unknown_target_modules_and_a_missing_peft_are_one_line_errors(monkeypat
     monkeypatch.setitem(sys.modules, "peft", None)  # as if it were not installed
     with pytest.raises(HifiError, match=r"pip install 'hifilight\[lora\]'"):
         LoRAModule(pretrained="tiny")
+
+
+def test_kohya_export_loads_in_diffusers_as_the_same_adapters(fitted, tmp_path, capsys):
+    from hifilight.export.lora import kohya_state_dict
+
+    out = tmp_path / "dog_kohya.safetensors"
+    assert main(["export", "lora", "--subject", str(fitted), "--out", str(out)]) == 0
+    assert "in kohya's layout" in capsys.readouterr().out
+    with safe_open(str(out), "pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert all(
+        k.startswith("lora_unet_") and k.endswith((".lora_down.weight", ".lora_up.weight", ".alpha")) for k in keys
+    )
+    assert meta["ss_network_dim"] == "2" and meta["ss_network_alpha"] == "2"
+    outputs = []
+    for path in (fitted, out):
+        pipe = sd_pipeline(
+            **{
+                k: getattr(load_components("tiny"), k)
+                for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+            }
+        )
+        pipe.load_lora_weights(str(path))
+        g = torch.Generator().manual_seed(0)
+        x, c = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 77, 32, generator=g)
+        with torch.no_grad():
+            outputs.append(pipe.unet(x, 500, encoder_hidden_states=c).sample)
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
+    # the trained alpha is written, not the rank: the adapter's scale alpha / rank is kept
+    key = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k.lora"
+    state = {f"{key}.down.weight": torch.ones(2, 8), f"{key}.up.weight": torch.ones(8, 2)}
+    assert {float(v) for k, v in kohya_state_dict(state, 8.0).items() if k.endswith(".alpha")} == {8.0}
+    assert main(["export", "lora", "--subject", str(fitted), "--out", str(out)]) == 2  # no silent overwrite
+    assert "already exists" in capsys.readouterr().err
