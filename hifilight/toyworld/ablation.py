@@ -94,7 +94,7 @@ def score_runs(
 ) -> list[dict]:
     """Cells of the calibration rows (the base model `comps` draws the floor and the oracle; skipped without
     `calibration_rows`) and of `rows`, per seed; cells scored before are read from the seed's CELL_CACHE."""
-    scorer = Scorer(judge or ToyJudge(), subjects, prompts, images_per_prompt)
+    scorer = Scorer(judge or ToyJudge(), subjects)
     cells = []
     for seed in seeds:
         folder = out / f"seed{seed}"
@@ -131,8 +131,8 @@ def score_runs(
 class Scorer:
     """The judge with each subject's source-photo embeddings and true object."""
 
-    def __init__(self, judge: ToyJudge, subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int):
-        self.judge, self.images_per_prompt = judge, images_per_prompt
+    def __init__(self, judge: ToyJudge, subjects: list[BenchSubject]):
+        self.judge = judge
         self.sources = {
             s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects
         }
@@ -142,7 +142,8 @@ class Scorer:
         """Score the cell (`images()` gives its images) unless `cached` has it."""
         if (row, subject, i) in cached:
             return
-        scores = self.judge.score(images(), self.objects[subject], prompt, self.sources[subject])
+        shown = images()
+        scores = self.judge.score(shown, self.objects[subject], prompt, self.sources[subject])
         cached[(row, subject, i)] = {
             "seed": seed,
             "method": row,
@@ -150,7 +151,7 @@ class Scorer:
             "subject": subject,
             "prompt_index": i,
             "prompt_text": prompt,
-            "images": self.images_per_prompt,
+            "images": len(shown),
             **scores,
         }
 
@@ -367,7 +368,7 @@ def snapshot(out: Path, dest: Path) -> dict[int, int]:
     from hifilight.evaluation.dreambench import load_dreambench
 
     bench = {s.name: s for s in load_dreambench(out / "dataset")}
-    scorer = Scorer(ToyJudge(), list(bench.values()), [], 0)
+    scorer = Scorer(ToyJudge(), list(bench.values()))
     counts = {}
     for folder in sorted(out.glob("seed*")):
         seed, target = int(folder.name[4:]), dest / folder.name
@@ -379,7 +380,6 @@ def snapshot(out: Path, dest: Path) -> dict[int, int]:
             subject, i, row = bench[r["subject"]], int(r["prompt_index"]), r["method"]
             paths = sorted((folder / row / subject.name).glob(f"p{i:02d}_*.png"))
             if (row, subject.name, i) not in cached and paths:
-                scorer.images_per_prompt = len(paths)
                 read = lambda paths=paths: [Image.open(p).convert("RGB") for p in paths]  # noqa: E731
                 scorer.add(cached, seed, row, r["label"], subject.name, i, subject.prompts[i], read)
             if (row, subject.name, i) in cached:
