@@ -41,7 +41,7 @@ class NaiveGuidance(ReferenceGuidance):
         with torch.enable_grad():
             for _ in range(s.inner_steps):
                 x_prev = engine.step(state.latents, state.timestep, state.cond, phi_h, state.guidance_scale).latents
-                loss = masked_sq_error(x_prev, target, self.mask, s.reduction)
+                loss = masked_sq_error(x_prev, target, self.mask, s.reduction).sum()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()

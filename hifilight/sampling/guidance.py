@@ -75,9 +75,11 @@ class GuidanceSettings:
 
 
 def masked_sq_error(x: Tensor, target: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
-    """||target[M] - x[M]||^2 (Eq. 10); `mask` (B, 1, h, w) in {0, 1} broadcasts over channels."""
-    sq = ((x - target) ** 2 * mask).sum()
-    return sq / (mask.sum() * x.shape[1]).clamp(min=1) if reduction == "mean" else sq
+    """||target[M] - x[M]||^2 (Eq. 10) per image, shape (B,); `mask` (B, 1, h, w) in {0, 1} broadcasts over
+    channels. "mean" divides each image's sum by its own masked entries, so a batch's summed loss gives every image
+    the gradient it would get alone."""
+    sq = ((x - target) ** 2 * mask).flatten(1).sum(1)
+    return sq / (mask.flatten(1).sum(1) * x.shape[1]).clamp(min=1) if reduction == "mean" else sq
 
 
 @dataclass
@@ -89,14 +91,20 @@ class GuidanceLog:
 
 
 class ReferenceGuidance(StepCallback):
-    """Algorithm 2 lines 2-9 for one image. Put it after the callback that sets [c, c_s^t] (`StepwiseEmbeddings`)."""
+    """Algorithm 2 lines 2-9 for a batch of B images, each with its own trajectory row, mask and phi_h row. Put it
+    after the callback that sets [c, c_s^t] (`StepwiseEmbeddings`).
+
+    The images do not interact: the UNet treats batch rows independently, Adam is elementwise and the optimised loss
+    is the sum of the per-image Eq. (10) losses, so each image gets what it would get guided alone (up to floating
+    point summation order); `logs[k]` is image k's.
+    """
 
     def __init__(self, trajectory: list[Tensor], mask: Tensor, settings: GuidanceSettings):
         self.trajectory, self.settings = trajectory, settings
         self.mask = (mask > 0.5).to(trajectory[0].dtype)
         self.phi_h: Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.log = GuidanceLog()
+        self.logs = [GuidanceLog() for _ in range(mask.shape[0])]
 
     def t_of(self, state: StepState) -> int:
         return state.num_steps - state.index
@@ -133,15 +141,21 @@ class ReferenceGuidance(StepCallback):
     def _optimise(self, engine, state: StepState, out_cond: Tensor, target: Tensor, t: int) -> Tensor:
         s = self.settings
 
+        before: list[Tensor] = []
+
         def loss_fn(x: Tensor, y: Tensor) -> Tensor:
-            return masked_sq_error(x, y, self.mask, s.reduction)
+            per_image = masked_sq_error(x, y, self.mask, s.reduction)
+            if not before:
+                before.append(per_image.detach())
+            return per_image.sum()
 
         x_t, step, w = state.latents, state.timestep, state.guidance_scale
-        self.phi_h, losses = optimise_null(
+        self.phi_h, _ = optimise_null(
             engine, x_t, step, out_cond, w, self.phi_h, target, loss_fn, s.inner_steps, self._adam
         )  # lines 6-8
-        self.log.before[t] = losses[0]
         with torch.no_grad():
             x_prev_h = engine.step_with_null(x_t, step, out_cond, self.phi_h, w)
-            self.log.after[t] = loss_fn(x_prev_h, target).item()
+            after = masked_sq_error(x_prev_h, target, self.mask, s.reduction)
+        for log, b, a in zip(self.logs, before[0].tolist(), after.tolist(), strict=True):
+            log.before[t], log.after[t] = b, a
         return x_prev_h

@@ -8,6 +8,8 @@
 5. caption I_r -> c_r; x_0* = VAE(I_r*); DDIM inversion (Eq. 3, guidance 1) -> [x_0*, ..., x_T*];
 6. re-generate from x_T with substitution at t_s and masked null-text guidance (Eq. 10) until t_e -> I_g2.
 
+Steps 1, 5 and 6 run batched over the jobs of a batch; steps 2-4 run per image.
+
 An image whose M_g (or aligned M_r*) is empty keeps I_g1, with a warning.
 """
 
@@ -136,7 +138,9 @@ def reference_guided(
     stepwise: bool | None = None,
     progress: bool = True,
 ) -> list[ReferenceRecord]:
-    """Algorithm 2 for every job; I_g1 is generated in batches, the guided re-generation one image at a time."""
+    """Algorithm 2 for every job, `batch_size` jobs at a time: I_g1 as one batch, the mask, reference and alignment
+    per image, then the inversion and guided re-generation of the batch's guided images as one batch (each image is
+    guided as it would be alone; see `ReferenceGuidance`)."""
     ref.guide.check(steps, guidance)
     per_step = artifact is not None and use_stepwise(artifact, stepwise)
     engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
@@ -151,13 +155,13 @@ def reference_guided(
         x_T = torch.cat([initial_latents(j.seed, shape, comps.unet.device) for j in chunk])
         recorder = Recorder([start_index])
         x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[recorder, *extra], progress=progress)
-        firsts = decode_latents(comps.vae, x_0).cpu()
-        for k, job in enumerate(chunk):
-            resume = recorder.latents[start_index][k : k + 1]
-            first_image = to_pil(firsts[k])
-            record = ReferenceRecord(job, first_image, first_image)
-            _guide_one(comps, engine, artifact, ref, record, phi, resume, start_index, guidance, per_step)
-            records.append(record)
+        firsts = [to_pil(image) for image in decode_latents(comps.vae, x_0).cpu()]
+        chunk_records = [ReferenceRecord(job, image, image) for job, image in zip(chunk, firsts, strict=True)]
+        guided = [g for k, r in enumerate(chunk_records) if (g := _prepare(ref, r, k, (size, size))) is not None]
+        if guided:
+            resume = recorder.latents[start_index][[g.row for g in guided]]
+            _regenerate(comps, engine, artifact, ref, guided, phi, resume, start_index, guidance, per_step)
+        records += chunk_records
     return records
 
 
@@ -166,10 +170,19 @@ def _skip(record: ReferenceRecord, why: str) -> None:
     record.skipped = why
 
 
-def _guide_one(
-    comps, engine, artifact, ref: ReferenceGuide, record: ReferenceRecord, phi, resume, start_index, guidance, per_step
-) -> None:
-    """Steps 2-6 of Algorithm 2 for one image; fills `record`."""
+@dataclass
+class _Guided:
+    """An image that goes on to steps 5-6: its record, its row in the I_g1 batch, I_r* in [-1, 1] (1, 3, H, W)
+    and M_r* at latent size (1, 1, h, w)."""
+
+    record: ReferenceRecord
+    row: int
+    aligned: Tensor
+    mask: Tensor
+
+
+def _prepare(ref: ReferenceGuide, record: ReferenceRecord, row: int, size: tuple[int, int]) -> _Guided | None:
+    """Steps 2-4 of Algorithm 2 and the caption of step 5 for one image; fills `record`; None when skipped."""
     record.mask_g = ref.generated_masks(Path(f"generated_{record.job.seed}.png"), record.first)
     if not record.mask_g.any():
         return _skip(record, "the segmenter found no subject in the generated image (empty M_g)")
@@ -181,17 +194,27 @@ def _guide_one(
     aligned = align.apply(ref_pixels, record.alignment, padding="border").clamp(-1, 1)
     record.aligned_reference = to_pil(aligned[0] / 2 + 0.5)
     record.mask_r_aligned = (align.apply(m_r[None], record.alignment)[0] > 0.5).float()
-    size = tuple(resume.shape[-2:])
-    mask = latent_mask(record.mask_r_aligned[None], size, ref.guide.mask_rule).to(resume.device)
+    mask = latent_mask(record.mask_r_aligned[None], size, ref.guide.mask_rule)
     if not mask.any():
         return _skip(record, "the aligned reference mask M_r* covers no latent cell")
     record.caption = ref.caption_of(record.reference)
-    c_r = encode_text(comps.tokenizer, comps.text_encoder, [record.caption]).float()
+    return _Guided(record, row, aligned, mask)
+
+
+def _regenerate(
+    comps, engine, artifact, ref: ReferenceGuide, guided: list[_Guided], phi, resume, start_index, guidance, per_step
+) -> None:
+    """Steps 5-6 of Algorithm 2 for a batch: DDIM inversion of the I_r* with their captions c_r, then the
+    re-generation from x_{t_s} with substitution and Eq. (10) guidance; fills each record's final image and log."""
+    c_r = encode_text(comps.tokenizer, comps.text_encoder, [g.record.caption for g in guided]).float()
+    aligned = torch.cat([g.aligned for g in guided])
     trajectory = ddim_invert(engine, encode_images(comps.vae, aligned).float(), c_r)
-    guide = ReferenceGuidance(trajectory, mask, ref.guide)
-    cond, extra = conditioning(comps, artifact, [record.job.text], per_step)
+    guide = ReferenceGuidance(trajectory, torch.cat([g.mask for g in guided]).to(resume.device), ref.guide)
+    cond, extra = conditioning(comps, artifact, [g.record.job.text for g in guided], per_step)
     x_0 = engine.sample(resume, cond, phi, guidance, callbacks=[*extra, guide], start=start_index)
-    record.final, record.log = to_pil(decode_latents(comps.vae, x_0)[0].cpu()), guide.log
+    finals = decode_latents(comps.vae, x_0).cpu()
+    for g, image, log in zip(guided, finals, guide.logs, strict=True):
+        g.record.final, g.record.log = to_pil(image), log
 
 
 # ---- what `predict --reference_guidance` writes beside each image -------------------------------------------

@@ -101,3 +101,23 @@ def test_load_sources_crops_images_and_masks_alike(subject_dir):
     resized = torch.nn.functional.interpolate(expected[None], size=(32, 32), mode="nearest")[0]
     assert (sources.masks[0] != resized).float().mean() < 0.05
     assert sources.embeddings.shape == (3, 32)
+
+
+def test_batched_guidance_gives_each_image_what_it_gets_alone(tiny):
+    """batch_size 3 (one image skipped in the middle: its M_g is empty) = batch_size 1, image by image."""
+
+    def generated(path, image):
+        return torch.zeros(1, RES, RES) if path.name == "generated_1.png" else _box()
+
+    art = make_artifact(tiny, STEPS)
+    jobs = make_jobs(["a photo of a {}"], "dog", seed=0, num_images=3)
+    guide = _guide(GuidanceSettings(start=6, end=2, inner_steps=2), generated=generated)
+    with pytest.warns(UserWarning, match="empty M_g"):
+        alone = reference_guided(tiny, art, jobs, guide, STEPS, 7.5, RES, batch_size=1, progress=False)
+        batched = reference_guided(tiny, art, jobs, guide, STEPS, 7.5, RES, batch_size=3, progress=False)
+    assert [r.skipped is not None for r in batched] == [False, True, False]
+    for a, b in zip(alone, batched, strict=True):
+        diff = np.abs(np.asarray(a.final, dtype=int) - np.asarray(b.final, dtype=int))
+        assert diff.max() <= 1  # equal up to float summation order in batched convolutions
+        assert a.reference == b.reference and a.log.before == pytest.approx(b.log.before, rel=1e-4)
+    assert not np.array_equal(np.asarray(batched[0].final), np.asarray(batched[0].first))
