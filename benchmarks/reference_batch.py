@@ -3,7 +3,9 @@
 the class prompt and the Table 2 guide (t_s 20, t_e 5 of 25 steps, J = 3): the same jobs both ways, alternated.
 
 Reports seconds per image each way ("speedup_batched" = one-at-a-time / batched, target >= 1.3) and the largest
-pixel difference between the two runs' images (batched convolutions sum in another order; nothing else differs).
+pixel difference between the two runs' images (batched convolutions sum in another order; nothing else differs),
+and where an image's time goes each way (`ReferenceRecord.seconds`: I_g1, segmentation, reference selection,
+alignment, caption, inversion, guided re-generation; the last run of each).
 
     python -m benchmarks.reference_batch [--images 4] [--out benchmarks/results/reference_batch.json]
 """
@@ -25,7 +27,7 @@ from hifilight.models import load_components  # noqa: E402
 from hifilight.options import ReferenceOptions, SourceOptions, build_guide  # noqa: E402
 from hifilight.sampling.generate import make_jobs  # noqa: E402
 from hifilight.sampling.guidance import GuidanceSettings  # noqa: E402
-from hifilight.sampling.reference import reference_guided  # noqa: E402
+from hifilight.sampling.reference import STAGES, reference_guided  # noqa: E402
 from hifilight.subjects import Subject  # noqa: E402
 from hifilight.toyworld.dataset import HELD_OUT, split_names, write_dataset  # noqa: E402
 
@@ -56,6 +58,9 @@ def main() -> None:
             records = reference_guided(comps, None, jobs, guide, STEPS, GUIDANCE, RES, batch_size, progress=False)
             outputs[batch_size] = [np.asarray(r.final, dtype=int) for r in records]
             outputs[f"skipped{batch_size}"] = sum(r.skipped is not None for r in records)
+            outputs[f"split{batch_size}"] = {
+                stage: round(sum(r.seconds.get(stage, 0.0) for r in records) / len(records), 3) for stage in STAGES
+            }
 
         return fn
 
@@ -70,6 +75,8 @@ def main() -> None:
         "seconds_per_image_batched": round(batched["min"] / 1000 / args.images, 2),
         "speedup_batched": round(alone["min"] / batched["min"], 3),
         "max_pixel_difference": diff,
+        "seconds_per_image_by_stage_one_at_a_time": outputs["split1"],
+        "seconds_per_image_by_stage_batched": outputs[f"split{args.images}"],
     }
     write_report("reference_batch", args.out, args.threads, results, target_speedup=1.3)
 

@@ -375,6 +375,7 @@ def test_predict_with_reference_guidance(fitted, tmp_path, capsys):
         assert item["skipped"] is None and item["reference"] in sources
         assert item["eq10_loss_after"] < item["eq10_loss_before"]
         assert set(item["alignment"]) == {"scale", "angle_deg", "tx", "ty", "loss", "iou"}
+        assert item["seconds"]["guided"] > 0 and item["seconds"]["inversion"] > 0
         for kind in ("g1", "mask_g", "reference", "reference_aligned", "mask_r_aligned"):
             assert Image.open(out / f"{stem}_{kind}.png").size == (32, 32)
         assert (out / f"{stem}_g1.png").read_bytes() != (out / item["file"]).read_bytes()

@@ -15,6 +15,7 @@ An image whose M_g (or aligned M_r*) is empty keeps I_g1, with a warning.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -92,9 +93,10 @@ class ReferenceRecord:
     mask_r_aligned: Tensor | None = None
     caption: str | None = None
     log: GuidanceLog = field(default_factory=GuidanceLog)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage (STAGES), batched ones shared
 
     def summary(self, sources: SourceSet) -> dict:
-        out = {"skipped": self.skipped}
+        out = {"skipped": self.skipped, "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
         if self.reference is not None:
             out |= {"reference": sources.names[self.reference], "dino_similarity": self.similarity}
         if self.alignment is not None:
@@ -106,6 +108,27 @@ class ReferenceRecord:
 
 def _mean(values: dict[int, float]) -> float:
     return sum(values.values()) / len(values)
+
+
+# Where a guided image's time goes: I_g1 up to its decoding, M_g, DINO + the closest source, T_theta (Eq. 8-9,
+# Algorithm 4) and warping, the caption, DDIM inversion of I_r*, and the guided re-generation from t_s.
+STAGES = ("first", "segmentation", "selection", "alignment", "caption", "inversion", "guided")
+
+
+class _Clock:
+    """Adds the wall time since the last `lap` to each record's `seconds[stage]`, split evenly over `records`
+    (stages run as a batch are shared by its images)."""
+
+    def __init__(self):
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str, records: Sequence[ReferenceRecord], device: torch.device | None = None) -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        for record in records:
+            record.seconds[stage] = record.seconds.get(stage, 0.0) + (now - self.last) / len(records)
+        self.last = now
 
 
 @dataclass
@@ -153,14 +176,15 @@ def reference_guided(
         chunk = jobs[first : first + batch_size]
         cond, extra = conditioning(comps, artifact, [j.text for j in chunk], per_step)
         x_T = torch.cat([initial_latents(j.seed, shape, comps.unet.device) for j in chunk])
-        recorder = Recorder([start_index])
+        clock, recorder = _Clock(), Recorder([start_index])
         x_0 = engine.sample(x_T, cond, phi, guidance, callbacks=[recorder, *extra], progress=progress)
         firsts = [to_pil(image) for image in decode_latents(comps.vae, x_0).cpu()]
         chunk_records = [ReferenceRecord(job, image, image) for job, image in zip(chunk, firsts, strict=True)]
-        guided = [g for k, r in enumerate(chunk_records) if (g := _prepare(ref, r, k, (size, size))) is not None]
+        clock.lap("first", chunk_records)
+        guided = [g for k, r in enumerate(chunk_records) if (g := _prepare(ref, r, k, (size, size), clock))]
         if guided:
             resume = recorder.latents[start_index][[g.row for g in guided]]
-            _regenerate(comps, engine, artifact, ref, guided, phi, resume, start_index, guidance, per_step)
+            _regenerate(comps, engine, artifact, ref, guided, phi, resume, start_index, guidance, per_step, clock)
         records += chunk_records
     return records
 
@@ -181,13 +205,17 @@ class _Guided:
     mask: Tensor
 
 
-def _prepare(ref: ReferenceGuide, record: ReferenceRecord, row: int, size: tuple[int, int]) -> _Guided | None:
+def _prepare(
+    ref: ReferenceGuide, record: ReferenceRecord, row: int, size: tuple[int, int], clock: _Clock
+) -> _Guided | None:
     """Steps 2-4 of Algorithm 2 and the caption of step 5 for one image; fills `record`; None when skipped."""
     record.mask_g = ref.generated_masks(Path(f"generated_{record.job.seed}.png"), record.first)
+    clock.lap("segmentation", [record])
     if not record.mask_g.any():
         return _skip(record, "the segmenter found no subject in the generated image (empty M_g)")
     query = ref.encoder.encode_images([record.first])[0]
     record.reference, record.similarity = select_reference(query, ref.sources.embeddings)
+    clock.lap("selection", [record])
     m_r = ref.sources.masks[record.reference]
     record.alignment = align.align_masks(m_r, record.mask_g, ref.align)
     ref_pixels = to_tensor(ref.sources.images[record.reference])[None]
@@ -195,26 +223,41 @@ def _prepare(ref: ReferenceGuide, record: ReferenceRecord, row: int, size: tuple
     record.aligned_reference = to_pil(aligned[0] / 2 + 0.5)
     record.mask_r_aligned = (align.apply(m_r[None], record.alignment)[0] > 0.5).float()
     mask = latent_mask(record.mask_r_aligned[None], size, ref.guide.mask_rule)
+    clock.lap("alignment", [record])
     if not mask.any():
         return _skip(record, "the aligned reference mask M_r* covers no latent cell")
     record.caption = ref.caption_of(record.reference)
+    clock.lap("caption", [record])
     return _Guided(record, row, aligned, mask)
 
 
 def _regenerate(
-    comps, engine, artifact, ref: ReferenceGuide, guided: list[_Guided], phi, resume, start_index, guidance, per_step
+    comps,
+    engine,
+    artifact,
+    ref: ReferenceGuide,
+    guided: list[_Guided],
+    phi,
+    resume,
+    start_index,
+    guidance,
+    per_step,
+    clock: _Clock,
 ) -> None:
     """Steps 5-6 of Algorithm 2 for a batch: DDIM inversion of the I_r* with their captions c_r, then the
     re-generation from x_{t_s} with substitution and Eq. (10) guidance; fills each record's final image and log."""
-    c_r = encode_text(comps.tokenizer, comps.text_encoder, [g.record.caption for g in guided]).float()
+    records = [g.record for g in guided]
+    c_r = encode_text(comps.tokenizer, comps.text_encoder, [r.caption for r in records]).float()
     aligned = torch.cat([g.aligned for g in guided])
     trajectory = ddim_invert(engine, encode_images(comps.vae, aligned).float(), c_r)
+    clock.lap("inversion", records, resume.device)
     guide = ReferenceGuidance(trajectory, torch.cat([g.mask for g in guided]).to(resume.device), ref.guide)
     cond, extra = conditioning(comps, artifact, [g.record.job.text for g in guided], per_step)
     x_0 = engine.sample(resume, cond, phi, guidance, callbacks=[*extra, guide], start=start_index)
     finals = decode_latents(comps.vae, x_0).cpu()
     for g, image, log in zip(guided, finals, guide.logs, strict=True):
         g.record.final, g.record.log = to_pil(image), log
+    clock.lap("guided", records)
 
 
 # ---- what `predict --reference_guidance` writes beside each image -------------------------------------------

@@ -11,7 +11,14 @@ from hifilight.data.masks import FilesMaskProvider
 from hifilight.perception.encoders import DinoEncoder
 from hifilight.sampling.generate import generate, make_jobs
 from hifilight.sampling.guidance import GuidanceSettings
-from hifilight.sampling.reference import ReferenceGuide, SourceSet, load_sources, reference_guided, select_reference
+from hifilight.sampling.reference import (
+    STAGES,
+    ReferenceGuide,
+    SourceSet,
+    load_sources,
+    reference_guided,
+    select_reference,
+)
 
 STEPS, RES = 8, 64
 
@@ -78,6 +85,7 @@ def test_guided_run_uses_the_closest_source_and_lowers_the_eq10_loss(tiny):
         assert all(record.log.after[t] < record.log.before[t] for t in record.log.before)
         assert not np.array_equal(np.asarray(record.final), np.asarray(record.first))
         assert record.caption == "a photo of a dog"
+        assert set(record.seconds) == set(STAGES) and all(v >= 0 for v in record.seconds.values())
 
 
 def test_empty_generated_mask_keeps_the_unguided_image_with_a_warning(tiny):
@@ -88,6 +96,7 @@ def test_empty_generated_mask_keeps_the_unguided_image_with_a_warning(tiny):
             generated=lambda path, image: torch.zeros(1, RES, RES),
         )
     assert all(r.skipped and r.final is r.first for r in records)
+    assert all(set(r.seconds) == {"first", "segmentation"} for r in records)  # nothing after the empty mask
 
 
 def test_load_sources_crops_images_and_masks_alike(subject_dir):
