@@ -44,6 +44,7 @@ bench: $(DEV)
 	$(OFFLINE) $(BIN)/python -m benchmarks.null_text
 	$(OFFLINE) $(BIN)/python -m benchmarks.reference_guidance
 	$(OFFLINE) $(BIN)/python -m benchmarks.reference_batch
+	$(OFFLINE) $(BIN)/python -m benchmarks.lora_step
 	$(OFFLINE) $(BIN)/python -m benchmarks.evaluate
 	$(OFFLINE) $(BIN)/python -m benchmarks.serve_load
 	$(OFFLINE) $(BIN)/python -m benchmarks.scale
