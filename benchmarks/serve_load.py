@@ -4,6 +4,9 @@
    of /generate requests with a fixed concurrency: requests/s, p50/p95 latency, errors (target 0), and the
    server's resident memory (all its processes) before and after; once one request at a time
    (HIFILIGHT_MAX_BATCH=1) and once batched (up to the concurrency), and their throughput ratio (target >= 1.3).
+   Before the load, 10 requests one after another give the unloaded latency; `request_time_split` sets it beside
+   the same request in this process (the bare `generate`, `SubjectServer.generate`, PNG encoding), so what HTTP and
+   BentoML add, and what contention with the load generator on the same cores adds, are apart.
 2. Time per image of the same generation with torch and with onnxruntime (from `hifilight export onnx`), on the
    tiny and the ~1/4-SD1.4 configs, and their max pixel difference.
 
@@ -28,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.common import write_report  # noqa: E402
+from benchmarks.common import interleaved_ms, write_report  # noqa: E402
 from hifilight.artifacts import SubjectArtifact  # noqa: E402
 from hifilight.conditioning import encode_text, null_tail  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
@@ -46,7 +49,17 @@ def _rss_mb(pid: int) -> float:
     return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
 
 
-def load_test(requests: int, concurrency: int, steps: int, size: int, max_batch: int = 8) -> dict:
+def load_test(
+    requests: int,
+    concurrency: int,
+    steps: int,
+    size: int,
+    max_batch: int = 8,
+    sequential_requests: int = 10,
+    threads: int = 2,
+) -> dict:
+    """Latency of `sequential_requests` requests one after another (nothing else in flight), then `requests` with
+    `concurrency` in flight."""
     with tempfile.TemporaryDirectory() as tmp:
         subjects = Path(tmp) / "subjects"
         subjects.mkdir()
@@ -59,6 +72,7 @@ def load_test(requests: int, concurrency: int, steps: int, size: int, max_batch:
             "BENTOML_DO_NOT_TRACK": "True",
             "HIFILIGHT_SUBJECTS_DIR": str(subjects),
             "HIFILIGHT_MAX_BATCH": str(max_batch),
+            "HIFILIGHT_THREADS": str(threads),
         }
         url = f"http://127.0.0.1:{port}"
         with (Path(tmp) / "serve.log").open("w") as log:
@@ -81,6 +95,7 @@ def load_test(requests: int, concurrency: int, steps: int, size: int, max_batch:
                     return time.perf_counter() - start, ok
 
                 call(0)  # warm-up
+                sequential = [call(requests + i)[0] for i in range(sequential_requests)]
                 rss_before = _rss_mb(proc.pid)
                 start = time.perf_counter()
                 with ThreadPoolExecutor(concurrency) as pool:
@@ -100,10 +115,43 @@ def load_test(requests: int, concurrency: int, steps: int, size: int, max_batch:
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))], 1),
         "errors": sum(not ok for _, ok in results),
+        "sequential_ms_min": round(1000 * min(sequential), 1),
+        "sequential_ms_median": round(1000 * statistics.median(sequential), 1),
         "rss_mb_before": round(rss_before, 1),
         "rss_mb_after": round(rss_after, 1),
         "rss_growth_mb": round(rss_after - rss_before, 1),
         "rss_growth_bound_mb": 200,
+    }
+
+
+def in_process(steps: int, size: int, repeats: int) -> dict:
+    """The same request in this process, without HTTP: the bare `generate` call, `SubjectServer.generate` (request
+    checks, the lock, thread setting, PIL conversion) and the PNG encoding BentoML does for the response."""
+    import io
+
+    from hifilight.sampling.generate import generate, make_jobs
+    from hifilight.serving import ServeSettings, SubjectServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        comps = load_components("tiny")
+        _artifact(comps).save(Path(tmp) / "dog.safetensors")
+        server = SubjectServer(ServeSettings(subjects_dir=Path(tmp), max_batch=1, threads=torch.get_num_threads()))
+        server.load()
+    item = server.subjects["dog"]
+    jobs = make_jobs(["a {} on the beach"], item.subject.word, 0, 1)
+
+    def bare():
+        generate(item.comps, item.subject.artifact, jobs, steps, 7.5, size, progress=False)
+
+    def method():
+        server.generate("a {} on the beach", "dog", steps=steps, guidance_scale=7.5, width=size, height=size, seed=0)
+
+    image = server.generate("a {} on the beach", "dog", steps=steps, guidance_scale=7.5, width=size, height=size)
+    bare_ms, method_ms, png_ms = interleaved_ms([bare, method, lambda: image.save(io.BytesIO(), "PNG")], repeats, 1)
+    return {
+        "generate_ms_min": round(bare_ms["min"], 1),
+        "server_method_ms_min": round(method_ms["min"], 1),
+        "png_encode_ms_min": round(png_ms["min"], 2),
     }
 
 
@@ -148,9 +196,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/serve_load.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    locked = load_test(args.requests, args.concurrency, args.steps, args.size, max_batch=1)
-    batched = load_test(args.requests, args.concurrency, args.steps, args.size, max_batch=args.concurrency)
+    load = (args.requests, args.concurrency, args.steps, args.size)
+    locked = load_test(*load, max_batch=1, threads=args.threads)
+    batched = load_test(*load, max_batch=args.concurrency, threads=args.threads)
+    split = in_process(args.steps, args.size, args.repeats * 3)
+    split["http_sequential_ms_min"] = locked["sequential_ms_min"]
+    split["http_and_bentoml_ms"] = round(locked["sequential_ms_min"] - split["server_method_ms_min"], 1)
+    split["ms_per_request_at_concurrency"] = round(1000 / locked["requests_per_second"], 1)
     results = {
+        "request_time_split": split,
         "load_one_at_a_time": locked,
         "load_batched": batched,
         "batched_throughput_ratio": round(batched["requests_per_second"] / locked["requests_per_second"], 3),

@@ -58,9 +58,11 @@ class SubjectDataset(Dataset):
         crop_scale: float,
         length: int,
         seed: int = 0,
+        index_only_from: int | None = None,
     ):
         self.images, self.captions, self.resolution = images, captions, resolution
         self.flip_p, self.crop, self.crop_scale, self.length, self.seed = flip_p, crop, crop_scale, length, seed
+        self.index_only_from = index_only_from
 
     def __len__(self) -> int:
         return self.length
@@ -88,7 +90,10 @@ class SubjectDataset(Dataset):
         return {"pixels": pixels, "mask": mask, "cache_key": f"{idx}:{int(flipped)}" if cacheable else ""}
 
     def __getitem__(self, n: int) -> dict:
-        """Global sample n (see `hifilight.data.sampling`): drawn from (seed, n) alone."""
+        """Global sample n (see `hifilight.data.sampling`): drawn from (seed, n) alone. From `index_only_from` on,
+        only its id and an empty caption (a training stage that draws its own views needs no pixels)."""
+        if self.index_only_from is not None and n >= self.index_only_from:
+            return {"sample_id": n, "caption": ""}
         count = len(self.images)
         idx = int(torch.randperm(count, generator=sample_generator(self.seed, n // count, stream=2))[n % count])
         g = sample_generator(self.seed, n)
@@ -161,6 +166,9 @@ class SubjectDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.samples_per_epoch = batch_size, num_workers, samples_per_epoch
         self.seed = seed
         self.images: list[SubjectImage] = []
+        # Global samples from this index on carry only their id: set by a training module whose later steps do not
+        # use the loader's pixels (the step-wise stage draws from the fixed source set X_0 instead).
+        self.index_only_from: int | None = None
 
     def load_images(self) -> list[SubjectImage]:
         items = []
@@ -180,7 +188,15 @@ class SubjectDataModule(L.LightningDataModule):
         self.setup()
         length = length or max(self.samples_per_epoch, self.batch_size)
         return SubjectDataset(
-            self.images, self.captions, self.resolution, self.flip_p, self.crop, self.crop_scale, length, self.seed
+            self.images,
+            self.captions,
+            self.resolution,
+            self.flip_p,
+            self.crop,
+            self.crop_scale,
+            length,
+            self.seed,
+            self.index_only_from,
         )
 
     def fixed_views(self) -> list[dict]:

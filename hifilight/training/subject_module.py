@@ -21,6 +21,7 @@ from torch import Tensor
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
+from hifilight.data.datamodule import SubjectDataModule
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
@@ -149,6 +150,15 @@ class SubjectEmbeddingModule(L.LightningModule):
         reg = embedding_regularizer(c_s, self.phi_s)
         total = diffusion + self.hparams.reg_weight * reg if self.hparams.use_regularizer else diffusion
         return {"loss": total, "diffusion": diffusion, "reg": reg}
+
+    def setup(self, stage: str) -> None:
+        """The step-wise stage draws its views from X_0 (`stepwise_step`), so the loader's batches after stage 1
+        carry only sample ids: no image is cropped, resized and collated for nothing."""
+        trainer = self._trainer
+        dm = trainer.datamodule if trainer is not None else None
+        if self.plan.enabled and isinstance(dm, SubjectDataModule):
+            per_step = trainer.accumulate_grad_batches * trainer.world_size * dm.batch_size
+            dm.index_only_from = self.plan.stage1_steps * per_step
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         where = self.plan.locate(self.global_step)

@@ -67,3 +67,13 @@ def test_grabcut_masks_in_training_data():
     dm.setup()
     coverage = [img.mask.mean().item() for img in dm.images]
     assert dm.mask_provider.name == "grabcut" and all(0.02 < c < 0.95 for c in coverage), coverage
+
+
+def test_samples_past_index_only_from_carry_only_their_id(subject_dir):
+    dm = SubjectDataModule(subject_dir, "dog", masks="files", resolution=32)
+    full = dm.dataset(8)
+    dm.index_only_from = 4
+    part = dm.dataset(8)
+    for n in range(4):
+        assert torch.equal(part[n]["pixels"], full[n]["pixels"]) and part[n]["caption"] == full[n]["caption"]
+    assert part[4] == {"sample_id": 4, "caption": ""} and part[7]["sample_id"] == 7

@@ -116,3 +116,31 @@ def test_resume_mid_stage_gives_the_same_embeddings(tmp_path, interrupt_at):
     assert resumed.stepwise_done
     assert torch.equal(resumed.c_s, full.c_s)
     assert torch.equal(resumed.c_s_t, full.c_s_t)
+
+
+class RecordBatches(L.Callback):
+    def __init__(self):
+        self.keys = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.keys[trainer.global_step] = set(batch)
+
+
+def test_stepwise_steps_load_no_pixels_and_train_the_same(monkeypatch):
+    """After stage 1 the loader's batches hold only sample ids (the stage draws its views from X_0); the fit's
+    embeddings equal those of a fit whose loader still loads every image."""
+
+    def fit():
+        L.seed_everything(0)
+        module = SubjectEmbeddingModule(**SMALL, learning_rate=0.05, stepwise_learning_rate=0.05)
+        rec = RecordBatches()
+        _trainer(8, [rec]).fit(module, _datamodule())
+        return module, rec.keys
+
+    module, keys = fit()
+    assert all("pixels" in keys[s] for s in (0, 1))
+    assert all(keys[s] == {"sample_id", "caption"} for s in range(2, 8))
+    monkeypatch.setattr(SubjectEmbeddingModule, "setup", lambda self, stage: None)
+    loaded, keys = fit()
+    assert all("pixels" in k for k in keys.values())
+    assert torch.equal(module.c_s, loaded.c_s) and torch.equal(module.c_s_t, loaded.c_s_t)
