@@ -5,6 +5,10 @@ runs one bare UNet forward+backward after every training step, so the two are me
 process state (this machine's speed drifts by several percent over a minute); the bare time is subtracted from
 the stage's wall time.
 
+`tiny_full_loader` runs the tiny stage again with the data loader producing (unused) photo batches at every step,
+as it did before the stage's batches became sample ids only; `tiny_loader_cut_ratio` is the tiny overhead ratio
+with the cut over without it.
+
     python -m benchmarks.stepwise [--out benchmarks/results/stepwise.json]
 """
 
@@ -39,10 +43,14 @@ from hifilight.training import SubjectEmbeddingModule  # noqa: E402
 SCHEDULES = {"tiny": (50, 10), "quarter_sd14": (10, 3)}
 
 
-def bench_config(name: str, preset: str, resolution: int) -> dict:
+def bench_config(name: str, preset: str, resolution: int, full_loader: bool = False) -> dict:
+    """`full_loader`: the loader still crops and collates the photos at every step (as before the step-wise stage's
+    batches became sample ids only), to measure what that cost."""
     T, I = SCHEDULES[name]  # noqa: E741
     torch.manual_seed(0)
     module = SubjectEmbeddingModule(pretrained=preset, stage1_steps=0, stepwise_steps=I, stepwise_num_steps=T)
+    if full_loader:
+        module.setup = lambda stage: None
     dm = SubjectDataModule(EXAMPLE, "dog", resolution=resolution)
     bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
     interleaved_ms([bare], 1)  # warm-up
@@ -82,6 +90,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = {name: bench_config(name, preset, res) for name, (preset, res) in CONFIGS.items()}
+    preset, res = CONFIGS["tiny"]
+    results["tiny_full_loader"] = bench_config("tiny", preset, res, full_loader=True)
+    results["tiny_loader_cut_ratio"] = round(
+        results["tiny"]["overhead_ratio"] / results["tiny_full_loader"]["overhead_ratio"], 3
+    )
     write_report("stepwise", args.out, args.threads, results, target_overhead_ratio=1.10)
 
 
