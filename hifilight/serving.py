@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +153,7 @@ class Loaded:
     subject: Subject
     comps: object  # SDComponents to generate with (a copy with its tokens for Textual Inversion)
     photos: Path | None
+    adapter: str | None = None  # a LoRA subject's adapter on the shared UNet
 
 
 @dataclass
@@ -162,6 +164,7 @@ class SubjectServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _dino: object = None
     _guides: dict = field(default_factory=dict)
+    _adapters: list[str] = field(default_factory=list)
     batcher: KeyedBatcher | None = None
 
     def load(self) -> SubjectServer:
@@ -210,16 +213,49 @@ class SubjectServer:
             comps = copy.copy(comps)
             comps.tokenizer, comps.text_encoder = copy.deepcopy(comps.tokenizer), copy.deepcopy(comps.text_encoder)
             subject.prepare(comps)
+        elif subject.lora is not None:
+            return self._load_lora(path, subject)
         else:
             raise HifiError("DreamBooth folders are served by pointing HIFILIGHT_MODEL at them")
         photos = path.with_suffix("")
         return Loaded(subject, comps, photos if photos.is_dir() else None)
 
+    def _load_lora(self, path: Path, subject: Subject) -> Loaded:
+        """Every LoRA subject is one named adapter on the one shared UNet (megabytes each, not a model copy);
+        `_activate` switches to the request's adapter under the model lock."""
+        if self.settings.backend != "torch":
+            raise HifiError("LoRA subjects need the torch backend (the exported ONNX UNet has no adapters)")
+        adapter = f"lora{len(self._adapters)}"  # peft adapter names become module keys: no dots from file names
+        try:
+            with warnings.catch_warnings():  # peft warns on every adapter after the first: here that is the point
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                subject.prepare(self.comps, adapter)
+        except Exception:
+            if adapter in getattr(self.comps.unet, "peft_config", {}):
+                self.comps.unet.delete_adapters(adapter)  # a half-loaded adapter must not stay on the UNet
+            raise
+        self._adapters.append(adapter)
+        photos = path.with_suffix("")
+        return Loaded(subject, self.comps, photos if photos.is_dir() else None, adapter)
+
+    def _activate(self, item: Loaded) -> None:
+        """The request's LoRA adapter alone on the shared UNet, or none for any other subject (call under the lock)."""
+        if not self._adapters:
+            return
+        if item.adapter is None:
+            self.comps.unet.disable_lora()
+        else:
+            self.comps.unet.enable_lora()
+            self.comps.unet.set_adapters([item.adapter])
+
     def describe(self) -> list[dict]:
         out = []
         for name, item in self.subjects.items():
             s = item.subject
-            meta = (s.artifact.metadata if s.artifact is not None else s.embedding.metadata) or {}
+            if s.lora is not None:
+                meta = {"base_model": s.base_model}
+            else:
+                meta = (s.artifact.metadata if s.artifact is not None else s.embedding.metadata) or {}
             stepwise = s.artifact is not None and s.artifact.c_s_t is not None
             out.append(
                 {
@@ -311,6 +347,7 @@ class SubjectServer:
             if stop is not None:
                 stop.check()
             torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
+            self._activate(item)
             if reference_guidance:
                 return self._guided(
                     item, job, steps, guidance_scale, width, guide.settings(steps, self.settings.max_inner_steps)
@@ -354,6 +391,7 @@ class SubjectServer:
             import torch
 
             torch.set_num_threads(self.threads)
+            self._activate(item)
             jobs = [job for job, _ in payloads]
             out = generate(
                 item.comps,

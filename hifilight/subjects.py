@@ -43,8 +43,9 @@ class Subject:
         """What `{}` in a prompt becomes."""
         return f"{self.identifier} {self.class_name}".strip()
 
-    def prepare(self, comps) -> None:
-        """Make the loaded components ready for this subject (adds Textual Inversion tokens)."""
+    def prepare(self, comps, adapter: str = "subject") -> None:
+        """Make the loaded components ready for this subject: add Textual Inversion tokens, or load the LoRA file
+        onto the UNet as the adapter named `adapter` (the last one loaded is the active one)."""
         if self.embedding is not None:
             self.embedding.apply(comps.tokenizer, comps.text_encoder)
         if self.lora is not None:  # exactly what a diffusers user does: the pipeline shares our modules
@@ -65,7 +66,7 @@ class Subject:
             level = logging.get_verbosity()
             logging.set_verbosity_error()  # "no LoRA keys for the text encoder": none are meant to be there
             try:
-                pipe.load_lora_weights(str(self.lora), adapter_name="subject")
+                pipe.load_lora_weights(str(self.lora), adapter_name=adapter)
             finally:
                 logging.set_verbosity(level)
 
