@@ -28,7 +28,7 @@ demo: $(CORE)
 	$(OFFLINE) $(BIN)/hifilight toyworld ablation --config configs/demo.yaml
 
 test: $(DEV)
-	$(OFFLINE) $(BIN)/pytest -q -rf -m "not slow"
+	$(OFFLINE) $(BIN)/pytest -q -rf -m "not slow" --durations=15
 
 test-all: $(DEV)
 	$(OFFLINE) $(BIN)/pytest -q
