@@ -36,6 +36,21 @@ def interleaved_ms(fns, repeats: int, warmup: int = 3) -> list[dict]:
     return [{"min": 1000 * min(acc), "median": 1000 * statistics.median(acc)} for acc in times]
 
 
+def bench_trainer(max_steps: int, callbacks=(), accelerator: str = "cpu", precision: str = "32-true") -> L.Trainer:
+    """A one-device Trainer that writes nothing and prints no progress: what every benchmark fit runs under."""
+    return L.Trainer(
+        max_steps=max_steps,
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
+
+
 def first_batch(dm: SubjectDataModule) -> dict:
     return torch.utils.data.default_collate([dm.dataset()[0]])
 

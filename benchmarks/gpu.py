@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore")
 
 import torch  # noqa: E402
 
-from benchmarks.common import EXAMPLE, first_batch, write_report  # noqa: E402
+from benchmarks.common import EXAMPLE, bench_trainer, first_batch, write_report  # noqa: E402
 from hifilight.conditioning import encode_text  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
 from hifilight.sampling import DDIMSchedule, SamplingEngine  # noqa: E402
@@ -169,7 +169,6 @@ def bench_stage1(b: Bench) -> dict:
 
 
 def bench_stepwise(b: Bench, bare: dict) -> dict:
-    import lightning as L
 
     from hifilight.data import SubjectDataModule
     from hifilight.training import SubjectEmbeddingModule
@@ -177,16 +176,7 @@ def bench_stepwise(b: Bench, bare: dict) -> dict:
     T, I = b.sizes.stepwise  # noqa: E741
     module = SubjectEmbeddingModule(pretrained=b.sizes.preset, stage1_steps=0, stepwise_steps=I, stepwise_num_steps=T)
     precision = {torch.bfloat16: "bf16-mixed", torch.float16: "16-mixed"}.get(b.dtype, "32-true")
-    trainer = L.Trainer(
-        max_steps=T * I,
-        accelerator=b.device.type,
-        devices=1,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bench_trainer(T * I, accelerator=b.device.type, precision=precision)
     start = time.perf_counter()
     trainer.fit(module, SubjectDataModule(EXAMPLE, "dog", resolution=b.sizes.resolution))
     sync(b.device)

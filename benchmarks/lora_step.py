@@ -39,7 +39,7 @@ def one(method: str, steps: int, threads: int) -> dict:
     import lightning as L
     import torch
 
-    from benchmarks.common import EXAMPLE
+    from benchmarks.common import EXAMPLE, bench_trainer
     from hifilight.data import SubjectDataModule
     from hifilight.training.dreambooth import DreamBoothModule
     from hifilight.training.lora import LoRAModule
@@ -58,16 +58,7 @@ def one(method: str, steps: int, threads: int) -> dict:
         def on_train_batch_end(self, *args):
             times.append(time.perf_counter() - self.start)
 
-    trainer = L.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[Timer()],
-    )
+    trainer = bench_trainer(steps, [Timer()])
     trainer.fit(module, dm)
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     with tempfile.TemporaryDirectory() as tmp:

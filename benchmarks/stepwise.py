@@ -23,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
@@ -31,6 +30,7 @@ from benchmarks.common import (  # noqa: E402
     EXAMPLE,
     InterleavedBare,
     bare_unet_step,
+    bench_trainer,
     first_batch,
     interleaved_ms,
     unet_params_m,
@@ -55,16 +55,7 @@ def bench_config(name: str, preset: str, resolution: int, full_loader: bool = Fa
     bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
     interleaved_ms([bare], 1)  # warm-up
     timer = InterleavedBare(bare)
-    trainer = L.Trainer(
-        max_steps=T * I,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
+    trainer = bench_trainer(T * I, [timer])
     trainer.fit(module, dm)
     assert module.stepwise_done
     bare_ms = 1000 * statistics.median(timer.bares)

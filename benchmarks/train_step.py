@@ -21,7 +21,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
@@ -29,6 +28,7 @@ from benchmarks.common import (  # noqa: E402
     EXAMPLE,
     InterleavedBare,
     bare_unet_step,
+    bench_trainer,
     first_batch,
     interleaved_ms,
     unet_params_m,
@@ -72,16 +72,7 @@ def trainer_step_ms(preset: str, resolution: int, repeats: int) -> tuple[float, 
     module = SubjectEmbeddingModule(pretrained=preset, stage1_steps=repeats + 1, stepwise_steps=0)
     bare = bare_unet_step(module, first_batch(SubjectDataModule(EXAMPLE, "dog", resolution=resolution, flip_p=0.0)))
     timer = InterleavedBare(bare)
-    trainer = L.Trainer(
-        max_steps=repeats + 1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
+    trainer = bench_trainer(repeats + 1, [timer])
     trainer.fit(module, SubjectDataModule(EXAMPLE, "dog", resolution=resolution))
     return 1000 * statistics.median(timer.steps[1:]), 1000 * statistics.median(timer.bares[1:])
 
