@@ -42,6 +42,7 @@ def export_onnx(
     pretrained = model.pretrained or "tiny"
     note_random_weights(pretrained)
     comps = load_components(pretrained, "float32", "cpu")
+    refuse_sdxl(comps, "export onnx", pretrained)
     diffs = export(comps, Path(out), overwrite, check)
     for name, diff in diffs.items():
         print(f"{name}: max |onnxruntime - torch| = {diff:.2e}")
@@ -84,6 +85,7 @@ def export_checkpoint(
     pretrained = model.pretrained or "tiny"
     note_random_weights(pretrained)
     comps = load_components(pretrained, "float32", "cpu")
+    refuse_sdxl(comps, "export checkpoint", pretrained)
     n = save_checkpoint(comps, out, torch.float16 if half else torch.float32, overwrite)
     print(
         f"wrote {out} ({n} tensors, original SD layout; diffusers: StableDiffusionPipeline.from_single_file("
@@ -108,3 +110,10 @@ def export_lora(subject: Path, out: Path, overwrite: bool = False) -> None:
 def run(argv: list[str]) -> None:
     commands = {"onnx": export_onnx, "checkpoint": export_checkpoint, "lora": export_lora}
     run_group(commands, "hifilight export", argv)
+
+
+def refuse_sdxl(comps, command: str, pretrained: str) -> None:
+    from hifilight.models.sdxl import is_sdxl
+
+    if is_sdxl(comps):
+        raise HifiError(f"{command}: SDXL models (--model.pretrained {pretrained}) are not supported by it yet")

@@ -6,6 +6,7 @@ This is the only place that loads diffusion weights: training, sampling and test
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -70,6 +71,10 @@ def ddim_like_sd14(scheduler_config: dict) -> DDIMScheduler:
 
 def _from_pretrained(source: str, local: bool) -> dict:
     kwargs = {"local_files_only": True} if local else {}
+    if _is_sdxl_pipeline(source, local):
+        from hifilight.models.sdxl import load_sdxl_parts
+
+        return load_sdxl_parts(source, kwargs)
     return {
         "unet": UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs),
         "vae": AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs),
@@ -77,6 +82,15 @@ def _from_pretrained(source: str, local: bool) -> dict:
         "tokenizer": CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", **kwargs),
         "scheduler": DDIMScheduler.from_pretrained(source, subfolder="scheduler", **kwargs),
     }
+
+
+def _is_sdxl_pipeline(source: str, local: bool) -> bool:
+    """An SDXL pipeline has a second text encoder (model_index.json's `text_encoder_2`)."""
+    if local:
+        return (Path(source) / "text_encoder_2").is_dir()
+    from huggingface_hub import hf_hub_download
+
+    return "text_encoder_2" in json.loads(Path(hf_hub_download(source, "model_index.json")).read_text())
 
 
 def resolve_source(source: str, flag: str, required_subfolder: str | None = None) -> tuple[str, bool]:
@@ -106,7 +120,7 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
     """Return frozen, eval-mode SD components.
 
     Args:
-        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``), a registered name
+        pretrained: a built-in random-weight preset (``"tiny"``, ``"tiny-quarter"``, ``"tiny-xl"``), a registered name
             (``"toysd"``: the ToyWorld model shipped in the package; see hifilight.plugins), a local diffusers
             pipeline folder, or a hub id.
         dtype: one of float32, float16, bfloat16.
@@ -126,6 +140,8 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
             raise load_failure("--model.pretrained", pretrained, err) from err
     parts["scheduler"] = ddim_like_sd14(parts["scheduler"].config)
     comps = SDComponents(name=pretrained, **parts)
+    if hasattr(comps.unet, "vae_scale_factor"):  # SDXL's time ids are in pixels
+        comps.unet.vae_scale_factor = comps.vae_scale_factor
     for module in comps.modules().values():
         module.requires_grad_(False)
         module.eval()

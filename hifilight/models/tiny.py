@@ -183,7 +183,44 @@ def build_sd14_shape(seed: int = TINY_SEED) -> dict:
     return build_components(seed, tiny_tokenizer(), sd14_unet, sd14_vae, sd14_text_encoder)
 
 
-PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter, "sd14-shape": build_sd14_shape}
+def tiny_xl_unet():
+    """SDXL's UNet layout at toy size: added text-time embedding, 64-d cross-attention (32 + 32 from the two
+    encoders), 32-d pooled embedding + 6 time ids x 8."""
+    from hifilight.models.sdxl import PackedSDXLUNet
+
+    return PackedSDXLUNet(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=TEXT_HIDDEN + 6 * 8,
+        cross_attention_dim=2 * TEXT_HIDDEN,
+        norm_num_groups=32,
+    )
+
+
+def build_tiny_xl(seed: int = TINY_SEED) -> dict:
+    """`tiny-xl`: SDXL's component layout at toy size (two text encoders, the second with a projection, the tiny
+    tokenizer for both, the tiny VAE), random weights, joined as in `hifilight.models.sdxl`."""
+    from transformers import CLIPTextModelWithProjection
+
+    from hifilight.models.sdxl import DualTextEncoder, DualTokenizer
+
+    def text_fn(vocab_size: int) -> DualTextEncoder:
+        first = tiny_text_encoder(vocab_size)
+        config = CLIPTextConfig(**{**first.config.to_dict(), "projection_dim": TEXT_HIDDEN})
+        return DualTextEncoder(first, CLIPTextModelWithProjection(config))
+
+    return build_components(seed, DualTokenizer(tiny_tokenizer(), tiny_tokenizer()), tiny_xl_unet, tiny_vae, text_fn)
+
+
+PRESETS = {"tiny": build_tiny, "tiny-quarter": build_quarter, "sd14-shape": build_sd14_shape, "tiny-xl": build_tiny_xl}
 
 
 def tiny_vit(seed: int = TINY_SEED) -> ViTModel:

@@ -31,6 +31,8 @@ from hifilight.training.unet_options import attach_components
 
 
 class DreamBoothModule(L.LightningModule):
+    fit_method = "dreambooth"  # the --method that trains this module
+
     def __init__(
         self,
         pretrained: str = "tiny",
@@ -85,7 +87,7 @@ class DreamBoothModule(L.LightningModule):
         if not identifier.strip():
             raise HifiError("--model.identifier is empty; pass a rare word such as sks")
         self.save_hyperparameters()
-        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, no_sdxl=self.fit_method)
         self.unet.requires_grad_(True).train()
         self.text_encoder.requires_grad_(train_text_encoder)
         self._latents = LatentCache()

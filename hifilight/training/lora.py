@@ -33,6 +33,8 @@ def _peft():
 
 
 class LoRAModule(DreamBoothModule):
+    fit_method = "lora"
+
     def __init__(
         self,
         pretrained: str = "tiny",

@@ -71,7 +71,7 @@ class TextualInversionModule(L.LightningModule):
             ("--model.max_steps", max_steps, ">= 1"),
         )
         self.save_hyperparameters()
-        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, "textual_inversion")
         self.tokens = token_names(placeholder, num_vectors)
         self.token_ids = add_tokens(self.tokenizer, self.text_encoder, self.tokens)
         self.text_encoder.requires_grad_(False)

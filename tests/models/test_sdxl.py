@@ -1,0 +1,144 @@
+"""SDXL (two text encoders, pooled embedding, added time ids) through hifilight's one conditioning tensor, on the
+random-weight `tiny-xl` preset: the same images as diffusers' SDXL pipeline, loading from a pipeline folder, and
+HiFi Tuner's fit -> predict end to end."""
+
+import pytest
+import torch
+from conftest import EXAMPLE_SUBJECT
+from diffusers import DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+from hifilight.cli import main
+from hifilight.conditioning import encode_text
+from hifilight.models import load_components
+from hifilight.models.sdxl import PackedSDXLUNet, is_sdxl
+from hifilight.sampling.generate import generate, initial_latents, make_jobs
+
+STEPS, RES = 4, 64
+
+
+@pytest.fixture(scope="module")
+def xl():
+    return load_components("tiny-xl")
+
+
+def _diffusers_pipeline(comps) -> StableDiffusionXLPipeline:
+    unet = UNet2DConditionModel.from_config(comps.unet.config)
+    unet.load_state_dict(comps.unet.state_dict())
+    te, tok = comps.text_encoder, comps.tokenizer
+    return StableDiffusionXLPipeline(
+        comps.vae,
+        te.first,
+        te.second,
+        tok.first,
+        tok.second,
+        unet.eval(),
+        DDIMScheduler.from_config(comps.scheduler.config),
+        force_zeros_for_empty_prompt=False,  # hifilight's null text is the encoding of "" (see hifilight.models.sdxl)
+    )
+
+
+def test_packed_conditioning_is_diffusers_prompt_embeds_and_pooled(xl):
+    pipe = _diffusers_pipeline(xl)
+    embeds, _, pooled, _ = pipe.encode_prompt("a photo of a dog", do_classifier_free_guidance=False)
+    packed = encode_text(xl.tokenizer, xl.text_encoder, ["a photo of a dog"])
+    assert packed.shape == (1, 78, 64) and xl.text_hidden_size == 64
+    torch.testing.assert_close(packed[:, 1:], embeds)
+    torch.testing.assert_close(packed[:, 0, :32], pooled)
+    assert not packed[:, 0, 32:].any()  # the pooled row is zero-padded
+
+
+def test_generation_equals_diffusers_sdxl_pipeline(xl):
+    pipe = _diffusers_pipeline(xl)
+    x_T = initial_latents(0, (1, 4, RES // 8, RES // 8), "cpu")
+    ref = pipe(
+        "a photo of a dog",
+        negative_prompt="",
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        height=RES,
+        width=RES,
+        latents=x_T,
+        output_type="pt",
+    ).images
+    ours = generate(xl, None, make_jobs(["a photo of a {}"], "dog", 0, 1), STEPS, 7.5, RES, progress=False)
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_an_sdxl_pipeline_folder_loads_as_sdxl(xl, tmp_path):
+    _diffusers_pipeline(xl).save_pretrained(tmp_path / "xl")
+    loaded = load_components(str(tmp_path / "xl"))
+    assert is_sdxl(loaded) and isinstance(loaded.unet, PackedSDXLUNet)
+    jobs = make_jobs(["a photo of a {}"], "dog", 0, 1)
+    a = generate(xl, None, jobs, STEPS, 7.5, RES, progress=False)
+    b = generate(loaded, None, jobs, STEPS, 7.5, RES, progress=False)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.fixture(scope="module")
+def fitted_xl(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("xl_fit")
+    out = tmp / "dog_xl.safetensors"
+    fit = ["fit", "--method", "hifi_ti", "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
+    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.stage1_steps", "3"]
+    fit += ["--model.stepwise_steps", "1", "--model.stepwise_num_steps", "3", "--trainer.enable_progress_bar", "false"]
+    fit += ["--trainer.default_root_dir", str(tmp / "logs"), "--out", str(out)]
+    assert main(fit) == 0
+    return out
+
+
+def test_hifi_fit_and_predict_on_sdxl_and_sd1_subjects_are_refused(fitted_xl, tmp_path, capsys):
+    out = fitted_xl
+    predict = ["predict", "--subject", str(out), "--prompts", '["a {} on the beach"]', "--num_images", "1"]
+    predict += ["--steps", "3", "--out_dir", str(tmp_path / "images")]
+    assert main(predict) == 0
+    assert (tmp_path / "images" / "grid.png").is_file()
+    from hifilight.artifacts import SubjectArtifact
+
+    art = SubjectArtifact.load(out)
+    assert art.c_s.shape[-1] == 64 and art.metadata["base_model"] == "tiny-xl"
+    capsys.readouterr()
+    assert main([*predict[:-1], str(tmp_path / "other"), "--model.pretrained", "tiny"]) == 2
+    assert "hidden size 64" in capsys.readouterr().err
+
+
+def test_invert_and_replace_run_on_sdxl(fitted_xl, tmp_path, capsys):
+    image = str(sorted(EXAMPLE_SUBJECT.glob("*.jpg"))[0])
+    common = ["--steps", "3", "--resolution", "64", "--null_text.inner_steps", "2"]
+    invert = ["invert", "--image", image, "--caption", "a photo of a dog", "--model.pretrained", "tiny-xl"]
+    assert main([*invert, *common, "--out", str(tmp_path / "inv")]) == 0
+    assert "null-text inversion" in capsys.readouterr().out
+    replace = ["replace", "--image", image, "--subject", str(fitted_xl), "--source_word", "dog"]
+    replace += ["--caption", "a photo of a dog", *common, "--out", str(tmp_path / "rep")]
+    assert main(replace) == 0
+    assert (tmp_path / "rep" / "edited.png").is_file()
+
+
+def test_evaluate_runs_the_hifi_row_on_sdxl(tmp_path):
+    import json
+    import shutil
+
+    root = tmp_path / "bench" / "dog_a"
+    root.mkdir(parents=True)
+    for f in sorted(EXAMPLE_SUBJECT.glob("*.jpg"))[:2]:
+        shutil.copy(f, root / f.name)
+    (root.parent / "subjects.csv").write_text("subject_name,class\ndog_a,dog\n")
+    args = ["evaluate", "--dataset", str(root.parent), "--method", "hifi_ti", "--out", str(tmp_path / "out")]
+    args += ["--images_per_prompt", "1", "--prompts", "[0]", "--model.pretrained", "tiny-xl", "--steps", "2"]
+    args += ["--resolution", "64", "--metrics.dino_model", "tiny", "--metrics.clip_model", "tiny"]
+    args += ["--fit_args", json.dumps(["--model.stage1_steps", "2", "--model.stepwise_steps", "1"])]
+    assert main(args) == 0
+    assert "hifi_ti" in (tmp_path / "out" / "results.csv").read_text()
+
+
+@pytest.mark.parametrize("method", ["textual_inversion", "dreambooth", "lora"])
+def test_methods_that_do_not_run_on_sdxl_yet_are_refused_in_one_line(method, tmp_path, capsys):
+    args = ["fit", "--method", method, "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
+    args += ["--data.class_name", "dog", "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"--method {method} does not run on SDXL models yet" in err and "Traceback" not in err
+
+
+def test_onnx_export_of_sdxl_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["export", "onnx", "--model.pretrained", "tiny-xl", "--out", str(tmp_path / "onnx")]) == 2
+    assert "not supported by it yet" in capsys.readouterr().err and not (tmp_path / "onnx").exists()
