@@ -39,6 +39,11 @@ class SubjectEmbeddings:
     @classmethod
     def load(cls, path: str | Path, pipe) -> SubjectEmbeddings:
         """Read the artifact (validated) and refuse it when it was trained on another text encoder."""
+        if getattr(pipe, "text_encoder_2", None) is not None:
+            raise HifiError(
+                "SubjectEmbeddings builds SD 1.x / 2.x prompt_embeds; for SDXL use hifilight.api.render_subject or "
+                "`hifilight predict`"
+            )
         artifact = SubjectArtifact.load(Path(path))
         phi = cls._null(pipe)
         artifact.check_compatible(

@@ -25,6 +25,8 @@ samples (tests/models/test_sdxl.py).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -103,7 +105,36 @@ class DualTextEncoder(nn.Module):
 
 
 def is_sdxl(comps) -> bool:
+    """Whether these components (or a training module holding them) are SDXL's."""
     return isinstance(comps.text_encoder, DualTextEncoder)
+
+
+def sdxl_pipeline(comps):
+    """diffusers' `StableDiffusionXLPipeline` over the same modules, with hifilight's null text (the encoding of "",
+    not zeros): it samples what hifilight samples, and its `save_pretrained` writes a folder diffusers loads."""
+    from diffusers import StableDiffusionXLPipeline
+
+    te, tok = comps.text_encoder, comps.tokenizer
+    return StableDiffusionXLPipeline(
+        comps.vae,
+        te.first,
+        te.second,
+        tok.first,
+        tok.second,
+        comps.unet,
+        comps.scheduler,
+        force_zeros_for_empty_prompt=False,
+    )
+
+
+def save_sdxl_pipeline(pipe, folder: Path) -> None:
+    """`pipe.save_pretrained`, with the UNet recorded as diffusers' `UNet2DConditionModel` (PackedSDXLUNet is that
+    class with an unpacking forward and the same weights), so plain diffusers loads the folder."""
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for path, key in ((folder / "unet" / "config.json", "_class_name"), (folder / "model_index.json", "unet")):
+        data = json.loads(path.read_text())
+        data[key] = "UNet2DConditionModel" if key == "_class_name" else ["diffusers", "UNet2DConditionModel"]
+        path.write_text(json.dumps(data, indent=2))
 
 
 def load_sdxl_parts(source: str, kwargs: dict) -> dict:

@@ -32,6 +32,7 @@ from hifilight.training.unet_options import attach_components
 
 class DreamBoothModule(L.LightningModule):
     fit_method = "dreambooth"  # the --method that trains this module
+    runs_on_sdxl = True
 
     def __init__(
         self,
@@ -87,7 +88,8 @@ class DreamBoothModule(L.LightningModule):
         if not identifier.strip():
             raise HifiError("--model.identifier is empty; pass a rare word such as sks")
         self.save_hyperparameters()
-        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, no_sdxl=self.fit_method)
+        no_sdxl = None if self.runs_on_sdxl else self.fit_method
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, no_sdxl)
         self.unet.requires_grad_(True).train()
         self.text_encoder.requires_grad_(train_text_encoder)
         self._latents = LatentCache()
@@ -202,19 +204,26 @@ class DreamBoothModule(L.LightningModule):
         return None, f"{self.hparams.identifier} {datamodule.class_name}", 25
 
     def save_outputs(self, datamodule, out, overwrite: bool) -> str:
-        """A diffusers pipeline folder (safetensors), written to a temporary folder and moved into place."""
+        """A diffusers pipeline folder (safetensors; SDXL's for an SDXL base), written to a temporary folder and moved
+        into place."""
         from diffusers import StableDiffusionPipeline
 
-        pipe = StableDiffusionPipeline(
-            vae=self.vae,
-            text_encoder=self.text_encoder,
-            tokenizer=self.tokenizer,
-            unet=self.unet,
-            scheduler=self.scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        from hifilight.models.sdxl import is_sdxl, save_sdxl_pipeline, sdxl_pipeline
+
+        if is_sdxl(self):
+            pipe, save = sdxl_pipeline(self), save_sdxl_pipeline
+        else:
+            pipe = StableDiffusionPipeline(
+                vae=self.vae,
+                text_encoder=self.text_encoder,
+                tokenizer=self.tokenizer,
+                unet=self.unet,
+                scheduler=self.scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+            save = lambda p, folder: p.save_pretrained(folder, safe_serialization=True)  # noqa: E731
         meta = {
             "method": "dreambooth",
             "base_model": self.base_model,
@@ -226,7 +235,7 @@ class DreamBoothModule(L.LightningModule):
         }
 
         def write(tmp: Path) -> None:
-            pipe.save_pretrained(tmp, safe_serialization=True)
+            save(pipe, tmp)
             (tmp / "hifilight.json").write_text(json.dumps(meta, indent=2))
 
         write_folder_atomic(Path(out), write, overwrite)

@@ -34,6 +34,7 @@ def _peft():
 
 class LoRAModule(DreamBoothModule):
     fit_method = "lora"
+    runs_on_sdxl = True
 
     def __init__(
         self,

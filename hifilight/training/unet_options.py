@@ -35,7 +35,7 @@ def attach_components(
     if no_sdxl and is_sdxl(comps):
         raise HifiError(
             f"--method {no_sdxl} does not run on SDXL models yet (--model.pretrained {pretrained}); "
-            "use --method hifi_ti, which does"
+            "hifi_ti, dreambooth and lora do"
         )
     module.unet, module.vae, module.text_encoder = comps.unet, comps.vae, comps.text_encoder
     module.tokenizer, module.scheduler, module.base_model = comps.tokenizer, comps.scheduler, comps.name

@@ -22,6 +22,7 @@ def xl():
 
 
 def _diffusers_pipeline(comps) -> StableDiffusionXLPipeline:
+    """Plain diffusers modules (a UNet2DConditionModel copy) with hifilight's null text, the encoding of ""."""
     unet = UNet2DConditionModel.from_config(comps.unet.config)
     unet.load_state_dict(comps.unet.state_dict())
     te, tok = comps.text_encoder, comps.tokenizer
@@ -33,8 +34,22 @@ def _diffusers_pipeline(comps) -> StableDiffusionXLPipeline:
         tok.second,
         unet.eval(),
         DDIMScheduler.from_config(comps.scheduler.config),
-        force_zeros_for_empty_prompt=False,  # hifilight's null text is the encoding of "" (see hifilight.models.sdxl)
+        force_zeros_for_empty_prompt=False,
     )
+
+
+def _diffusers_image(pipe, prompt: str) -> torch.Tensor:
+    x_T = initial_latents(0, (1, 4, RES // 8, RES // 8), "cpu")
+    return pipe(
+        prompt,
+        negative_prompt="",
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        height=RES,
+        width=RES,
+        latents=x_T,
+        output_type="pt",
+    ).images
 
 
 def test_packed_conditioning_is_diffusers_prompt_embeds_and_pooled(xl):
@@ -48,18 +63,7 @@ def test_packed_conditioning_is_diffusers_prompt_embeds_and_pooled(xl):
 
 
 def test_generation_equals_diffusers_sdxl_pipeline(xl):
-    pipe = _diffusers_pipeline(xl)
-    x_T = initial_latents(0, (1, 4, RES // 8, RES // 8), "cpu")
-    ref = pipe(
-        "a photo of a dog",
-        negative_prompt="",
-        num_inference_steps=STEPS,
-        guidance_scale=7.5,
-        height=RES,
-        width=RES,
-        latents=x_T,
-        output_type="pt",
-    ).images
+    ref = _diffusers_image(_diffusers_pipeline(xl), "a photo of a dog")
     ours = generate(xl, None, make_jobs(["a photo of a {}"], "dog", 0, 1), STEPS, 7.5, RES, progress=False)
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
 
@@ -130,7 +134,45 @@ def test_evaluate_runs_the_hifi_row_on_sdxl(tmp_path):
     assert "hifi_ti" in (tmp_path / "out" / "results.csv").read_text()
 
 
-@pytest.mark.parametrize("method", ["textual_inversion", "dreambooth", "lora"])
+def test_dreambooth_on_sdxl_writes_a_folder_diffusers_loads_with_the_same_image(tmp_path):
+    out = tmp_path / "dog_db"
+    fit = ["fit", "--method", "dreambooth", "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
+    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "2"]
+    fit += ["--model.learning_rate", "1e-3", "--model.num_class_images", "1", "--model.class_steps", "2"]
+    fit += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs")]
+    assert main([*fit, "--out", str(out)]) == 0
+    pipe = StableDiffusionXLPipeline.from_pretrained(out)  # plain diffusers, no hifilight class
+    assert type(pipe.unet) is UNet2DConditionModel
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    tuned = load_components(str(out))
+    jobs = make_jobs(["a photo of a {}"], "sks dog", 0, 1)
+    ours = generate(tuned, None, jobs, STEPS, 7.5, RES, progress=False)
+    torch.testing.assert_close(ours, _diffusers_image(pipe, "a photo of a sks dog"), atol=1e-4, rtol=1e-4)
+    base = generate(load_components("tiny-xl"), None, jobs, STEPS, 7.5, RES, progress=False)
+    assert not torch.allclose(ours, base, atol=1e-3)  # the UNet was fine-tuned
+
+
+def test_a_lora_fitted_on_sdxl_loads_in_diffusers_sdxl_with_the_same_image(xl, tmp_path):
+    pytest.importorskip("peft")
+    from hifilight.subjects import load_subject
+
+    out = tmp_path / "dog_lora.safetensors"
+    fit = ["fit", "--method", "lora", "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
+    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "2"]
+    fit += ["--model.learning_rate", "0.05", "--model.num_class_images", "1", "--model.class_steps", "2"]
+    fit += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs")]
+    assert main([*fit, "--out", str(out)]) == 0
+    subject, comps = load_subject(out), load_components("tiny-xl")
+    subject.prepare(comps)
+    jobs = make_jobs(["a photo of a {}"], subject.word, 0, 1)
+    ours = generate(comps, None, jobs, STEPS, 7.5, RES, progress=False)
+    pipe = _diffusers_pipeline(xl)
+    pipe.load_lora_weights(str(out))
+    torch.testing.assert_close(ours, _diffusers_image(pipe, "a photo of a sks dog"), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ours, generate(xl, None, jobs, STEPS, 7.5, RES, progress=False), atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["textual_inversion"])
 def test_methods_that_do_not_run_on_sdxl_yet_are_refused_in_one_line(method, tmp_path, capsys):
     args = ["fit", "--method", method, "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
     args += ["--data.class_name", "dog", "--out", str(tmp_path / "x")]
@@ -142,3 +184,14 @@ def test_methods_that_do_not_run_on_sdxl_yet_are_refused_in_one_line(method, tmp
 def test_onnx_export_of_sdxl_is_refused_in_one_line(tmp_path, capsys):
     assert main(["export", "onnx", "--model.pretrained", "tiny-xl", "--out", str(tmp_path / "onnx")]) == 2
     assert "not supported by it yet" in capsys.readouterr().err and not (tmp_path / "onnx").exists()
+
+
+def test_python_api_renders_an_sdxl_subject_and_the_sd1_helper_refuses_sdxl(fitted_xl):
+    from hifilight.api import SubjectEmbeddings, render_subject
+    from hifilight.errors import HifiError
+    from hifilight.models.sdxl import sdxl_pipeline
+
+    images = render_subject(str(fitted_xl), ["a {} on the beach"], steps=2)
+    assert len(images) == 1 and images[0].size == (64, 64)
+    with pytest.raises(HifiError, match="for SDXL use hifilight.api.render_subject"):
+        SubjectEmbeddings.load(fitted_xl, sdxl_pipeline(load_components("tiny-xl")))
