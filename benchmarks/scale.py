@@ -4,12 +4,13 @@
    training step (UNet forward + backward into the conditioning) with and without gradient checkpointing, in fp32
    and bf16 autocast, on the ~1/4-SD1.4 UNet at a 64x64 latent (512 px).
 2. FLOPs per step of the full SD1.4-shaped UNet (860 M parameters, built on the meta device: no weights, no
-   compute) at 512 px, counted with torch.utils.flop_counter: a forward, a HiFi training step (backward into the
-   conditioning only), a DreamBooth step (weights too). From them, the estimated wall time of the whole HiFi pipeline
-   at the paper's settings on an A100 and an H200 at a stated utilisation of their dense bf16 peak.
+   compute) at 512 px, and of SDXL base's UNet (2.6 B) at 1024 px, counted with torch.utils.flop_counter: a forward,
+   a HiFi training step (backward into the conditioning only), a DreamBooth step (weights too). From them, the
+   estimated wall time of the whole HiFi pipeline at the paper's settings on an A100 and an H200 at a stated
+   utilisation of their dense bf16 peak.
 3. Sampling throughput with the CFG branches and 4 images in one UNet call vs one image at a time.
 
-    python -m benchmarks.scale [--out benchmarks/results/scale.json]
+    python -m benchmarks.scale [--parts memory,flops,sampling] [--out benchmarks/results/scale.json]
 """
 
 from __future__ import annotations
@@ -62,23 +63,44 @@ def memory_case(checkpointing: bool, bf16: bool, steps: int) -> dict:
     }
 
 
-def flops() -> dict:
+def sd14_unet():
     from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64, cross_attention_dim=768, block_out_channels=(320, 640, 1280, 1280), attention_head_dim=8
+    )
+
+
+def sdxl_unet():
+    """SDXL base 1.0's UNet configuration (2.6 B parameters), as hifilight loads it (PackedSDXLUNet)."""
+    from hifilight.models.sdxl import PackedSDXLUNet
+
+    return PackedSDXLUNet(
+        sample_size=128,
+        block_out_channels=(320, 640, 1280),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(5, 10, 20),
+        transformer_layers_per_block=(1, 2, 10),
+        cross_attention_dim=2048,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+        use_linear_projection=True,
+    )
+
+
+def flops(unet_fn, latent: int, context: tuple[int, int]) -> dict:
+    """FLOPs of a UNet built on the meta device at a `latent` x `latent` latent, with (rows, width) conditioning."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(
-            sample_size=64,
-            cross_attention_dim=768,
-            block_out_channels=(320, 640, 1280, 1280),
-            attention_head_dim=8,
-            layers_per_block=2,
-        )
-    x, t = torch.randn(1, 4, 64, 64, device="meta"), torch.tensor([500], device="meta")
+        unet = unet_fn()
+    x, t = torch.randn(1, 4, latent, latent, device="meta"), torch.tensor([500], device="meta")
 
     def count(weights: bool, backward: bool, batch: int = 1) -> float:
         unet.requires_grad_(weights)
-        c = torch.randn(batch, 77, 768, device="meta", requires_grad=backward)
+        c = torch.randn(batch, *context, device="meta", requires_grad=backward)
         with FlopCounterMode(display=False) as counter:
             out = unet(x.expand(batch, -1, -1, -1), t.expand(batch), encoder_hidden_states=c).sample
             if backward:
@@ -96,7 +118,7 @@ def flops() -> dict:
     }
     return {
         "unet_params_m": round(sum(p.numel() for p in unet.parameters()) / 1e6, 1),
-        "latent": "64x64 (512 px)",
+        "latent": f"{latent}x{latent} ({latent * 8} px)",
         "flops_forward": fwd,
         "flops_forward_cfg_batch2": fwd_cfg,
         "flops_train_step": train,
@@ -137,12 +159,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--case", type=str, default=None, help=argparse.SUPPRESS)  # child process: one memory case
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scale.json"))
+    parser.add_argument(
+        "--parts",
+        type=lambda v: v.split(","),
+        default=list(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)}; the others are kept from an existing --out",
+    )
     args = parser.parse_args()
     if args.case:
         ckpt, bf16 = (bool(int(v)) for v in args.case.split(","))
         print(json.dumps(memory_case(ckpt, bf16, args.steps)))
         return
     torch.set_num_threads(args.threads)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"--parts {','.join(sorted(unknown))}: use names from {','.join(PARTS)}")
+    kept = json.loads(args.out.read_text())["configs"] if args.out.is_file() else {}
+    results = {key: value for key, value in kept.items() if PARTS_OF.get(key) not in args.parts}
+    for part in args.parts:
+        results |= PARTS[part](args)
+    write_report("scale", args.out, args.threads, results)
+
+
+def memory_cases(args) -> dict:
     memory = []
     for case in ("0,0", "1,0", "0,1", "1,1"):
         out = subprocess.run(
@@ -152,8 +191,18 @@ def main() -> None:
             text=True,
         ).stdout
         memory.append(json.loads(out.strip().splitlines()[-1]))
-    results = {"memory_quarter_unet_cpu": memory, "flops_sd14": flops(), "sampling": batched_sampling(args.repeats)}
-    write_report("scale", args.out, args.threads, results)
+    return {"memory_quarter_unet_cpu": memory}
+
+
+PARTS = {
+    "memory": memory_cases,
+    "flops": lambda args: {
+        "flops_sd14": flops(sd14_unet, 64, (77, 768)),
+        "flops_sdxl": flops(sdxl_unet, 128, (78, 2048)),  # 1024 px; the pooled row + 77 token rows (packed)
+    },
+    "sampling": lambda args: {"sampling": batched_sampling(args.repeats)},
+}
+PARTS_OF = {"memory_quarter_unet_cpu": "memory", "flops_sd14": "flops", "flops_sdxl": "flops", "sampling": "sampling"}
 
 
 if __name__ == "__main__":
