@@ -25,6 +25,9 @@ FORMAT_VERSION = 1
 METADATA_KEY = "hifilight"
 
 
+ARCHITECTURES = {"sd": "SD 1.x / 2.x", "sdxl": "SDXL"}  # what `metadata["architecture"]` names
+
+
 @dataclass
 class SubjectArtifact:
     c_s: torch.Tensor
@@ -89,9 +92,18 @@ class SubjectArtifact:
             timesteps=tensors.get("timesteps"),
         )
 
-    def check_compatible(self, base_model: str, text_hidden_size: int, phi_s: torch.Tensor) -> None:
-        """Refuse to apply the embedding to a text encoder it was not trained with."""
+    def check_compatible(
+        self, base_model: str, text_hidden_size: int, phi_s: torch.Tensor, architecture: str | None = None
+    ) -> None:
+        """Refuse to apply the embedding to a text encoder it was not trained with (or, when both are known, to
+        another architecture: "sd" for SD 1.x / 2.x, "sdxl")."""
         trained_on = self.metadata.get("base_model", "?")
+        recorded = self.metadata.get("architecture")
+        if architecture and recorded and architecture != recorded:
+            raise HifiError(
+                f"subject artifact is for {ARCHITECTURES.get(recorded, recorded)} models (trained on {trained_on}) but "
+                f"{base_model} is {ARCHITECTURES.get(architecture, architecture)}; pass --model.pretrained {trained_on}"
+            )
         if text_hidden_size != self.hidden_size:
             raise HifiError(
                 f"subject artifact has text hidden size {self.hidden_size} (trained on {trained_on}) but "

@@ -109,6 +109,11 @@ def is_sdxl(comps) -> bool:
     return isinstance(comps.text_encoder, DualTextEncoder)
 
 
+def architecture(comps) -> str:
+    """What a subject artifact records as its base model's architecture: "sdxl" or "sd" (SD 1.x / 2.x)."""
+    return "sdxl" if is_sdxl(comps) else "sd"
+
+
 def sdxl_pipeline(comps):
     """diffusers' `StableDiffusionXLPipeline` over the same modules, with hifilight's null text (the encoding of "",
     not zeros): it samples what hifilight samples, and its `save_pretrained` writes a folder diffusers loads."""

@@ -12,6 +12,7 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.models import SDComponents
+from hifilight.models.sdxl import architecture
 from hifilight.prompts import render
 from hifilight.sampling.ddim import DDIMSchedule, decode_latents
 from hifilight.sampling.engine import SamplingEngine, StepCallback
@@ -45,7 +46,9 @@ def make_jobs(prompts: Sequence[str], class_name: str, seed: int, num_images: in
 def prepare_subject(comps: SDComponents, artifact: SubjectArtifact) -> Tensor:
     """Check that the artifact fits this base model; return phi, the null-text embedding (1, L, D)."""
     phi = encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
-    artifact.check_compatible(comps.name, comps.text_hidden_size, null_tail(phi, artifact.num_tokens))
+    artifact.check_compatible(
+        comps.name, comps.text_hidden_size, null_tail(phi, artifact.num_tokens), architecture(comps)
+    )
     return phi
 
 

@@ -25,6 +25,7 @@ from hifilight.data.datamodule import SubjectDataModule
 from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
+from hifilight.models.sdxl import architecture
 from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import embedding_regularizer, masked_mse
@@ -316,6 +317,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         meta = {
             "resolution": resolution,
             "base_model": self.base_model,
+            "architecture": architecture(self),
             "class_name": class_name,
             "caption_templates": caption_templates,
             "scheduler": {k: v for k, v in self.scheduler.config.items() if not k.startswith("_")},

@@ -102,7 +102,14 @@ def test_hifi_fit_and_predict_on_sdxl_and_sd1_subjects_are_refused(fitted_xl, tm
     assert art.c_s.shape[-1] == 64 and art.metadata["base_model"] == "tiny-xl"
     capsys.readouterr()
     assert main([*predict[:-1], str(tmp_path / "other"), "--model.pretrained", "tiny"]) == 2
-    assert "hidden size 64" in capsys.readouterr().err
+    assert (
+        "subject artifact is for SDXL models (trained on tiny-xl) but tiny is SD 1.x / 2.x" in capsys.readouterr().err
+    )
+    assert art.metadata["architecture"] == "sdxl"
+    art.metadata["architecture"] = "sd"  # as if an SD artifact of the same width: the architecture decides
+    art.save(tmp_path / "relabelled.safetensors")
+    assert main([*predict[:2], str(tmp_path / "relabelled.safetensors"), *predict[3:-1], str(tmp_path / "r")]) == 2
+    assert "is for SD 1.x / 2.x models" in capsys.readouterr().err
 
 
 def test_invert_and_replace_run_on_sdxl(fitted_xl, tmp_path, capsys):
