@@ -2,6 +2,8 @@
 random-weight `tiny-xl` preset: the same images as diffusers' SDXL pipeline, loading from a pipeline folder, and
 HiFi Tuner's fit -> predict end to end."""
 
+import dataclasses
+
 import pytest
 import torch
 from conftest import EXAMPLE_SUBJECT
@@ -10,7 +12,7 @@ from diffusers import DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionM
 from hifilight.cli import main
 from hifilight.conditioning import encode_text
 from hifilight.models import load_components
-from hifilight.models.sdxl import PackedSDXLUNet, is_sdxl
+from hifilight.models.sdxl import PackedSDXLUNet, is_sdxl, sdxl_pipeline
 from hifilight.sampling.generate import generate, initial_latents, make_jobs
 
 STEPS, RES = 4, 64
@@ -22,20 +24,12 @@ def xl():
 
 
 def _diffusers_pipeline(comps) -> StableDiffusionXLPipeline:
-    """Plain diffusers modules (a UNet2DConditionModel copy) with hifilight's null text, the encoding of ""."""
+    """`sdxl_pipeline` over a plain diffusers UNet2DConditionModel copy (no hifilight class in the sampling loop)."""
     unet = UNet2DConditionModel.from_config(comps.unet.config)
     unet.load_state_dict(comps.unet.state_dict())
-    te, tok = comps.text_encoder, comps.tokenizer
-    return StableDiffusionXLPipeline(
-        comps.vae,
-        te.first,
-        te.second,
-        tok.first,
-        tok.second,
-        unet.eval(),
-        DDIMScheduler.from_config(comps.scheduler.config),
-        force_zeros_for_empty_prompt=False,
-    )
+    pipe = sdxl_pipeline(dataclasses.replace(comps, unet=unet.eval()))
+    pipe.scheduler = DDIMScheduler.from_config(comps.scheduler.config)
+    return pipe
 
 
 def _diffusers_image(pipe, prompt: str) -> torch.Tensor:
@@ -196,7 +190,6 @@ def test_onnx_export_of_sdxl_is_refused_in_one_line(tmp_path, capsys):
 def test_python_api_renders_an_sdxl_subject_and_the_sd1_helper_refuses_sdxl(fitted_xl):
     from hifilight.api import SubjectEmbeddings, render_subject
     from hifilight.errors import HifiError
-    from hifilight.models.sdxl import sdxl_pipeline
 
     images = render_subject(str(fitted_xl), ["a {} on the beach"], steps=2)
     assert len(images) == 1 and images[0].size == (64, 64)
