@@ -32,7 +32,7 @@ def compute() -> dict[str, torch.Tensor]:
         guide = ReferenceGuidance(trajectory, mask, GuidanceSettings(5, 2, 3, reset_optimizer=reset))
         x_T = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
         out[f"guided_reset{int(reset)}"] = engine.sample(x_T, cond, phi, 7.5, callbacks=[guide])
-        out[f"after_reset{int(reset)}"] = torch.tensor([guide.log.after[t] for t in sorted(guide.log.after)])
+        out[f"after_reset{int(reset)}"] = torch.tensor([guide.logs[0].after[t] for t in sorted(guide.logs[0].after)])
     return {k: v.contiguous() for k, v in out.items()}
 
 
