@@ -120,7 +120,7 @@ def test_batched_guidance_gives_each_image_what_it_gets_alone(tiny):
 
     art = make_artifact(tiny, STEPS)
     jobs = make_jobs(["a photo of a {}"], "dog", seed=0, num_images=3)
-    guide = _guide(GuidanceSettings(start=6, end=2, inner_steps=2), generated=generated)
+    guide = _guide(GuidanceSettings(start=6, end=4, inner_steps=1), generated=generated)
     with pytest.warns(UserWarning, match="empty M_g"):
         alone = reference_guided(tiny, art, jobs, guide, STEPS, 7.5, RES, batch_size=1, progress=False)
         batched = reference_guided(tiny, art, jobs, guide, STEPS, 7.5, RES, batch_size=3, progress=False)
