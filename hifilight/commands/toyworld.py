@@ -6,7 +6,7 @@ hifilight toyworld dataset --out toyworld/ --photos 5 --split val
 hifilight toyworld ablation --out outputs/toyworld_ablation --seeds '[0, 1]'
 hifilight toyworld calibrate --split test --out outputs/toyworld_calibration.json
 hifilight toyworld tune --config configs/toyworld_tune.yaml   (per-row settings, chosen on the val split)
-hifilight toyworld snapshot --out outputs/toyworld_ablation --to runs/toyworld_table2   (resume in a later session)
+hifilight toyworld snapshot --out outputs/toyworld_ablation --to runs/my_ablation   (resume in a later session)
 """
 
 from __future__ import annotations
