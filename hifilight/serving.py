@@ -238,8 +238,12 @@ class SubjectServer:
         photos = path.with_suffix("")
         return Loaded(subject, self.comps, photos if photos.is_dir() else None, adapter)
 
-    def _activate(self, item: Loaded) -> None:
-        """The request's LoRA adapter alone on the shared UNet, or none for any other subject (call under the lock)."""
+    def _ready(self, item: Loaded) -> None:
+        """Under the lock, before a generation: this thread's torch threads (a per-thread setting under OpenMP, and
+        BentoML's pool threads differ) and the request's LoRA adapter alone on the shared UNet, none for other kinds."""
+        import torch
+
+        torch.set_num_threads(self.threads)
         if not self._adapters:
             return
         if item.adapter is None:
@@ -342,12 +346,9 @@ class SubjectServer:
             return self._batched(subject, job[0], steps, guidance_scale, width, height, cancel)
         stop = StopWhenSet(cancel) if cancel is not None else None
         with self.lock:
-            import torch
-
             if stop is not None:
                 stop.check()
-            torch.set_num_threads(self.threads)  # per calling thread under OpenMP: BentoML's pool threads differ
-            self._activate(item)
+            self._ready(item)
             if reference_guidance:
                 return self._guided(
                     item, job, steps, guidance_scale, width, guide.settings(steps, self.settings.max_inner_steps)
@@ -388,10 +389,7 @@ class SubjectServer:
         item = self.subjects[subject]
         stop = StopWhenSet(events=[c for _, c in payloads]) if all(c is not None for _, c in payloads) else None
         with self.lock:
-            import torch
-
-            torch.set_num_threads(self.threads)
-            self._activate(item)
+            self._ready(item)
             jobs = [job for job, _ in payloads]
             out = generate(
                 item.comps,

@@ -132,10 +132,12 @@ def sdxl_pipeline(comps):
     )
 
 
-def save_sdxl_pipeline(pipe, folder: Path) -> None:
-    """`pipe.save_pretrained`, with the UNet recorded as diffusers' `UNet2DConditionModel` (PackedSDXLUNet is that
-    class with an unpacking forward and the same weights), so plain diffusers loads the folder."""
+def save_pipeline(pipe, folder: Path) -> None:
+    """`pipe.save_pretrained` (safetensors); an SDXL UNet is recorded as diffusers' `UNet2DConditionModel`
+    (PackedSDXLUNet is that class with an unpacking forward and the same weights), so plain diffusers loads it."""
     pipe.save_pretrained(folder, safe_serialization=True)
+    if not isinstance(pipe.unet, PackedSDXLUNet):
+        return
     for path, key in ((folder / "unet" / "config.json", "_class_name"), (folder / "model_index.json", "unet")):
         data = json.loads(path.read_text())
         data[key] = "UNet2DConditionModel" if key == "_class_name" else ["diffusers", "UNet2DConditionModel"]

@@ -208,10 +208,10 @@ class DreamBoothModule(L.LightningModule):
         into place."""
         from diffusers import StableDiffusionPipeline
 
-        from hifilight.models.sdxl import is_sdxl, save_sdxl_pipeline, sdxl_pipeline
+        from hifilight.models.sdxl import is_sdxl, save_pipeline, sdxl_pipeline
 
         if is_sdxl(self):
-            pipe, save = sdxl_pipeline(self), save_sdxl_pipeline
+            pipe = sdxl_pipeline(self)
         else:
             pipe = StableDiffusionPipeline(
                 vae=self.vae,
@@ -223,7 +223,6 @@ class DreamBoothModule(L.LightningModule):
                 feature_extractor=None,
                 requires_safety_checker=False,
             )
-            save = lambda p, folder: p.save_pretrained(folder, safe_serialization=True)  # noqa: E731
         meta = {
             "method": "dreambooth",
             "base_model": self.base_model,
@@ -235,7 +234,7 @@ class DreamBoothModule(L.LightningModule):
         }
 
         def write(tmp: Path) -> None:
-            save(pipe, tmp)
+            save_pipeline(pipe, tmp)
             (tmp / "hifilight.json").write_text(json.dumps(meta, indent=2))
 
         write_folder_atomic(Path(out), write, overwrite)

@@ -135,13 +135,18 @@ def test_evaluate_runs_the_hifi_row_on_sdxl(tmp_path):
     assert "hifi_ti" in (tmp_path / "out" / "results.csv").read_text()
 
 
+def _fit_with_prior(tmp_path, method: str, learning_rate: str, out) -> list[str]:
+    """A 2-step fit on tiny-xl with one class image (DreamBooth-style methods)."""
+    fit = ["fit", "--method", method, "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
+    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "2"]
+    fit += ["--model.learning_rate", learning_rate, "--model.num_class_images", "1", "--model.class_steps", "2"]
+    fit += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs")]
+    return [*fit, "--out", str(out)]
+
+
 def test_dreambooth_on_sdxl_writes_a_folder_diffusers_loads_with_the_same_image(tmp_path):
     out = tmp_path / "dog_db"
-    fit = ["fit", "--method", "dreambooth", "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
-    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "2"]
-    fit += ["--model.learning_rate", "1e-3", "--model.num_class_images", "1", "--model.class_steps", "2"]
-    fit += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs")]
-    assert main([*fit, "--out", str(out)]) == 0
+    assert main(_fit_with_prior(tmp_path, "dreambooth", "1e-3", out)) == 0
     pipe = StableDiffusionXLPipeline.from_pretrained(out)  # plain diffusers, no hifilight class
     assert type(pipe.unet) is UNet2DConditionModel
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
@@ -158,11 +163,7 @@ def test_a_lora_fitted_on_sdxl_loads_in_diffusers_sdxl_with_the_same_image(xl, t
     from hifilight.subjects import load_subject
 
     out = tmp_path / "dog_lora.safetensors"
-    fit = ["fit", "--method", "lora", "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
-    fit += ["--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "2"]
-    fit += ["--model.learning_rate", "0.05", "--model.num_class_images", "1", "--model.class_steps", "2"]
-    fit += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "logs")]
-    assert main([*fit, "--out", str(out)]) == 0
+    assert main(_fit_with_prior(tmp_path, "lora", "0.05", out)) == 0
     subject, comps = load_subject(out), load_components("tiny-xl")
     subject.prepare(comps)
     jobs = make_jobs(["a photo of a {}"], subject.word, 0, 1)
