@@ -67,6 +67,12 @@ class Subject:
             logging.set_verbosity_error()  # "no LoRA keys for the text encoder": none are meant to be there
             try:
                 pipe.load_lora_weights(str(self.lora), adapter_name=adapter)
+            except (RuntimeError, ValueError) as err:  # shape mismatch or unknown modules: another base model
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise HifiError(
+                    f"--subject {self.lora}: its LoRA does not fit this base model's UNet ({first}); it was trained on "
+                    f"{self.base_model}: pass --model.pretrained {self.base_model}"
+                ) from None
             finally:
                 logging.set_verbosity(level)
 

@@ -172,6 +172,11 @@ def test_a_lora_fitted_on_sdxl_loads_in_diffusers_sdxl_with_the_same_image(xl, t
     pipe.load_lora_weights(str(out))
     torch.testing.assert_close(ours, _diffusers_image(pipe, "a photo of a sks dog"), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(ours, generate(xl, None, jobs, STEPS, 7.5, RES, progress=False), atol=1e-3)
+    from hifilight.errors import HifiError
+
+    with pytest.raises(HifiError, match="its LoRA does not fit this base model's UNet") as err:
+        subject.prepare(load_components("tiny"))  # an SD-layout UNet of other widths
+    assert "\n" not in str(err.value) and "--model.pretrained tiny-xl" in str(err.value)
 
 
 @pytest.mark.parametrize("method", ["textual_inversion"])
