@@ -64,7 +64,9 @@ class Subject:
             from diffusers.utils import logging
 
             level = logging.get_verbosity()
-            logging.set_verbosity_error()  # "no LoRA keys for the text encoder": none are meant to be there
+            # quiet: "no LoRA keys for the text encoder" (none are meant to be there), and a failed load's state_dict
+            # dump, which the one-line error below replaces
+            logging.set_verbosity(logging.CRITICAL)
             try:
                 pipe.load_lora_weights(str(self.lora), adapter_name=adapter)
             except (RuntimeError, ValueError) as err:  # shape mismatch or unknown modules: another base model
