@@ -3,6 +3,11 @@
 File layout: the common `{token: tensor (num_vectors, d)}` safetensors (what diffusers' `load_textual_inversion`
 reads; multi-vector tokens expand to "<tok>", "<tok>_1", ...), plus hifilight's JSON metadata in the header
 (base model, class word, resolution) under the key "hifilight". Only safetensors is read.
+
+SDXL has two token tables, one per text encoder: its embeddings are the layout AUTOMATIC1111, ComfyUI and diffusers'
+SDXL docs use, `{"clip_l": (num_vectors, d1), "clip_g": (num_vectors, d2)}` (rows for the first and the second
+encoder), the token named by hifilight's metadata (or, for a file from elsewhere, by the file name, as A1111 does).
+In memory the rows of both tables are one (num_vectors, d1 + d2) tensor, split by `widths`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,19 @@ from hifilight.io import write_atomic
 from hifilight.validation import check_common_metadata, check_token_vectors, header_json
 
 FORMAT = "hifilight.token_embedding"
+SDXL_KEYS = ("clip_l", "clip_g")  # the two tables' rows in an SDXL embedding file
+
+
+def token_tables(tokenizer, text_encoder) -> list[tuple]:
+    """(tokenizer, text encoder) per token table: one for SD 1.x / 2.x, two for SDXL (whose joined tokenizer and
+    encoder expose theirs as `parts`)."""
+    tokenizers, encoders = getattr(tokenizer, "parts", (tokenizer,)), getattr(text_encoder, "parts", (text_encoder,))
+    return list(zip(tokenizers, encoders, strict=True))
+
+
+def table_widths(text_encoder) -> tuple[int, ...]:
+    """The width of each token table's rows (SDXL: (768, 1280) at full size)."""
+    return tuple(e.get_input_embeddings().weight.shape[1] for e in getattr(text_encoder, "parts", (text_encoder,)))
 
 
 def token_names(placeholder: str, num_vectors: int) -> list[str]:
@@ -30,8 +48,13 @@ def token_names(placeholder: str, num_vectors: int) -> list[str]:
 @dataclass
 class TokenEmbedding:
     placeholder: str
-    vectors: torch.Tensor  # (num_vectors, d)
+    vectors: torch.Tensor  # (num_vectors, d): one token table's rows, or both of SDXL's side by side
     metadata: dict = field(default_factory=dict)
+    widths: tuple[int, ...] = ()  # SDXL: the two tables' widths (d1, d2); empty for one table
+
+    def table_rows(self) -> list[torch.Tensor]:
+        """The rows for each token table, in `token_tables` order."""
+        return list(self.vectors.split(list(self.widths), dim=1)) if self.widths else [self.vectors]
 
     @property
     def tokens(self) -> list[str]:
@@ -44,35 +67,58 @@ class TokenEmbedding:
 
     def save(self, path: Path, overwrite: bool = False) -> Path:
         meta = {"format": FORMAT, "placeholder": self.placeholder} | self.metadata
-        tensors = {self.placeholder: self.vectors.detach().float().cpu().contiguous()}
+        rows = [r.detach().float().cpu().contiguous() for r in self.table_rows()]
+        tensors = dict(zip(SDXL_KEYS, rows, strict=True)) if self.widths else {self.placeholder: rows[0]}
         header = {"hifilight": json.dumps(meta, sort_keys=True)}
         return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header), overwrite)
 
     @classmethod
     def load(cls, path: Path) -> TokenEmbedding:
-        tensors, header = read_safetensors(Path(path).expanduser(), "--subject")
-        if len(tensors) != 1:
-            raise HifiError(f"{path}: expected one {{token: tensor}} entry, found {len(tensors)}")
-        ((placeholder, vectors),) = tensors.items()
+        path = Path(path).expanduser()
+        tensors, header = read_safetensors(path, "--subject")
         source = f"--subject {path}"
         meta = header_json(header, "hifilight", source)
-        check_token_vectors(placeholder, vectors, source)
         if meta:
             check_common_metadata(meta, source, needs_class=False)
+        if set(tensors) == set(SDXL_KEYS):
+            placeholder = meta.get("placeholder") or f"<{path.stem}>"
+            for key in SDXL_KEYS:
+                check_token_vectors(key, tensors[key], source)
+            rows = [tensors[k].reshape(-1, tensors[k].shape[-1]) for k in SDXL_KEYS]
+            if len(rows[0]) != len(rows[1]):
+                raise HifiError(
+                    f"{source}: clip_l has {len(rows[0])} vectors but clip_g {len(rows[1])}; the file is damaged"
+                )
+            return cls(placeholder, torch.cat(rows, dim=1), meta, tuple(r.shape[1] for r in rows))
+        if len(tensors) != 1:
+            raise HifiError(
+                f"{source}: expected one {{token: tensor}} entry (or SDXL's clip_l and clip_g), found {len(tensors)}"
+            )
+        ((placeholder, vectors),) = tensors.items()
+        check_token_vectors(placeholder, vectors, source)
         return cls(placeholder, vectors.reshape(-1, vectors.shape[-1]), meta)
 
     def apply(self, tokenizer, text_encoder) -> list[int]:
-        """Add the tokens and write their rows into the input embedding table; returns their ids."""
-        table = text_encoder.get_input_embeddings()
-        if self.vectors.shape[1] != table.weight.shape[1]:
+        """Add the tokens to each token table and write their rows; returns their ids in the first table."""
+        widths, theirs = self.widths or (self.vectors.shape[1],), table_widths(text_encoder)
+        if widths != theirs:
             raise HifiError(
-                f"token embedding {self.placeholder} has width {self.vectors.shape[1]} but this text encoder's is "
-                f"{table.weight.shape[1]}; use the base model it was trained on ({self.metadata.get('base_model')})"
+                f"token embedding {self.placeholder} is for {_kind(widths)} (token rows of width {list(widths)}) but "
+                f"this text encoder is {_kind(theirs)} ({list(theirs)}); use the base model it was trained on "
+                f"({self.metadata.get('base_model', 'see where it came from')})"
             )
-        ids = add_tokens(tokenizer, text_encoder, self.tokens)
+        all_ids = [add_tokens(tok, enc, self.tokens) for tok, enc in token_tables(tokenizer, text_encoder)]
         with torch.no_grad():
-            text_encoder.get_input_embeddings().weight[ids] = self.vectors.to(table.weight)
-        return ids
+            for (_, enc), ids, rows in zip(
+                token_tables(tokenizer, text_encoder), all_ids, self.table_rows(), strict=True
+            ):
+                table = enc.get_input_embeddings().weight
+                table[ids] = rows.to(table)
+        return all_ids[0]
+
+
+def _kind(widths: tuple[int, ...]) -> str:
+    return "SDXL" if len(widths) == 2 else "SD 1.x / 2.x"
 
 
 def add_tokens(tokenizer, text_encoder, tokens: list[str]) -> list[int]:

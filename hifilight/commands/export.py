@@ -42,7 +42,7 @@ def export_onnx(
     pretrained = model.pretrained or "tiny"
     note_random_weights(pretrained)
     comps = load_components(pretrained, "float32", "cpu")
-    refuse_sdxl(comps, "export onnx", pretrained)
+    _refuse_sdxl(comps, pretrained)
     diffs = export(comps, Path(out), overwrite, check)
     for name, diff in diffs.items():
         print(f"{name}: max |onnxruntime - torch| = {diff:.2e}")
@@ -63,7 +63,8 @@ def export_checkpoint(
 ) -> None:
     """Write a diffusers Stable Diffusion folder (e.g. a DreamBooth output) as one `.safetensors` checkpoint in the
     original SD layout (UNet, VAE and text encoder), the file A1111 / ComfyUI load and diffusers reads with
-    `StableDiffusionPipeline.from_single_file(path, config=<the folder or its base model>)`.
+    `StableDiffusionPipeline.from_single_file(path, config=<the folder or its base model>)`; an SDXL folder in
+    SDXL's original layout (both text encoders), read by `StableDiffusionXLPipeline.from_single_file`.
 
     Args:
         out: the checkpoint file (.safetensors).
@@ -84,11 +85,13 @@ def export_checkpoint(
     model = model or ModelOptions()
     pretrained = model.pretrained or "tiny"
     note_random_weights(pretrained)
+    from hifilight.models.sdxl import is_sdxl
+
     comps = load_components(pretrained, "float32", "cpu")
-    refuse_sdxl(comps, "export checkpoint", pretrained)
     n = save_checkpoint(comps, out, torch.float16 if half else torch.float32, overwrite)
+    layout, pipeline = ("SDXL", "StableDiffusionXLPipeline") if is_sdxl(comps) else ("SD", "StableDiffusionPipeline")
     print(
-        f"wrote {out} ({n} tensors, original SD layout; diffusers: StableDiffusionPipeline.from_single_file("
+        f"wrote {out} ({n} tensors, original {layout} layout; diffusers: {pipeline}.from_single_file("
         f"{str(out)!r}, config={pretrained!r}))"
     )
 
@@ -112,8 +115,13 @@ def run(argv: list[str]) -> None:
     run_group(commands, "hifilight export", argv)
 
 
-def refuse_sdxl(comps, command: str, pretrained: str) -> None:
+def _refuse_sdxl(comps, pretrained: str) -> None:
+    """The ONNX export writes diffusers' `OnnxStableDiffusionPipeline` layout; diffusers has no ONNX SDXL pipeline
+    to load one (optimum's ORTStableDiffusionXLPipeline is a separate package and layout)."""
     from hifilight.models.sdxl import is_sdxl
 
     if is_sdxl(comps):
-        raise HifiError(f"{command}: SDXL models (--model.pretrained {pretrained}) are not supported by it yet")
+        raise HifiError(
+            f"export onnx: --model.pretrained {pretrained} is SDXL, and diffusers has no ONNX SDXL pipeline to load "
+            "the export (use `hifilight export checkpoint` for a single-file SDXL, or optimum for ONNX)"
+        )

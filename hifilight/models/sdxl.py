@@ -66,6 +66,11 @@ class DualTokenizer:
         self.first, self.second = first, second
 
     @property
+    def parts(self) -> tuple:
+        """The two tokenizers (Textual Inversion adds its tokens to each: `hifilight.token_embeddings`)."""
+        return self.first, self.second
+
+    @property
     def model_max_length(self) -> int:
         return self.first.model_max_length
 
@@ -86,6 +91,11 @@ class DualTextEncoder(nn.Module):
         super().__init__()
         self.first, self.second = first, second
         self.config = SimpleNamespace(hidden_size=first.config.hidden_size + second.config.hidden_size)
+
+    @property
+    def parts(self) -> tuple:
+        """The two encoders, each with its own token table (`hifilight.token_embeddings`)."""
+        return self.first, self.second
 
     @property
     def device(self) -> torch.device:

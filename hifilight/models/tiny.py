@@ -183,9 +183,12 @@ def build_sd14_shape(seed: int = TINY_SEED) -> dict:
     return build_components(seed, tiny_tokenizer(), sd14_unet, sd14_vae, sd14_text_encoder)
 
 
+XL_SECOND_HIDDEN = 48  # tiny-xl's second text encoder: wider than the first, as SDXL's (1280 vs 768)
+
+
 def tiny_xl_unet():
-    """SDXL's UNet layout at toy size: added text-time embedding, 64-d cross-attention (32 + 32 from the two
-    encoders), 32-d pooled embedding + 6 time ids x 8."""
+    """SDXL's UNet layout at toy size: added text-time embedding, 80-d cross-attention (32 + 48 from the two
+    encoders), 48-d pooled embedding + 6 time ids x 8."""
     from hifilight.models.sdxl import PackedSDXLUNet
 
     return PackedSDXLUNet(
@@ -199,23 +202,23 @@ def tiny_xl_unet():
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=TEXT_HIDDEN + 6 * 8,
-        cross_attention_dim=2 * TEXT_HIDDEN,
+        projection_class_embeddings_input_dim=XL_SECOND_HIDDEN + 6 * 8,
+        cross_attention_dim=TEXT_HIDDEN + XL_SECOND_HIDDEN,
         norm_num_groups=32,
     )
 
 
 def build_tiny_xl(seed: int = TINY_SEED) -> dict:
-    """`tiny-xl`: SDXL's component layout at toy size (two text encoders, the second with a projection, the tiny
-    tokenizer for both, the tiny VAE), random weights, joined as in `hifilight.models.sdxl`."""
+    """`tiny-xl`: SDXL's component layout at toy size (two text encoders of different widths, the second with a
+    projection, the tiny tokenizer for both, the tiny VAE), random weights, joined as in `hifilight.models.sdxl`."""
     from transformers import CLIPTextModelWithProjection
 
     from hifilight.models.sdxl import DualTextEncoder, DualTokenizer
 
     def text_fn(vocab_size: int) -> DualTextEncoder:
         first = tiny_text_encoder(vocab_size)
-        config = CLIPTextConfig(**{**first.config.to_dict(), "projection_dim": TEXT_HIDDEN})
-        return DualTextEncoder(first, CLIPTextModelWithProjection(config))
+        wide = {"hidden_size": XL_SECOND_HIDDEN, "projection_dim": XL_SECOND_HIDDEN}
+        return DualTextEncoder(first, CLIPTextModelWithProjection(CLIPTextConfig(**{**first.config.to_dict(), **wide})))
 
     return build_components(seed, DualTokenizer(tiny_tokenizer(), tiny_tokenizer()), tiny_xl_unet, tiny_vae, text_fn)
 

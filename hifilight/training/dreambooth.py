@@ -32,7 +32,6 @@ from hifilight.training.unet_options import attach_components
 
 class DreamBoothModule(L.LightningModule):
     fit_method = "dreambooth"  # the --method that trains this module
-    runs_on_sdxl = True
 
     def __init__(
         self,
@@ -88,8 +87,7 @@ class DreamBoothModule(L.LightningModule):
         if not identifier.strip():
             raise HifiError("--model.identifier is empty; pass a rare word such as sks")
         self.save_hyperparameters()
-        no_sdxl = None if self.runs_on_sdxl else self.fit_method
-        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, no_sdxl)
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.unet.requires_grad_(True).train()
         self.text_encoder.requires_grad_(train_text_encoder)
         self._latents = LatentCache()

@@ -34,7 +34,6 @@ def _peft():
 
 class LoRAModule(DreamBoothModule):
     fit_method = "lora"
-    runs_on_sdxl = True
 
     def __init__(
         self,

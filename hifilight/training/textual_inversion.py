@@ -1,5 +1,6 @@
 """Classic Textual Inversion (Gal et al. 2023), the paper's baseline: new placeholder token(s) whose rows of the text
-encoder's input embedding table are the only trained parameters, with the plain diffusion loss (Eq. 2).
+encoder's input embedding table are the only trained parameters, with the plain diffusion loss (Eq. 2). On SDXL
+the token has rows in both encoders' tables (as SDXL embeddings elsewhere have), trained together.
 
 The table itself is never modified during training: a forward hook on the token embedding puts the trainable
 vectors at the placeholder positions, so gradients reach only them (through the frozen text encoder) and the
@@ -19,9 +20,10 @@ from hifilight.conditioning import tokenize
 from hifilight.data.sampling import noise_and_timesteps
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
+from hifilight.models.sdxl import architecture
 from hifilight.prompts import render
 from hifilight.sampling.ddim import add_noise, training_target
-from hifilight.token_embeddings import TokenEmbedding, add_tokens, token_names
+from hifilight.token_embeddings import TokenEmbedding, add_tokens, table_widths, token_names, token_tables
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import masked_mse
 from hifilight.training.unet_options import attach_components
@@ -71,22 +73,34 @@ class TextualInversionModule(L.LightningModule):
             ("--model.max_steps", max_steps, ">= 1"),
         )
         self.save_hyperparameters()
-        attach_components(self, pretrained, dtype, gradient_checkpointing, attention, "textual_inversion")
+        attach_components(self, pretrained, dtype, gradient_checkpointing, attention)
         self.tokens = token_names(placeholder, num_vectors)
-        self.token_ids = add_tokens(self.tokenizer, self.text_encoder, self.tokens)
+        self.widths = table_widths(self.text_encoder)  # SDXL: one token table per text encoder
         self.text_encoder.requires_grad_(False)
-        self.vectors = torch.nn.Parameter(torch.zeros(num_vectors, self.text_encoder.config.hidden_size))
+        self.vectors = torch.nn.Parameter(torch.zeros(num_vectors, sum(self.widths)))
         self._initialised = False
         self._latents = LatentCache(mask_rule)
         self._captions: dict[str, str] = {}
-        self.text_encoder.get_input_embeddings().register_forward_hook(self._insert_vectors)
+        start = 0
+        for (tokenizer, encoder), width in zip(
+            token_tables(self.tokenizer, self.text_encoder), self.widths, strict=True
+        ):
+            ids = add_tokens(tokenizer, encoder, self.tokens)
+            encoder.get_input_embeddings().register_forward_hook(self._inserter(ids, slice(start, start + width)))
+            start += width
         self.strict_loading = False
 
-    def _insert_vectors(self, module, inputs, output: Tensor) -> Tensor:
-        ids = inputs[0]
-        for k, token_id in enumerate(self.token_ids):
-            output = torch.where((ids == token_id)[..., None], self.vectors[k].to(output.dtype), output)
-        return output
+    def _inserter(self, token_ids: list[int], columns: slice):
+        """A forward hook on one token table that puts this table's share of the vectors at the placeholders."""
+
+        def insert(module, inputs, output: Tensor) -> Tensor:
+            ids = inputs[0]
+            for k, token_id in enumerate(token_ids):
+                row = self.vectors[k, columns].to(output.dtype)
+                output = torch.where((ids == token_id)[..., None], row, output)
+            return output
+
+        return insert
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -97,12 +111,14 @@ class TextualInversionModule(L.LightningModule):
             self.initialise(self.hparams.initializer or dm.class_name)
 
     def initialise(self, word: str) -> None:
-        ids = self.tokenizer(word, add_special_tokens=False).input_ids
-        if not ids:
-            raise HifiError(f"--model.initializer {word!r} has no tokens; pass a word such as the class name")
+        rows = []
+        for tokenizer, encoder in token_tables(self.tokenizer, self.text_encoder):
+            ids = tokenizer(word, add_special_tokens=False).input_ids
+            if not ids:
+                raise HifiError(f"--model.initializer {word!r} has no tokens; pass a word such as the class name")
+            rows.append(encoder.get_input_embeddings().weight[ids].float().mean(0))
         with torch.no_grad():
-            row = self.text_encoder.get_input_embeddings().weight[ids].float().mean(0)
-            self.vectors.copy_(row.expand_as(self.vectors))
+            self.vectors.copy_(torch.cat(rows).expand_as(self.vectors))
         self._initialised = True
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -146,9 +162,11 @@ class TextualInversionModule(L.LightningModule):
             "base_model": self.base_model,
             "class_name": self.class_name,
             "resolution": resolution,
+            "architecture": architecture(self),
             "training": dict(self.hparams) | {"global_step": int(self.global_step)},
         }
-        return TokenEmbedding(self.hparams.placeholder, self.vectors.detach().float().cpu(), meta)
+        widths = self.widths if len(self.widths) > 1 else ()
+        return TokenEmbedding(self.hparams.placeholder, self.vectors.detach().float().cpu(), meta, widths)
 
     def save_outputs(self, datamodule, out, overwrite: bool) -> str:
         path = self.to_embedding(datamodule.resolution).save(out, overwrite)

@@ -22,21 +22,12 @@ def configure_unet(unet, gradient_checkpointing: bool = False, attention: str = 
         unet.disable_gradient_checkpointing()
 
 
-def attach_components(
-    module, pretrained: str, dtype: str, gradient_checkpointing: bool, attention: str, no_sdxl: str | None = None
-):
+def attach_components(module, pretrained: str, dtype: str, gradient_checkpointing: bool, attention: str):
     """Load the base model onto `module` (unet, vae, text_encoder, tokenizer, scheduler, base_model and an
-    `alphas_cumprod` buffer), with the UNet options applied; returns the components. `no_sdxl`: the --method name of
-    a module that does not run on SDXL yet, refused in one line when the model is SDXL."""
+    `alphas_cumprod` buffer), with the UNet options applied; returns the components."""
     from hifilight.models import load_components
-    from hifilight.models.sdxl import is_sdxl
 
     comps = load_components(pretrained, dtype)
-    if no_sdxl and is_sdxl(comps):
-        raise HifiError(
-            f"--method {no_sdxl} does not run on SDXL models yet (--model.pretrained {pretrained}); "
-            "hifi_ti, dreambooth and lora do"
-        )
     module.unet, module.vae, module.text_encoder = comps.unet, comps.vae, comps.text_encoder
     module.tokenizer, module.scheduler, module.base_model = comps.tokenizer, comps.scheduler, comps.name
     configure_unet(module.unet, gradient_checkpointing, attention)

@@ -69,3 +69,38 @@ def test_checkpoint_command_checks_its_output_and_writes_half(tiny, tmp_path, ca
     assert main(["export", "checkpoint", "--out", str(tmp_path / "m.ckpt")]) == 2
     assert "written as .safetensors" in capsys.readouterr().err
     assert save_checkpoint(tiny, tmp_path / "n.safetensors") == len(load_file(tmp_path / "n.safetensors"))
+
+
+def test_an_sdxl_folder_exports_to_a_file_diffusers_sdxl_loads_with_the_same_image(tmp_path, capsys):
+    """SDXL's original layout: every component comes back from `StableDiffusionXLPipeline.from_single_file` equal
+    (the second text encoder through OpenCLIP's fused q/k/v), and so does the image. tiny-xl's two text encoders
+    have different widths (as SDXL's), which is also how diffusers tells them apart in the file."""
+    from diffusers import DDIMScheduler, StableDiffusionXLPipeline
+
+    from hifilight.models import load_components
+    from hifilight.models.sdxl import save_pipeline, sdxl_pipeline
+
+    folder, other, out = tmp_path / "xl", tmp_path / "other", tmp_path / "xl.safetensors"
+    comps = load_components("tiny-xl")
+    save_pipeline(sdxl_pipeline(comps), folder)  # stands for an SDXL DreamBooth folder
+    assert main(["export", "checkpoint", "--model.pretrained", str(folder), "--out", str(out)]) == 0
+    assert "StableDiffusionXLPipeline.from_single_file" in capsys.readouterr().out
+    keys = load_file(out)
+    assert "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight" in keys
+    assert "model.diffusion_model.label_emb.0.0.weight" in keys  # the added text-time embedding
+    with torch.no_grad():  # the config folder's own weights differ: everything must come from the file
+        for module in (comps.unet, comps.vae, *comps.text_encoder.parts):
+            for p in module.parameters():
+                p.add_(1.0)
+    save_pipeline(sdxl_pipeline(comps), other)
+    single = StableDiffusionXLPipeline.from_single_file(str(out), config=str(other), local_files_only=True)
+    folder_pipe = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True)
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        want, got = getattr(folder_pipe, name).state_dict(), getattr(single, name).state_dict()
+        assert set(got) == set(want), name
+        assert all(torch.equal(got[k], want[k]) for k in want), name
+    for pipe in (single, folder_pipe):
+        pipe.scheduler = DDIMScheduler.from_config(folder_pipe.scheduler.config)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    kwargs = {"prompt": "a photo of a dog", "height": 64, "width": 64, "num_inference_steps": 3, "output_type": "np"}
+    assert abs(single(latents=latents, **kwargs).images - folder_pipe(latents=latents, **kwargs).images).max() == 0

@@ -50,10 +50,10 @@ def test_packed_conditioning_is_diffusers_prompt_embeds_and_pooled(xl):
     pipe = _diffusers_pipeline(xl)
     embeds, _, pooled, _ = pipe.encode_prompt("a photo of a dog", do_classifier_free_guidance=False)
     packed = encode_text(xl.tokenizer, xl.text_encoder, ["a photo of a dog"])
-    assert packed.shape == (1, 78, 64) and xl.text_hidden_size == 64
+    assert packed.shape == (1, 78, 80) and xl.text_hidden_size == 80  # 32 + 48: the encoders' widths differ
     torch.testing.assert_close(packed[:, 1:], embeds)
-    torch.testing.assert_close(packed[:, 0, :32], pooled)
-    assert not packed[:, 0, 32:].any()  # the pooled row is zero-padded
+    torch.testing.assert_close(packed[:, 0, :48], pooled)
+    assert not packed[:, 0, 48:].any()  # the pooled row is zero-padded
 
 
 def test_generation_equals_diffusers_sdxl_pipeline(xl):
@@ -93,7 +93,7 @@ def test_hifi_fit_and_predict_on_sdxl_and_sd1_subjects_are_refused(fitted_xl, tm
     from hifilight.artifacts import SubjectArtifact
 
     art = SubjectArtifact.load(out)
-    assert art.c_s.shape[-1] == 64 and art.metadata["base_model"] == "tiny-xl"
+    assert art.c_s.shape[-1] == 80 and art.metadata["base_model"] == "tiny-xl"
     capsys.readouterr()
     assert main([*predict[:-1], str(tmp_path / "other"), "--model.pretrained", "tiny"]) == 2
     assert (
@@ -179,18 +179,60 @@ def test_a_lora_fitted_on_sdxl_loads_in_diffusers_sdxl_with_the_same_image(xl, t
     assert "\n" not in str(err.value) and "--model.pretrained tiny-xl" in str(err.value)
 
 
-@pytest.mark.parametrize("method", ["textual_inversion"])
-def test_methods_that_do_not_run_on_sdxl_yet_are_refused_in_one_line(method, tmp_path, capsys):
-    args = ["fit", "--method", method, "--model.pretrained", "tiny-xl", "--data.subject_dir", str(EXAMPLE_SUBJECT)]
-    args += ["--data.class_name", "dog", "--out", str(tmp_path / "x")]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert f"--method {method} does not run on SDXL models yet" in err and "Traceback" not in err
+def test_textual_inversion_on_sdxl_writes_both_tables_and_diffusers_renders_the_same_image(xl, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from hifilight.errors import HifiError
+    from hifilight.subjects import load_subject
+
+    out = tmp_path / "dog_ti.safetensors"
+    fit = ["fit", "--method", "textual_inversion", "--model.pretrained", "tiny-xl", "--data.subject_dir"]
+    fit += [str(EXAMPLE_SUBJECT), "--data.class_name", "dog", "--data.resolution", "64", "--model.max_steps", "3"]
+    fit += ["--model.num_vectors", "2", "--model.learning_rate", "0.5", "--trainer.enable_progress_bar", "false"]
+    assert main([*fit, "--trainer.default_root_dir", str(tmp_path / "logs"), "--out", str(out)]) == 0
+    tables = load_file(str(out))
+    assert (
+        sorted(tables) == ["clip_g", "clip_l"]
+        and tables["clip_l"].shape == (2, 32)
+        and tables["clip_g"].shape == (2, 48)
+    )
+    initial = xl.text_encoder.second.get_input_embeddings().weight[xl.tokenizer.second("dog").input_ids[1]]
+    assert not torch.allclose(tables["clip_g"][0], initial)  # the second encoder's rows were trained too
+    subject, comps = load_subject(out), load_components("tiny-xl")
+    subject.prepare(comps)
+    jobs = make_jobs(["a photo of a {}"], subject.word, 0, 1)
+    ours = generate(comps, None, jobs, STEPS, 7.5, RES, progress=False)
+    pipe = _diffusers_pipeline(load_components("tiny-xl"))  # what SDXL embeddings' users do, one table per encoder
+    pipe.load_textual_inversion(
+        tables["clip_l"], token="<sks>", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+    )
+    pipe.load_textual_inversion(
+        tables["clip_g"], token="<sks>", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2
+    )
+    torch.testing.assert_close(ours, _diffusers_image(pipe, "a photo of a <sks> dog"), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(ours, generate(xl, None, make_jobs(["a photo of a {}"], "dog", 0, 1), STEPS, 7.5, RES,
+                                             progress=False), atol=1e-3)  # fmt: skip
+    with pytest.raises(HifiError, match="SDXL.*but this text encoder is SD 1.x / 2.x") as err:
+        subject.prepare(load_components("tiny"))
+    assert "\n" not in str(err.value) and "tiny-xl" in str(err.value)
+
+
+def test_an_sd1_token_embedding_on_sdxl_is_refused_in_one_line(tmp_path, capsys):
+    from hifilight.errors import HifiError
+    from hifilight.token_embeddings import TokenEmbedding
+
+    emb = TokenEmbedding("<sks>", torch.zeros(1, 32), {"base_model": "tiny"})
+    with pytest.raises(HifiError, match="SD 1.x / 2.x.*but this text encoder is SDXL.*use the base model it was"):
+        emb.apply(*(lambda c: (c.tokenizer, c.text_encoder))(load_components("tiny-xl")))
 
 
 def test_onnx_export_of_sdxl_is_refused_in_one_line(tmp_path, capsys):
     assert main(["export", "onnx", "--model.pretrained", "tiny-xl", "--out", str(tmp_path / "onnx")]) == 2
-    assert "not supported by it yet" in capsys.readouterr().err and not (tmp_path / "onnx").exists()
+    err = capsys.readouterr().err
+    error = err.strip().splitlines()[-1]  # after the random-weights note
+    assert (
+        "diffusers has no ONNX SDXL pipeline" in error and "Traceback" not in err and not (tmp_path / "onnx").exists()
+    )
 
 
 def test_python_api_renders_an_sdxl_subject_and_the_sd1_helper_refuses_sdxl(fitted_xl):

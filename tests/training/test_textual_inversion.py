@@ -83,3 +83,25 @@ def test_existing_token_is_refused(tmp_path, capsys):
     ]
     assert main(args) == 2
     assert "already in the tokenizer's vocabulary" in capsys.readouterr().err
+
+
+def test_an_sdxl_embedding_from_elsewhere_loads_by_its_file_name_and_a_damaged_one_is_refused(tmp_path):
+    """A1111 / ComfyUI SDXL embeddings carry no token name: the file name is the token, as there."""
+    import pytest
+    from safetensors.torch import save_file
+
+    from hifilight.errors import HifiError
+
+    path = tmp_path / "mydog.safetensors"
+    save_file({"clip_l": torch.ones(2, 32), "clip_g": torch.full((2, 48), 2.0)}, str(path))
+    emb = TokenEmbedding.load(path)
+    assert emb.placeholder == "<mydog>" and emb.widths == (32, 48) and emb.vectors.shape == (2, 80)
+    comps = load_components("tiny-xl")
+    first, second = emb.apply(comps.tokenizer, comps.text_encoder), comps.tokenizer.second.convert_tokens_to_ids
+    assert torch.equal(comps.text_encoder.first.get_input_embeddings().weight[first[1]], torch.ones(32))
+    assert torch.equal(
+        comps.text_encoder.second.get_input_embeddings().weight[second("<mydog>_1")], torch.full((48,), 2.0)
+    )
+    save_file({"clip_l": torch.ones(2, 32), "clip_g": torch.ones(1, 48)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(HifiError, match="clip_l has 2 vectors but clip_g 1"):
+        TokenEmbedding.load(tmp_path / "bad.safetensors")
