@@ -104,12 +104,12 @@ def calibrate(
         raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
     if out is not None:
         check_writable(Path(out), overwrite)
-    result = run_calibration(
-        load_components(model), SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size
-    )
+    comps = load_components(model)
+    result = run_calibration(comps, SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size)
     result = {
         "split": split,
         "model": model,
+        "weights": comps.fingerprint(),
         "steps": steps,
         "guidance": guidance,
         "seed": seed,
@@ -215,6 +215,12 @@ def ablation(
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
     table_rows = table_rows_of(method, rows)
     tuned = read_tuning(tuning) if tuning is not None else None
+    comps = load_components(model)
+    if tuned and tuned.get("weights") not in (None, comps.fingerprint()):
+        raise HifiError(
+            f"--tuning {tuning} was chosen on other weights of {model} ({tuned['weights']}, these are "
+            f"{comps.fingerprint()}); tune again with `hifilight toyworld tune` on these weights"
+        )
     data = Path(out) / "dataset"
     try:
         if not (data / "prompts_and_classes.txt").is_file():
@@ -250,7 +256,6 @@ def ablation(
         )
     bench = load_dreambench(data, subjects)
     indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
-    comps = load_components(model)
     cells = score_runs(
         Path(out),
         seeds,
@@ -283,7 +288,7 @@ def ablation(
     )
     summary = summarize(cells, [*(CALIBRATION if calibration_rows else ()), *table_rows], seeds)
     print(write_report(Path(out), cells, summary, protocol))
-    record = table_record(summary, split, protocol, tuned)
+    record = table_record(summary, split, protocol, tuned, comps.fingerprint())
     write_atomic(
         Path(out) / "toyworld_table.json",
         lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
@@ -374,6 +379,7 @@ def tune(
         reference: reference-guidance settings (as `toyworld ablation`).
     """
     from hifilight.io import check_writable, write_atomic
+    from hifilight.models import load_components
     from hifilight.protocol import parse_shard
     from hifilight.toyworld import tuning
 
@@ -423,7 +429,8 @@ def tune(
     if shard is not None:
         print(f"tune --part {part}: its cells are done; run once more without --part to write {record_out}")
         return
-    result = tuning.record("val", seeds, grid, rows, scores, measure, subjects)
+    weights = load_components("toysd").fingerprint()  # the ablations above run on toysd
+    result = tuning.record("val", seeds, grid, rows, scores, measure, subjects, weights)
     write_atomic(record_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
     for row, args in result["choice"].items():
         print(f"{row}: {' '.join(args) or '(the config as it is)'}")

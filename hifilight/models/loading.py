@@ -6,6 +6,7 @@ This is the only place that loads diffusion weights: training, sampling and test
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -62,6 +63,16 @@ class SDComponents:
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}
+
+    def fingerprint(self) -> str:
+        """The first 16 hex digits of a SHA-256 over every weight (UNet, VAE, text encoder(s), names in order, as
+        float32 on the CPU): which weights made a table, so a record made on earlier weights says so."""
+        digest = hashlib.sha256()
+        for part, module in self.modules().items():
+            for key, value in sorted(module.state_dict().items()):
+                digest.update(f"{part}.{key}".encode())
+                digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
 
 def ddim_like_sd14(scheduler_config: dict) -> DDIMScheduler:

@@ -284,9 +284,10 @@ def markdown(summary: dict, protocol: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_record(summary: dict, split: str, protocol: str, tuning: dict | None) -> dict:
-    """The table as a small JSON (docs/toyworld/table2.json): split, seeds, protocol, tuning, each row's measures
-    and each ladder step's paired mean difference with its interval, verdict and per-pair differences."""
+def table_record(summary: dict, split: str, protocol: str, tuning: dict | None, weights: str | None = None) -> dict:
+    """The table as a small JSON (docs/toyworld/table2.json): split, seeds, protocol, the base model's weights
+    fingerprint (`SDComponents.fingerprint`), tuning, each row's measures and each ladder step's paired mean
+    difference with its interval, verdict and per-pair differences."""
     steps = [
         {
             "from": g["from_method"],
@@ -303,6 +304,7 @@ def table_record(summary: dict, split: str, protocol: str, tuning: dict | None) 
         "split": split,
         "seeds": summary["seeds"],
         "protocol": protocol,
+        "weights": weights,
         "tuning": tuning,
         "rows": summary["methods"],
         "steps": steps,

@@ -71,8 +71,10 @@ def record(
     scores: dict[str, list[dict]],
     measure: str = MEASURE,
     subjects: list[str] | None = None,
+    weights: str | None = None,
 ) -> dict:
-    """The tuning record: the grid, every score, and each row's chosen arguments (inherited by sampling rows)."""
+    """The tuning record: the grid, every score, and each row's chosen arguments (inherited by sampling rows);
+    `weights`: the base model's fingerprint (`SDComponents.fingerprint`), so a table on other weights refuses it."""
     best = choose(scores, measure)
     choice = {row: scores[row][k]["args"] for row, k in best.items()}
     for r in rows:
@@ -82,6 +84,7 @@ def record(
         "split": split,
         "seeds": seeds,
         "subjects": subjects,
+        "weights": weights,
         "measure": measure,
         "tie_break": TIE_BREAK,
         "grid": grid,

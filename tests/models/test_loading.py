@@ -69,3 +69,11 @@ def test_uncached_hub_id_offline_is_a_clear_error():
 def test_unknown_dtype():
     with pytest.raises(HifiError, match="--model.dtype"):
         load_components("tiny", dtype="float8")
+
+
+def test_fingerprint_names_the_weights_not_the_load():
+    a, b = load_components("tiny"), load_components("tiny")
+    assert a.fingerprint() == b.fingerprint() and len(a.fingerprint()) == 16
+    with torch.no_grad():
+        b.vae.decoder.conv_out.bias[0] += 1e-3
+    assert a.fingerprint() != b.fingerprint()

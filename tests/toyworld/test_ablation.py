@@ -71,6 +71,14 @@ def test_bad_seeds_are_one_line_errors(tmp_path):
         ablation(out=tmp_path, seeds=[0, 0])
 
 
+def test_a_tuning_record_chosen_on_other_weights_is_refused_before_any_work(tmp_path):
+    record = tmp_path / "tuning.json"
+    record.write_text(json.dumps({"split": "val", "choice": {}, "weights": "0123456789abcdef"}))
+    with pytest.raises(HifiError, match="chosen on other weights of tiny .*tune again") as err:
+        ablation(out=tmp_path / "out", model="tiny", tuning=record)
+    assert "\n" not in str(err.value) and not (tmp_path / "out").exists()
+
+
 QUICK = {
     "hifi_ti": ["--model.stage1_steps", "3", "--model.stepwise_steps", "1"],
     "textual_inversion": ["--model.max_steps", "3"],

@@ -27,3 +27,14 @@ def test_the_readme_quotes_the_record():
     identity = {row["method"]: row["identity"]["mean"] for row in RECORD["rows"]}
     for method in ("textual_inversion", "reference", "dreambooth", "hifi_dreambooth"):
         assert f"{identity[method]:.3f}" in readme, method
+
+
+def test_the_records_name_the_weights_they_were_made_on():
+    """Table 2 and its tuning were made on the same ToySD weights; if the committed ToySD is newer, the ToyWorld
+    docs say which weights the table belongs to."""
+    from hifilight.models import load_components
+
+    tuning = json.loads((ROOT / "docs/toyworld/tuning.json").read_text())
+    assert len(RECORD["weights"]) == 16 and tuning["weights"] == RECORD["weights"]
+    if load_components("toysd").fingerprint() != RECORD["weights"]:
+        assert RECORD["weights"] in (ROOT / "docs/toyworld.md").read_text()
