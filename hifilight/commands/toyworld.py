@@ -390,6 +390,7 @@ def tune(
     if shard is None:
         check_writable(record_out, overwrite)
     rows = table_rows_of(method, None)
+    weights = load_components("toysd").fingerprint()  # what the ablations below run on, read before they start
     try:
         tuning.check_grid(grid, rows)
         tuning.check_measure(measure)
@@ -429,7 +430,6 @@ def tune(
     if shard is not None:
         print(f"tune --part {part}: its cells are done; run once more without --part to write {record_out}")
         return
-    weights = load_components("toysd").fingerprint()  # the ablations above run on toysd
     result = tuning.record("val", seeds, grid, rows, scores, measure, subjects, weights)
     write_atomic(record_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
     for row, args in result["choice"].items():
