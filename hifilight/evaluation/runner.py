@@ -88,9 +88,10 @@ TABLE2_DREAMBOOTH = [
 
 
 # LoRA subjects (not in the paper): DreamBooth-style LoRA -> + mask (Eq. 5, HiFi Tuner's first technique) ->
-# + reference guidance (Algorithm 2), next to DreamBooth so the size-versus-fidelity trade is measured.
+# + reference guidance (Algorithm 2), next to DreamBooth so the size-versus-fidelity trade is measured: in a table
+# with DreamBooth's row ("table2_lora"), "LoRA" is a step from it (adapters instead of the whole UNet).
 LORA_LADDER = [
-    Row("lora", "LoRA", "lora", False, False, False),
+    Row("lora", "LoRA", "lora", False, False, False, base="dreambooth"),
     Row("lora_mask", "+ mask", "lora", True, False, False, base="lora"),
     Row("lora_reference", "+ reference guidance", "lora", True, False, False, True, base="lora_mask"),
 ]

@@ -259,3 +259,11 @@ def test_lora_ladder_fits_each_row_once_and_guides_only_the_last(tmp_path):
     assert {r["method"] for r in rows if r["reference_applied"] == "True"} == {"lora_reference"}
     artifacts = tmp_path / "o" / "artifacts" / "can_b"
     assert sorted(p.name for p in artifacts.iterdir()) == ["lora.safetensors", "lora_mask.safetensors"]
+
+
+def test_lora_is_a_step_from_dreambooth_where_both_are_in_the_table():
+    from hifilight.toyworld.ablation import ladder_steps
+
+    steps = {(a.name, b.name) for a, b in ladder_steps(method_rows("table2_lora"))}
+    assert {("dreambooth", "lora"), ("lora", "lora_mask"), ("lora_mask", "lora_reference")} <= steps
+    assert ("dreambooth", "lora") not in {(a.name, b.name) for a, b in ladder_steps(method_rows("lora_ladder"))}
