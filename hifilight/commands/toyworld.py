@@ -138,7 +138,7 @@ def ablation(
     lora_config: Path = CONFIGS / "toyworld_lora.yaml",
     fit_args: list[str] | None = None,
     method_fit_args: dict[str, list[str]] | None = None,
-    tuning: Path | None = None,
+    tuning: Path | list[Path] | None = None,
     rows: list[str] | None = None,
     steps: int = 25,
     guidance: float = 5.0,
@@ -171,8 +171,8 @@ def ablation(
         fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
         method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
             '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
-        tuning: a record of `hifilight toyworld tune` (made on the val split): each row fits with its chosen
-            arguments; the record goes into the summary.
+        tuning: a record of `hifilight toyworld tune` (made on the val split), or several for disjoint rows (e.g.
+            Table 2's and the LoRA rows'): each row fits with its chosen arguments; the record goes into the summary.
         rows: only these rows of --method (by name, e.g. '[ti_mask, regularization]').
         steps: DDIM steps (and the step-wise stage's T).
         guidance: classifier-free guidance weight.
@@ -214,13 +214,14 @@ def ablation(
         if not Path(path).is_file():
             raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
     table_rows = table_rows_of(method, rows)
-    tuned = read_tuning(tuning) if tuning is not None else None
+    tuned = read_tunings(tuning) if tuning is not None else None
     comps = load_components(model)
     if tuned and tuned.get("weights") not in (None, comps.fingerprint()):
         raise HifiError(
             f"--tuning {tuning} was chosen on other weights of {model} ({tuned['weights']}, these are "
             f"{comps.fingerprint()}); tune again with `hifilight toyworld tune` on these weights"
         )
+    check_weights_marker(Path(out), comps.fingerprint())
     data = Path(out) / "dataset"
     try:
         if not (data / "prompts_and_classes.txt").is_file():
@@ -282,7 +283,7 @@ def ablation(
         f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
         f"fits from "
         f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
-        f"{'; per-row settings tuned on val (' + str(tuning) + ')' if tuning else ''}; "
+        f"{'; per-row settings tuned on val (' + ', '.join(map(str, as_list(tuning))) + ')' if tuning else ''}; "
         f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
         f"J = {reference.guide.inner_steps}."
     )
@@ -312,6 +313,44 @@ def table_rows_of(method: str, names: list[str] | None):
         return select_rows([r for r in method_rows(method, reference=True) if r.kind != "real"], names)
     except ValueError as err:
         raise HifiError(f"{err} (--method {method})") from None
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def check_weights_marker(out: Path, weights: str) -> None:
+    """Refuse to resume an ablation folder whose cells were made on other weights; mark a new one."""
+    from hifilight.io import write_atomic
+    from hifilight.toyworld.ablation import WEIGHTS_MARKER
+
+    marker = out / WEIGHTS_MARKER
+    if marker.is_file() and marker.read_text().strip() != weights:
+        raise HifiError(
+            f"--out {out}: holds cells made on other weights ({marker.read_text().strip()}, these are {weights}); "
+            "use a new --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, lambda tmp: tmp.write_text(weights + "\n"), overwrite=True)
+
+
+def read_tunings(paths: Path | list[Path]) -> dict:
+    """One tuning record, or several for disjoint rows merged into one: the same split and weights, the choices
+    together, the records themselves under "records"."""
+    if not isinstance(paths, list):
+        return read_tuning(paths)
+    records = [read_tuning(p) for p in paths]
+    if not records:
+        raise HifiError("--tuning []: give a record of `hifilight toyworld tune`, or several")
+    if len({r.get("weights") for r in records}) > 1:
+        raise HifiError(f"--tuning {paths}: the records were chosen on different weights; tune them on the same")
+    choice: dict[str, list[str]] = {}
+    for path, record in zip(paths, records, strict=True):
+        clash = choice.keys() & record["choice"].keys()
+        if clash:
+            raise HifiError(f"--tuning {path}: chooses rows another record chose too ({', '.join(sorted(clash))})")
+        choice |= record["choice"]
+    return {"split": "val", "weights": records[0].get("weights"), "choice": choice, "records": records}
 
 
 def read_tuning(path: Path) -> dict:

@@ -55,6 +55,9 @@ CELL_CACHE = "toyworld_cells.csv"
 INT_FIELDS = ("seed", "prompt_index", "images")
 
 
+WEIGHTS_MARKER = "weights.txt"  # in an ablation's --out: the fingerprint of the weights its cells were made on
+
+
 def load_cells(path: Path) -> dict[tuple, dict]:
     """(method, subject, prompt_index) -> cell, from a seed's CELL_CACHE ({} when there is none)."""
     if not path.is_file():
@@ -371,6 +374,9 @@ def snapshot(out: Path, dest: Path) -> dict[int, int]:
 
     bench = {s.name: s for s in load_dreambench(out / "dataset")}
     scorer = Scorer(ToyJudge(), list(bench.values()))
+    if (out / WEIGHTS_MARKER).is_file():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / WEIGHTS_MARKER, dest / WEIGHTS_MARKER)
     counts = {}
     for folder in sorted(out.glob("seed*")):
         seed, target = int(folder.name[4:]), dest / folder.name

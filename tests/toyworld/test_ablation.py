@@ -159,3 +159,22 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
     ablation(**{**kwargs, "out": fresh})
     assert (fresh / "toyworld_results.csv").read_text() == before
     assert not (fresh / "seed0" / "hifi_ti").exists()  # nothing generated
+
+
+def test_an_out_folder_made_on_other_weights_is_refused_and_tuning_records_merge(tmp_path):
+    from hifilight.commands.toyworld import read_tunings
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "weights.txt").write_text("0123456789abcdef\n")
+    with pytest.raises(HifiError, match="holds cells made on other weights .*use a new --out"):
+        ablation(out=tmp_path / "out", model="tiny")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"split": "val", "choice": {"dreambooth": ["x"]}, "weights": "w"}))
+    b.write_text(json.dumps({"split": "val", "choice": {"lora": ["y"], "lora_mask": []}, "weights": "w"}))
+    merged = read_tunings([a, b])
+    assert merged["choice"] == {"dreambooth": ["x"], "lora": ["y"], "lora_mask": []} and merged["weights"] == "w"
+    with pytest.raises(HifiError, match="chooses rows another record chose too"):
+        read_tunings([a, a])
+    b.write_text(json.dumps({"split": "val", "choice": {"lora": ["y"]}, "weights": "v"}))
+    with pytest.raises(HifiError, match="chosen on different weights"):
+        read_tunings([a, b])
