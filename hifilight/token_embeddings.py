@@ -28,16 +28,19 @@ FORMAT = "hifilight.token_embedding"
 SDXL_KEYS = ("clip_l", "clip_g")  # the two tables' rows in an SDXL embedding file
 
 
+def _parts(joined) -> tuple:
+    """SDXL's joined tokenizer / text encoder expose their two parts as `parts`; SD's are one."""
+    return getattr(joined, "parts", (joined,))
+
+
 def token_tables(tokenizer, text_encoder) -> list[tuple]:
-    """(tokenizer, text encoder) per token table: one for SD 1.x / 2.x, two for SDXL (whose joined tokenizer and
-    encoder expose theirs as `parts`)."""
-    tokenizers, encoders = getattr(tokenizer, "parts", (tokenizer,)), getattr(text_encoder, "parts", (text_encoder,))
-    return list(zip(tokenizers, encoders, strict=True))
+    """(tokenizer, text encoder) per token table: one for SD 1.x / 2.x, two for SDXL."""
+    return list(zip(_parts(tokenizer), _parts(text_encoder), strict=True))
 
 
 def table_widths(text_encoder) -> tuple[int, ...]:
     """The width of each token table's rows (SDXL: (768, 1280) at full size)."""
-    return tuple(e.get_input_embeddings().weight.shape[1] for e in getattr(text_encoder, "parts", (text_encoder,)))
+    return tuple(e.get_input_embeddings().weight.shape[1] for e in _parts(text_encoder))
 
 
 def token_names(placeholder: str, num_vectors: int) -> list[str]:
@@ -107,13 +110,12 @@ class TokenEmbedding:
                 f"this text encoder is {_kind(theirs)} ({list(theirs)}); use the base model it was trained on "
                 f"({self.metadata.get('base_model', 'see where it came from')})"
             )
-        all_ids = [add_tokens(tok, enc, self.tokens) for tok, enc in token_tables(tokenizer, text_encoder)]
-        with torch.no_grad():
-            for (_, enc), ids, rows in zip(
-                token_tables(tokenizer, text_encoder), all_ids, self.table_rows(), strict=True
-            ):
+        all_ids = []
+        for (tok, enc), rows in zip(token_tables(tokenizer, text_encoder), self.table_rows(), strict=True):
+            all_ids.append(add_tokens(tok, enc, self.tokens))
+            with torch.no_grad():
                 table = enc.get_input_embeddings().weight
-                table[ids] = rows.to(table)
+                table[all_ids[-1]] = rows.to(table)
         return all_ids[0]
 
 

@@ -77,6 +77,7 @@ def export_checkpoint(
     from hifilight.export.checkpoint import save_checkpoint
     from hifilight.io import check_output_path
     from hifilight.models import load_components
+    from hifilight.models.sdxl import is_sdxl
 
     out = Path(out)
     if out.suffix != ".safetensors":
@@ -85,8 +86,6 @@ def export_checkpoint(
     model = model or ModelOptions()
     pretrained = model.pretrained or "tiny"
     note_random_weights(pretrained)
-    from hifilight.models.sdxl import is_sdxl
-
     comps = load_components(pretrained, "float32", "cpu")
     n = save_checkpoint(comps, out, torch.float16 if half else torch.float32, overwrite)
     layout, pipeline = ("SDXL", "StableDiffusionXLPipeline") if is_sdxl(comps) else ("SD", "StableDiffusionPipeline")

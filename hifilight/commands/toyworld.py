@@ -216,12 +216,13 @@ def ablation(
     table_rows = table_rows_of(method, rows)
     tuned = read_tunings(tuning) if tuning is not None else None
     comps = load_components(model)
-    if tuned and tuned.get("weights") not in (None, comps.fingerprint()):
+    weights = comps.fingerprint()
+    if tuned and tuned.get("weights") not in (None, weights):
         raise HifiError(
             f"--tuning {tuning} was chosen on other weights of {model} ({tuned['weights']}, these are "
-            f"{comps.fingerprint()}); tune again with `hifilight toyworld tune` on these weights"
+            f"{weights}); tune again with `hifilight toyworld tune` on these weights"
         )
-    check_weights_marker(Path(out), comps.fingerprint())
+    check_weights_marker(Path(out), weights)
     data = Path(out) / "dataset"
     try:
         if not (data / "prompts_and_classes.txt").is_file():
@@ -289,7 +290,7 @@ def ablation(
     )
     summary = summarize(cells, [*(CALIBRATION if calibration_rows else ()), *table_rows], seeds)
     print(write_report(Path(out), cells, summary, protocol))
-    record = table_record(summary, split, protocol, tuned, comps.fingerprint())
+    record = table_record(summary, split, protocol, tuned, weights)
     write_atomic(
         Path(out) / "toyworld_table.json",
         lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
@@ -325,13 +326,15 @@ def check_weights_marker(out: Path, weights: str) -> None:
     from hifilight.toyworld.ablation import WEIGHTS_MARKER
 
     marker = out / WEIGHTS_MARKER
-    if marker.is_file() and marker.read_text().strip() != weights:
-        raise HifiError(
-            f"--out {out}: holds cells made on other weights ({marker.read_text().strip()}, these are {weights}); "
-            "use a new --out"
-        )
+    if marker.is_file():
+        if marker.read_text().strip() != weights:
+            raise HifiError(
+                f"--out {out}: holds cells made on other weights ({marker.read_text().strip()}, these are "
+                f"{weights}); use a new --out"
+            )
+        return
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(marker, lambda tmp: tmp.write_text(weights + "\n"), overwrite=True)
+    write_atomic(marker, lambda tmp: tmp.write_text(weights + "\n"))
 
 
 def read_tunings(paths: Path | list[Path]) -> dict:
