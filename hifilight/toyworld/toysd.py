@@ -144,7 +144,7 @@ def grow_attention(unet: UNet2DConditionModel) -> UNet2DConditionModel:
     transformer's output projection starts at zero, so the grown UNet computes exactly what `unet` does (the
     transformer's residual passes its input through) until training moves the new layers. A UNet with
     cross-attention in every block is returned as it is."""
-    config = dict(unet.config)
+    config = {k: v for k, v in unet.config.items() if not k.startswith("_")}  # "_use_default_values" would win
     plain = {"DownBlock2D": "CrossAttnDownBlock2D", "UpBlock2D": "CrossAttnUpBlock2D"}
     new = [f"down_blocks.{i}.attentions." for i, b in enumerate(config["down_block_types"]) if b in plain]
     new += [f"up_blocks.{i}.attentions." for i, b in enumerate(config["up_block_types"]) if b in plain]

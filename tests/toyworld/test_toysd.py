@@ -191,3 +191,30 @@ def test_train_denoiser_learns_on_cpu_and_checkpoints_at_the_asked_steps():
     )
     assert saved == [2] and not torch.equal(before, comps["unet"].conv_in.weight)
     assert not comps["unet"].training and not comps["text_encoder"].training
+
+
+def test_grow_attention_adds_text_attention_at_full_size_and_starts_as_the_trained_unet(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from hifilight.toyworld.toysd import grow_attention, toy_unet
+
+    torch.manual_seed(0)
+    unet = toy_unet().eval()
+    grown = grow_attention(unet).eval()
+    assert grown.config.down_block_types[0] == "CrossAttnDownBlock2D"
+    assert grown.config.up_block_types[-1] == "CrossAttnUpBlock2D"
+    assert list(grown.config.only_cross_attention) == [True, False, False]  # the new block attends to the text only
+    old = unet.state_dict()
+    new = {k: v for k, v in grown.state_dict().items() if k not in old}
+    assert new and all(".attentions." in k for k in new)
+    assert all(torch.equal(v, old[k]) for k, v in grown.state_dict().items() if k in old)
+    x, t, text = torch.randn(2, 16, 16, 16), torch.tensor([10, 700]), torch.randn(2, 12, 64)
+    with torch.no_grad():
+        assert torch.equal(grown(x, t, text).sample, unet(x, t, text).sample)
+        grown.down_blocks[0].attentions[0].proj_out.weight.normal_()  # once trained, the new layer counts
+        assert not torch.allclose(grown(x, t, text).sample, unet(x, t, text).sample)
+    grown.save_pretrained(tmp_path)
+    loaded = UNet2DConditionModel.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, text).sample, grown(x, t, text).sample)
+    assert grow_attention(grown) is grown
