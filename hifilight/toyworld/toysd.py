@@ -151,7 +151,8 @@ def grow_attention(unet: UNet2DConditionModel) -> UNet2DConditionModel:
     if not new:
         return unet
     blocks = {k: [plain.get(b, b) for b in config[k]] for k in ("down_block_types", "up_block_types")}
-    # the new blocks attend to the text only (no self-attention over the 16x16 tokens: 2.4x the step time on a CPU)
+    # the new blocks attend to the text only (no self-attention over the 16x16 tokens: 2.4x the step time on a CPU);
+    # their attn1 is then a second text attention, which hifilight.sampling.attention (attn2 layers) does not record
     only = config["only_cross_attention"]
     only = list(only) if isinstance(only, list | tuple) else [only] * len(blocks["down_block_types"])
     only = [o or b in plain for o, b in zip(only, config["down_block_types"], strict=True)]
