@@ -297,11 +297,12 @@ def ablation(
         overwrite=True,
     )
     grids = write_grids(Path(out), seeds[0], table_rows, bench, indices, images_per_prompt)
-    compare = [write_comparison(Path(out), seeds[0], table_rows, s, indices) for s in bench]
+    compare = [c for s in bench if (c := write_comparison(Path(out), seeds[0], table_rows, s, indices))]
     print(
         f"wrote {Path(out) / 'toyworld_table.md'}, toyworld_table.json (per-cell scores: toyworld_results.csv), "
         f"{len(grids)} grids of seed {seeds[0]} in {Path(out) / 'grids'} (a line per prompt) and "
-        f"{len(compare)} comparisons (source photos, then a line per row), e.g. {compare[0]}"
+        f"{len(compare)} comparisons (source photos, then a line per row)"
+        + (f", e.g. {compare[0]}" if compare else " (no images on disk: every cell was scored earlier)")
     )
     return summary
 

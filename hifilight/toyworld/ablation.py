@@ -346,18 +346,21 @@ def write_grids(
     return paths
 
 
-def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path:
+def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path | None:
     """One picture to open (grids/compare_<subject>.png): the source photos on the first line, then one line per
     row with its first image of every prompt (same x_T across rows, so the lines differ only by the method); rows
-    whose images are not on disk are left out."""
-    photos = [load_rgb(p) for p in list_images(subject.folder)]
-    lines = [photos]
+    whose images are not on disk are left out, and with none on disk (every cell scored earlier, see CELL_CACHE)
+    nothing is written (None)."""
+    lines = []
     for row in rows:
         files = [image_paths(out / f"seed{seed}" / row.name / subject.name, i, 1)[0] for i in prompts]
         if all(p.is_file() for p in files):
             lines.append([Image.open(p).convert("RGB") for p in files])
+    if not lines:
+        return None
+    lines.insert(0, [load_rgb(p) for p in list_images(subject.folder)])
     cols = max(len(line) for line in lines)
-    blank = Image.new("RGB", lines[1][0].size if len(lines) > 1 else photos[0].size, "white")
+    blank = Image.new("RGB", lines[1][0].size, "white")
     cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]
     return save_png(image_grid(cells, cols), out / "grids" / f"compare_{subject.name}.png", overwrite=True)
 

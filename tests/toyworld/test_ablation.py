@@ -178,3 +178,22 @@ def test_an_out_folder_made_on_other_weights_is_refused_and_tuning_records_merge
     b.write_text(json.dumps({"split": "val", "choice": {"lora": ["y"]}, "weights": "v"}))
     with pytest.raises(HifiError, match="chosen on different weights"):
         read_tunings([a, b])
+
+
+def test_a_comparison_is_written_only_from_images_on_disk(tmp_path):
+    """A run restored from a snapshot has scored cells but no images: no picture of the source photos alone."""
+    from hifilight.evaluation.dreambench import BenchSubject
+    from hifilight.io import save_png
+    from hifilight.toyworld.ablation import image_paths, write_comparison
+
+    photos = tmp_path / "photos"
+    for k in range(2):
+        save_png(Image.new("RGB", (64, 64), (k * 100, 0, 0)), photos / f"{k}.png")
+    subject = BenchSubject("s", "star", photos, False, ("a {0} {1}",) * 2)
+    rows = [Row(name, name, name, False, False, False) for name in ("lora", "dreambooth")]
+    assert write_comparison(tmp_path, 0, rows, subject, [0, 1]) is None
+    assert not (tmp_path / "grids").exists()
+    for i in (0, 1):
+        save_png(Image.new("RGB", (64, 64), "white"), image_paths(tmp_path / "seed0" / "lora" / "s", i, 1)[0])
+    path = write_comparison(tmp_path, 0, rows, subject, [0, 1])
+    assert Image.open(path).size == (2 * 64, 2 * 64)  # the photos, then LoRA's line; DreamBooth's is not on disk
