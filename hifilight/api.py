@@ -155,7 +155,8 @@ def render_subject(
 
     subj = load_subject(Path(subject))
     per_step = choose_stepwise(subj, stepwise)
-    comps = load_components(model or subj.base_model, dtype, resolve_device(device))
+    flag = "model" if model else f"subject {subject}: its header's base_model"
+    comps = load_components(model or subj.base_model, dtype, resolve_device(device), flag)
     subj.prepare(comps)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
     out = generate(

@@ -53,7 +53,17 @@ class _DropTips(logging.Filter):
         return not str(record.msg).startswith(QUIET_LOG_PREFIXES)
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line (Python's default adds the source line that raised it, which then is the last thing a
+    user reads): hifilight's own in its words, anyone else's with its category."""
+    text = " ".join(str(message).split())
+    if f"{os.sep}hifilight{os.sep}" in str(filename):
+        return f"hifilight: warning: {text}\n"
+    return f"warning ({category.__name__}): {text}\n"
+
+
 def quiet_third_party() -> None:
+    warnings.formatwarning = one_line_warning
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

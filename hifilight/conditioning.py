@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, shown
 
 
 def tokenize(tokenizer, texts: list[str]) -> Tensor:
@@ -38,7 +38,7 @@ def check_room(tokenizer, text: str, num_tokens: int) -> None:
     room = tokenizer.model_max_length - num_tokens
     if used > room:
         raise HifiError(
-            f"caption {text!r} uses {used} tokens but only {room} fit before the {num_tokens} subject tokens; "
+            f"caption {shown(text)} uses {used} tokens but only {room} fit before the {num_tokens} subject tokens; "
             "shorten the prompt or lower --model.num_tokens"
         )
 

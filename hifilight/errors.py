@@ -75,3 +75,9 @@ def check_numbers(*checks: tuple[str, float | None, str]) -> None:
     for flag, value, rule in checks:
         if value is not None and not RULES[rule](value):
             raise HifiError(f"{flag} must be {rule}, got {value}")
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` quoted for an error line: whole when short, else its start and its length (a 10 000-character prompt
+    must not fill the terminal)."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"

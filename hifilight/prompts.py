@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, shown
 
 _PLACEHOLDER_RE = re.compile(r"\{\}|<subject>")
 
@@ -29,7 +29,7 @@ def render(template: str, class_name: str, flag: str = "--prompts") -> str:
         if re.search(rf"\b{re.escape(class_name)}\b", template, flags=re.IGNORECASE):
             return template
         raise HifiError(
-            f"{flag}: {template!r} has no subject placeholder and does not mention the class {class_name!r}; "
+            f"{flag}: {shown(template)} has no subject placeholder and does not mention the class {class_name!r}; "
             f"write e.g. 'a photo of a {{}} on the beach' ({{}} or <subject> marks the subject)"
         )
     followed = re.compile(rf"(?:\{{\}}|<subject>)\s+(?={re.escape(class_name)}\b)", flags=re.IGNORECASE)

@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -27,7 +28,7 @@ from PIL import Image
 
 from hifilight.batcher import KeyedBatcher, QueueFull
 from hifilight.data.images import to_pil
-from hifilight.errors import HifiError
+from hifilight.errors import HifiError, shown
 from hifilight.prompts import render
 from hifilight.sampling.engine import StepCallback
 from hifilight.sampling.generate import Job, generate, make_jobs
@@ -148,6 +149,30 @@ class StopWhenSet(StepCallback):
         self.check()
 
 
+def skip_reason(path: Path) -> str | None:
+    """Why an entry of the subjects folder is not a subject: "" to pass it by in silence (hidden entries, a subject's
+    photos folder), a reason to report, or None for a `.safetensors` file to load."""
+    if path.name.startswith("."):
+        return ""
+    if path.is_dir():
+        if (path / "model_index.json").is_file() or (path / "unet").is_dir():
+            return "DreamBooth folders are served by pointing HIFILIGHT_MODEL at them"
+        if path.suffix == ".safetensors":
+            return "a folder, not a subject file; subjects are the .safetensors files `hifilight fit` writes"
+        if Path(f"{path}.safetensors").is_file():
+            return ""
+        return f"a photos folder with no {path.name}.safetensors beside it (photos belong next to their subject)"
+    if path.suffix != ".safetensors":
+        return "only .safetensors subjects are read"
+    return None
+
+
+def service_words(reason: str, path: Path) -> str:
+    """A loader's message in the service's words: the settings are environment variables, not CLI flags."""
+    reason = reason.replace(f"--subject {path}: ", "").replace(f"--subject {path}", "this subject")
+    return re.sub(r"pass --model\.pretrained (\S+)", r"serve it with HIFILIGHT_MODEL=\1", reason)
+
+
 @dataclass
 class Loaded:
     subject: Subject
@@ -184,21 +209,26 @@ class SubjectServer:
         else:
             raise HifiError(f"HIFILIGHT_BACKEND={s.backend}: use torch or onnx")
         folder = Path(s.subjects_dir)
+        if not folder.is_dir():
+            log.warning("HIFILIGHT_SUBJECTS_DIR=%s: no such folder; serving no subjects", folder)
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.is_dir() or path.name.startswith("."):
-                continue  # a subject's photos (<name>/) for reference guidance
-            if path.suffix != ".safetensors":
-                self.skipped[path.name] = "only .safetensors subjects are read"
-                log.warning("skipping %s: only .safetensors subjects are read", path.name)
+            why = skip_reason(path)
+            if why == "":
+                continue  # a hidden file, or a subject's photos (<name>/ beside <name>.safetensors)
+            if why:
+                self._skip(path.stem if path.suffix == ".safetensors" else path.name, why)
                 continue
             try:
                 self.subjects[path.stem] = self._load_one(path)
             except Exception as err:  # noqa: BLE001 - one bad file must never stop the others from serving
                 reason = str(err) if isinstance(err, HifiError) else f"unreadable subject ({type(err).__name__}: {err})"
-                self.skipped[path.stem] = reason
-                log.warning("skipping subject %s: %s", path.name, reason)
+                self._skip(path.stem, service_words(reason, path))
         log.info("serving %d subjects from %s (%d skipped)", len(self.subjects), folder, len(self.skipped))
         return self
+
+    def _skip(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason
+        log.warning("skipping subject %s: %s", name, reason)
 
     def _load_one(self, path: Path) -> Loaded:
         from hifilight.sampling.generate import prepare_subject
@@ -288,14 +318,18 @@ class SubjectServer:
     ) -> Loaded:
         s = self.settings
         if subject not in self.subjects:
+            if subject in self.skipped:
+                raise RequestError(
+                    f"subject {shown(subject)} was skipped when the service started: {self.skipped[subject]}", 404
+                )
             known = ", ".join(sorted(self.subjects)) or "none loaded"
-            raise RequestError(f"unknown subject {subject!r}; known: {known}", status=404)
+            raise RequestError(f"unknown subject {shown(subject)}; known: {known}", status=404)
         if not prompt.strip() or len(prompt) > s.max_prompt_chars:
             raise RequestError(f"prompt must have 1..{s.max_prompt_chars} characters, got {len(prompt)}")
         if not 1 <= steps <= MAX_STEPS:
             raise RequestError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
-        if not 0 <= guidance_scale <= MAX_GUIDANCE:
-            raise RequestError(f"guidance_scale must be in 0..{MAX_GUIDANCE:g}, got {guidance_scale}")
+        if not 0 <= guidance_scale <= MAX_GUIDANCE:  # also NaN, which no comparison holds for
+            raise RequestError(f"guidance_scale must be a finite number in 0..{MAX_GUIDANCE:g}, got {guidance_scale}")
         for name, value in (("width", width), ("height", height)):
             if value % 8 or not 8 <= value <= s.max_size:
                 raise RequestError(f"{name} must be a multiple of 8 in 8..{s.max_size}, got {value}")

@@ -51,7 +51,7 @@ class HifiService:
         subject: Annotated[str, Field(min_length=1, max_length=200)],
         seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0,
         steps: Annotated[int, Field(ge=1, le=MAX_STEPS)] = 50,
-        guidance_scale: Annotated[float, Field(ge=0, le=MAX_GUIDANCE)] = 7.5,
+        guidance_scale: Annotated[float, Field(ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)] = 7.5,
         width: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         height: Annotated[int, Field(ge=8, le=SETTINGS.max_size, multiple_of=8)] = 512,
         reference_guidance: bool = False,

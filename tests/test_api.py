@@ -14,6 +14,8 @@ from hifilight.cli import main
 from hifilight.errors import HifiError
 from hifilight.sampling.generate import generate, make_jobs
 
+pytestmark = pytest.mark.numerical
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 

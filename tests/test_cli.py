@@ -651,7 +651,7 @@ def test_messages_name_the_flag_of_the_command_that_was_run(args, flag, fitted, 
 
 def test_toyworld_train_dispatches_to_the_trainers_and_names_them(capsys):
     assert main(["toyworld", "train", "nope"]) == 2
-    assert "train nope: unknown trainer; choose one of toysd, models" in capsys.readouterr().err
+    assert "train nope: unknown trainer; choose one of toysd, toysd2, models" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit:  # the trainer's own parser, under the hifilight name
         main(["toyworld", "train", "toysd", "--latent_scale", "0"])
     assert exit.value.code == 2 and "hifilight toyworld train toysd: error: --latent_scale" in capsys.readouterr().err
@@ -680,14 +680,23 @@ def _help_flags(args: list[str], capsys, seen: set[str] | None = None) -> set[st
 
 
 def _script_flags(tree) -> set[str]:
-    """The flags a module's own argparse script defines (ToySD's and the ToyWorld models' trainers)."""
-    return {
+    """The flags a module's own trainer defines (ToySD's and the ToyWorld models' argparse scripts; ToySD v2's typed
+    `TrainArgs`, one flag per field)."""
+    argparse_flags = {
         a.value[2:]
         for n in ast.walk(tree)
         if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "add_argument"
         for a in n.args[:1]
         if isinstance(a, ast.Constant)
     }
+    fields = {
+        f.target.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ClassDef) and n.name.endswith("Args")
+        for f in n.body
+        if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)
+    }
+    return argparse_flags | fields
 
 
 def test_every_flag_a_message_names_is_a_real_flag(capsys):
@@ -724,3 +733,24 @@ def test_one_command_table_drives_help_dispatch_and_the_readme(capsys):
         assert re.search(rf"^  {name} +\S", out, re.M) and f"`{name}" in readme
     modules = {p.stem for p in (Path(__file__).parents[1] / "hifilight" / "commands").glob("*.py")}
     assert modules - {"__init__", "common"} == set(COMMANDS)  # every command module is reachable
+
+
+def test_a_base_model_from_a_subject_header_is_named_as_such_not_as_a_flag(tiny, tmp_path, capsys):
+    from conftest import make_artifact
+
+    art = make_artifact(tiny)
+    art.metadata = {**art.metadata, "base_model": "/etc/passwd"}  # a crafted header
+    art.save(tmp_path / "crafted.safetensors")
+    args = ["predict", "--subject", str(tmp_path / "crafted.safetensors"), "--prompts", '["a {}"]']
+    assert main([*args, "--out_dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "its header's base_model /etc/passwd" in err and "--model.pretrained /etc/passwd" not in err, err
+
+
+def test_a_huge_prompt_is_not_repeated_in_its_error_line(fitted, tmp_path, capsys):
+    prompt = "x " * 5000  # 10 000 characters, no placeholder and no class word
+    args = ["predict", "--subject", str(fitted), "--prompts", json.dumps([prompt]), "--out_dir", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "(10000 characters)" in err and len(err) < 400, err

@@ -106,7 +106,9 @@ def predict(
 
         comps = load_onnx_components(onnx)
     else:
-        comps = load_components(pretrained, model.dtype, device)
+        # a base model read from the subject's header is named as such, not as a flag the user never passed
+        flag = "--model.pretrained" if model.pretrained else f"--subject {subject}: its header's base_model"
+        comps = load_components(pretrained, model.dtype, device, flag)
     subj.prepare(comps)
     size = resolution or subj.resolution
     summaries = [{} for _ in jobs]

@@ -480,7 +480,11 @@ def tune(
     print(f"wrote {record_out}")
 
 
-TRAINERS = {"toysd": "hifilight.toyworld.toysd", "models": "hifilight.toyworld.models"}
+TRAINERS = {
+    "toysd": "hifilight.toyworld.toysd",
+    "toysd2": "hifilight.toyworld.toysd2",
+    "models": "hifilight.toyworld.models",
+}
 
 
 def snapshot(out: Path = Path("outputs/toyworld_ablation"), to: Path | None = None) -> None:

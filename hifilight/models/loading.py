@@ -127,7 +127,9 @@ def load_failure(flag: str, source: str, err: OSError) -> HifiError:
     )
 
 
-def load_components(pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu") -> SDComponents:
+def load_components(
+    pretrained: str = TINY, dtype: str = "float32", device: str | torch.device = "cpu", flag: str = "--model.pretrained"
+) -> SDComponents:
     """Return frozen, eval-mode SD components.
 
     Args:
@@ -136,6 +138,7 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
             pipeline folder, or a hub id.
         dtype: one of float32, float16, bfloat16.
         device: where to put the modules.
+        flag: how an error names where `pretrained` came from (a subject's header, when the user passed no flag).
     """
     if dtype not in DTYPES:
         raise HifiError(f"--model.dtype {dtype}: unknown dtype; use one of {', '.join(DTYPES)}")
@@ -144,11 +147,11 @@ def load_components(pretrained: str = TINY, dtype: str = "float32", device: str 
     else:
         registered = plugins.base_model(pretrained)  # e.g. "toysd", registered by ToyWorld
         folder = registered() if registered is not None else pretrained
-        source, local = resolve_source(folder, "--model.pretrained", required_subfolder="unet")
+        source, local = resolve_source(folder, flag, required_subfolder="unet")
         try:
             parts = _from_pretrained(source, local)
         except OSError as err:  # missing files, hub unreachable, gated repo ...
-            raise load_failure("--model.pretrained", pretrained, err) from err
+            raise load_failure(flag, pretrained, err) from err
     parts["scheduler"] = ddim_like_sd14(parts["scheduler"].config)
     comps = SDComponents(name=pretrained, **parts)
     if hasattr(comps.unet, "vae_scale_factor"):  # SDXL's time ids are in pixels

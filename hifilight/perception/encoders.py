@@ -8,7 +8,9 @@ code differs here; see docs/evaluate.md).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -64,6 +66,21 @@ def dino_preprocess(image_size: int = 224) -> Preprocess:
 def clip_preprocess(image_size: int = 224) -> Preprocess:
     """CLIP's own: shorter side to 224 (bicubic), centre crop 224, CLIP normalisation."""
     return Preprocess(image_size, image_size, CLIP_MEAN, CLIP_STD)
+
+
+def folder_preprocess(folder: Path) -> Preprocess | None:
+    """The preprocessing a local CLIP folder's `preprocessor_config.json` states (size, crop, mean, std), as
+    transformers' CLIPImageProcessor applies it; None without one (CLIP's own is then used). A CLIP trained with
+    other statistics (ToyWorld's ToyCLIP: 64 px, mean and std 0.5) is then fed what it was trained on."""
+    config = folder / "preprocessor_config.json"
+    if not config.is_file():
+        return None
+    c = json.loads(config.read_text())
+    size = c.get("size", {})
+    resize = size.get("shortest_edge") if isinstance(size, dict) else size
+    crop = c.get("crop_size", {})
+    crop = crop.get("height") if isinstance(crop, dict) else crop
+    return Preprocess(int(resize), int(crop or resize), tuple(c["image_mean"]), tuple(c["image_std"]))
 
 
 class ImageEncoder(Protocol):
@@ -152,6 +169,7 @@ class ClipEncoder:
             tokenizer = CLIPTokenizer.from_pretrained(path, local_files_only=local)
         except OSError as err:
             raise load_failure(flag, source, err) from err
+        kwargs.setdefault("preprocess", folder_preprocess(Path(path)) if local else None)
         return cls(model.to(device), tokenizer, name=source, **kwargs)
 
     @torch.no_grad()

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from hifilight.toyworld import world
 from hifilight.toyworld.dataset import pretraining_objects
 from hifilight.toyworld.scenes import BACKGROUNDS, COLORS, PATTERNS, SHAPES, random_scene, render
 
-WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "toyworld"
 ATTRIBUTES = {"shape": list(SHAPES), "color": list(COLORS), "pattern": list(PATTERNS),
               "pattern_color": list(COLORS), "background": list(BACKGROUNDS)}  # fmt: skip
 SIZE = 64
@@ -114,10 +114,14 @@ def classifier_loss(model: ToyClassifier, x: Tensor, labels: dict[str, Tensor]) 
     return sum(F.cross_entropy(out[k], labels[k], ignore_index=-100) for k in ATTRIBUTES)
 
 
-def train(kind: str, steps: int, seed: int = 0, batch: int = 64, lr: float = 2e-3) -> nn.Module:
+def train(
+    kind: str, steps: int, seed: int = 0, batch: int = 64, lr: float = 2e-3, model: nn.Module | None = None
+) -> nn.Module:
+    """Train a classifier or segmenter on fresh renders of the current world; `model`: continue from it."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = ToyClassifier() if kind == "classifier" else ToySegmenter()
+    model = model or (ToyClassifier() if kind == "classifier" else ToySegmenter())
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     for _ in range(steps):
@@ -152,15 +156,16 @@ def mean_iou(model: ToySegmenter, n: int = 256, seed: int = 12345) -> float:
 
 
 def save(model: nn.Module, name: str) -> Path:
-    WEIGHTS.mkdir(parents=True, exist_ok=True)
-    path = WEIGHTS / f"{name}.safetensors"
+    """Write `name`.safetensors in the current world's weights folder (`world.weights_dir`)."""
+    world.weights_dir().mkdir(parents=True, exist_ok=True)
+    path = world.weights_dir() / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
 
 
 def load(name: str) -> nn.Module:
     model = ToyClassifier() if name.startswith("classifier") else ToySegmenter()
-    model.load_state_dict(load_file(str(WEIGHTS / f"{name}.safetensors")))
+    model.load_state_dict(load_file(str(world.weights_dir() / f"{name}.safetensors")))
     return model.eval()
 
 

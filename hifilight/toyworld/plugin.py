@@ -9,8 +9,9 @@ NAME = "toyworld"
 
 
 def toysd_folder() -> str:
-    from hifilight.toyworld.toysd import TOYSD as FOLDER
+    from hifilight.toyworld import world
 
+    FOLDER = world.weights_dir() / "toysd"
     if not (FOLDER / "unet").is_dir():
         raise HifiError(f"--model.pretrained toysd: {FOLDER} has no weights; train them with `make toyworld-train`")
     return str(FOLDER)

@@ -152,9 +152,40 @@ def render(scene: Scene, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     return img.round().astype(np.uint8), mask
 
 
+# Object radius as a fraction of the half-size, per world: (share, low, high) ranges, drawn by share. v1 (the
+# committed ToySD's world): 0.3-0.5, objects 19-32 px across at 64 px (5-8 latent cells). v2 (ToySD v2): most objects
+# fill 45-70% of the frame width as DreamBench's subjects do (7-11 latent cells), a fifth stay small. A choice of
+# ours; `use_sizes` picks the world's sizes for every render in the process (`hifilight.toyworld.world`).
+SIZES = {"v1": ((1.0, 0.3, 0.5),), "v2": ((0.8, 0.45, 0.7), (0.2, 0.3, 0.45))}
+_sizes = ["v1"]
+
+
+def use_sizes(name: str) -> None:
+    """Every later `random_scene` draws object sizes from `SIZES[name]`."""
+    if name not in SIZES:
+        raise ValueError(f"unknown ToyWorld sizes {name!r}; one of {', '.join(SIZES)}")
+    _sizes[0] = name
+
+
+def current_sizes() -> str:
+    return _sizes[0]
+
+
+def draw_scale(rng: np.random.Generator, ranges: tuple[tuple[float, float, float], ...]) -> float:
+    """An object radius from `ranges` ((share, low, high), ...); a single range draws one number, as v1 always did."""
+    if len(ranges) == 1:
+        return float(rng.uniform(ranges[0][1], ranges[0][2]))
+    u, start = rng.random(), 0.0
+    for share, low, high in ranges:
+        start += share
+        if u < start:
+            return float(rng.uniform(low, high))
+    return float(rng.uniform(ranges[-1][1], ranges[-1][2]))
+
+
 def random_scene(rng: np.random.Generator, obj: ToyObject, background_name: str | None = None) -> Scene:
-    """A random pose (kept inside the frame) and texture seed for `obj`."""
-    scale = rng.uniform(0.3, 0.5)
+    """A random pose (kept inside the frame) and texture seed for `obj`, its size from the current world's."""
+    scale = draw_scale(rng, SIZES[_sizes[0]])
     x, y = rng.uniform(-0.9 + scale, 0.9 - scale, 2)
     name = background_name or str(rng.choice(list(BACKGROUNDS)))
     return Scene(

@@ -12,6 +12,8 @@ from hifilight.export.ort import load_onnx_components
 from hifilight.models import load_components
 from hifilight.sampling.generate import generate, make_jobs
 
+pytestmark = pytest.mark.numerical
+
 
 @pytest.fixture(scope="module")
 def exported(tiny, tmp_path_factory):

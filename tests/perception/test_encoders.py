@@ -9,6 +9,8 @@ from transformers import CLIPImageProcessor, ViTConfig, ViTModel
 from hifilight.errors import HifiError
 from hifilight.perception.encoders import ClipEncoder, DinoEncoder, Preprocess, clip_preprocess, dino_preprocess
 
+pytestmark = pytest.mark.numerical
+
 
 def _images(n=3):
     rng = np.random.default_rng(0)

@@ -75,3 +75,26 @@ def test_suspicious_coverage_is_flagged(tmp_path, capsys):
     Image.new("RGB", (64, 64), "gray").save(photos / "a.png")
     assert main(["masks", "--data.subject_dir", str(photos), "--masks", "none", "--out", str(tmp_path / "m")]) == 0
     assert "covers 100.0%" in capsys.readouterr().err
+
+
+def test_grabcut_warnings_are_one_line_each_in_hifilight_words(tmp_path):
+    """Python's default warning display ends with the source line that raised it; the CLI shows one line each."""
+    import os
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), "gray").save(photos / "a.png")  # nothing for GrabCut to find
+    args = ["masks", "--data.subject_dir", str(photos), "--data.class_name", "ball", "--out", str(tmp_path / "m")]
+    run = subprocess.run(
+        [sys.executable, "-m", "hifilight.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert "hifilight: warning: a.png: GrabCut found no subject; using the centre box instead" in lines
+    assert not any(line.startswith(" ") for line in lines), lines  # no indented source lines

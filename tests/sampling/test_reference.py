@@ -112,6 +112,7 @@ def test_load_sources_crops_images_and_masks_alike(subject_dir):
     assert sources.embeddings.shape == (3, 32)
 
 
+@pytest.mark.numerical
 def test_batched_guidance_gives_each_image_what_it_gets_alone(tiny):
     """batch_size 3 (one image skipped in the middle: its M_g is empty) = batch_size 1, image by image."""
 

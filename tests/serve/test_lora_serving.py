@@ -13,6 +13,8 @@ from hifilight.sampling.generate import generate, make_jobs
 from hifilight.serving import ServeSettings, SubjectServer
 from hifilight.subjects import load_subject
 
+pytestmark = pytest.mark.numerical
+
 pytest.importorskip("peft")
 
 

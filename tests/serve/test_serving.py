@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_artifact
 
 from hifilight.serving import GuideRequest, RequestError, ServeSettings, SubjectServer
 
@@ -277,6 +278,7 @@ def test_the_requests_guide_reaches_the_guided_loop(server, monkeypatch):
     assert (seen[0].start, seen[0].end, seen[0].inner_steps) == (5, 3, 2)
 
 
+@pytest.mark.numerical
 def test_concurrent_requests_are_batched_and_give_the_images_of_one_at_a_time(server, monkeypatch):
     import threading
 
@@ -302,7 +304,11 @@ def test_concurrent_requests_are_batched_and_give_the_images_of_one_at_a_time(se
         t.join(60)
     assert batched.batcher.batches == [4]  # one UNet batch for the four requests
     diffs = [np.abs(np.asarray(i).astype(int) - e.astype(int)).max() for i, e in zip(images, expected, strict=True)]
-    assert max(diffs) == 0, diffs
+    # A batch of 4 runs other BLAS / oneDNN kernels than a batch of 1, so floats differ by ~1e-6 and a pixel on a
+    # rounding edge can land one level apart (seen on an AMD EPYC with AVX-512); docs/serve.md promises <= 1 level.
+    assert max(diffs) <= 1, diffs
+    other_seed = np.asarray(images[1]).astype(int) - expected[0].astype(int)
+    assert np.abs(other_seed).max() > 1  # the comparison can fail: another request's image is far outside the bound
 
 
 def test_a_full_batch_queue_is_a_503(server):
@@ -314,3 +320,55 @@ def test_a_full_batch_queue_is_a_503(server):
     with pytest.raises(RequestError, match="1 requests are waiting.*retry later") as err:
         busy.generate("a {}", "dog", steps=2, width=32, height=32)
     assert err.value.status == 503
+
+
+def test_every_entry_of_the_subjects_folder_that_is_not_served_is_listed_with_why(tiny, tmp_path, caplog):
+    import logging
+
+    make_artifact(tiny, steps=4).save(tmp_path / "dog.safetensors")
+    (tmp_path / "dog").mkdir()  # dog's photos: not a subject, nothing to report
+    (tmp_path / "rex_db" / "unet").mkdir(parents=True)  # a DreamBooth folder
+    (tmp_path / "rex_db" / "model_index.json").write_text("{}")
+    (tmp_path / "x.safetensors").mkdir()  # a folder with a subject's name
+    (tmp_path / "cat").mkdir()  # photos with no subject beside them
+    (tmp_path / ".cache").mkdir()
+    with caplog.at_level(logging.WARNING, logger="hifilight.serve"):
+        served = SubjectServer(ServeSettings(subjects_dir=tmp_path, max_size=128)).load()
+    assert sorted(served.subjects) == ["dog"]
+    assert served.skipped == {
+        "rex_db": "DreamBooth folders are served by pointing HIFILIGHT_MODEL at them",
+        "x": "a folder, not a subject file; subjects are the .safetensors files `hifilight fit` writes",
+        "cat": "a photos folder with no cat.safetensors beside it (photos belong next to their subject)",
+    }
+    assert sum("skipping subject" in r.getMessage() for r in caplog.records) == 3
+    with pytest.raises(RequestError, match="subject 'rex_db' was skipped when the service started: DreamBooth") as err:
+        served.generate("a {}", "rex_db", steps=2, width=32, height=32)
+    assert err.value.status == 404
+
+
+def test_a_missing_subjects_folder_is_logged(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="hifilight.serve"):
+        served = SubjectServer(ServeSettings(subjects_dir=tmp_path / "nowhere")).load()
+    assert not served.subjects
+    assert any(
+        "HIFILIGHT_SUBJECTS_DIR" in r.getMessage() and "no such folder" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_skip_reasons_speak_of_the_service_settings_not_cli_flags(server):
+    for reason in server.skipped.values():
+        assert "--subject" not in reason and "--model.pretrained" not in reason, reason
+    assert server.skipped["other"].endswith("serve it with HIFILIGHT_MODEL=tiny")
+
+
+def test_a_nan_guidance_and_a_huge_prompt_get_errors_that_say_what_they_are(server):
+    with pytest.raises(RequestError, match="guidance_scale must be a finite number in 0..30, got nan"):
+        server.generate("a {}", "dog", guidance_scale=float("nan"), steps=2, width=32, height=32)
+    with pytest.raises(RequestError) as err:
+        server.generate("a {} " + "x" * 10_000, "dog", steps=2, width=32, height=32)
+    assert "10005" in str(err.value) and len(str(err.value)) < 200
+    with pytest.raises(RequestError) as err:
+        server.generate("a {}", "y" * 10_000, steps=2, width=32, height=32)
+    assert len(str(err.value)) < 300 and "10000 characters" in str(err.value)

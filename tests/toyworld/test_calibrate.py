@@ -88,6 +88,7 @@ def test_validation_subjects_calibrate_too():
     assert {c["subject"] for c in result["cells"]} == {name} and len(result["cells"]) == 2 * len(ROWS)
 
 
+@pytest.mark.numerical
 def test_cached_base_model_images_equal_fresh_ones_and_are_not_made_again(tiny, tmp_path, monkeypatch):
     import numpy as np
 
@@ -99,10 +100,15 @@ def test_cached_base_model_images_equal_fresh_ones_and_are_not_made_again(tiny, 
     cached = text_images(tiny, texts[:1], 2, 0, 2, 5.0, 4, cache=tmp_path)  # one text first: the rest later
     cached = text_images(tiny, texts, 2, 0, 2, 5.0, 4, cache=tmp_path)
     assert len(list(tmp_path.glob("*.png"))) == 4
-    assert all(
-        np.array_equal(np.asarray(a), np.asarray(b))
+    # the cached images of the first text were made in a batch of 2, the fresh ones in a batch of 4: other BLAS /
+    # oneDNN kernels, so a pixel on a rounding edge may land one level apart (seen with OMP_NUM_THREADS=1)
+    diffs = [
+        np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int)).max()
         for f, c in zip(fresh, cached, strict=True)
         for a, b in zip(f, c, strict=True)
-    )
+    ]
+    assert max(diffs) <= 1, diffs
+    other = np.abs(np.asarray(fresh[0][0]).astype(int) - np.asarray(cached[1][0]).astype(int)).max()
+    assert other > 1  # the comparison can fail: another text's image is far outside the bound
     monkeypatch.setattr(generation, "generate", lambda *a, **k: pytest.fail("generated again"))
     assert len(text_images(tiny, texts, 2, 0, 2, 5.0, 4, cache=tmp_path)) == 2

@@ -1,0 +1,136 @@
+"""ToyCLIP: a CLIP dual encoder (transformers' `CLIPModel`: a text transformer and a ViT) trained contrastively here
+on ToyWorld renders and their captions, as CLIP was on web pairs.
+
+It plays two of real CLIP's parts in ToyWorld:
+- its **text tower is ToySD v2's frozen text encoder**, as CLIP ViT-L/14's is Stable Diffusion's: attribute words
+  arrive already tied to what they look like, and the UNet learns to draw from them instead of learning the words
+  jointly with the drawing;
+- its image and text towers give ToyWorld the paper's **CLIP-I and CLIP-T** (cosine of image embeddings, and of image
+  and prompt embeddings) through the evaluators real CLIP uses (`hifilight.evaluation`), since it is saved in the
+  Hugging Face layout (`CLIPModel`, `CLIPTokenizer`, `CLIPImageProcessor`) and loads through the same path.
+
+The captions are those ToySD trains on (`toysd.caption_variant`: full, partial and class-word captions), so every
+prompt a ToyWorld table uses is in its distribution. Several images in a batch may share a caption ("a photo of a
+star"); they are all positives of it (a multi-positive InfoNCE target, not CLIP's identity matrix).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
+
+from hifilight.io import write_folder_atomic
+
+TEXT_HIDDEN = 128  # ToySD v2's cross-attention width (SD 1.x: 768)
+IMAGE_SIZE = 64
+
+
+def build(tokenizer: CLIPTokenizer, seed: int = 0, max_length: int = 32) -> CLIPModel:
+    """A seeded, untrained ToyCLIP over `tokenizer`'s vocabulary: text 4 layers x 128, ViT 4 layers x 128 on 8 px
+    patches of 64 px images, joint space 64."""
+    vocab = len(tokenizer)
+    text = dict(vocab_size=vocab, hidden_size=TEXT_HIDDEN, intermediate_size=4 * TEXT_HIDDEN, num_hidden_layers=4,
+                num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=vocab - 2,
+                eos_token_id=vocab - 1, pad_token_id=vocab - 1)  # fmt: skip
+    vision = dict(image_size=IMAGE_SIZE, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                  num_attention_heads=4, num_channels=3)  # fmt: skip
+    torch.manual_seed(seed)
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)).eval()
+
+
+def image_processor() -> CLIPImageProcessor:
+    """What turns a PIL image into ToyCLIP's input: 64 px, scaled to [-1, 1] (mean and std 0.5), as ToySD's VAE sees
+    images."""
+    return CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        do_convert_rgb=True,
+    )
+
+
+def contrastive_loss(model: CLIPModel, pixels: torch.Tensor, ids: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch in which identical captions are one another's positives."""
+    img = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+    txt = F.normalize(model.get_text_features(input_ids=ids).pooler_output, dim=-1)
+    logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+    index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+    keys = torch.tensor([index[c] for c in captions])
+    same = (keys[:, None] == keys[None, :]).float()
+    target = same / same.sum(dim=1, keepdim=True)
+    return (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.log_softmax(0)).sum(0).mean()) / 2
+
+
+def train(
+    model: CLIPModel,
+    tokenize,
+    images: torch.Tensor,
+    scenes: list,
+    caption,
+    steps: int,
+    batch: int = 128,
+    lr: float = 5e-4,
+    seed: int = 0,
+    log=print,
+) -> CLIPModel:
+    """Contrastive training on `images` ([-1, 1], (N, 3, 64, 64)) with `caption(scene, rng)` drawn afresh at every
+    step (warm-up then cosine learning rate)."""
+    rng = np.random.default_rng([seed, 11])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    model.train()
+    for step in range(steps):
+        idx = rng.integers(len(images), size=batch)
+        captions = [caption(scenes[i], rng) for i in idx]
+        loss = contrastive_loss(model, images[idx], tokenize(captions), captions)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"toyclip step {step}: loss {loss.item():.4f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def retrieval_accuracy(model: CLIPModel, tokenize, images: torch.Tensor, captions: list[str]) -> float:
+    """Share of images whose own caption is the most similar among the distinct `captions` (image -> text)."""
+    distinct = list(dict.fromkeys(captions))
+    img = F.normalize(model.get_image_features(pixel_values=images).pooler_output, dim=-1)
+    txt = F.normalize(model.get_text_features(input_ids=tokenize(distinct)).pooler_output, dim=-1)
+    best = (img @ txt.T).argmax(1)
+    truth = torch.tensor([distinct.index(c) for c in captions])
+    return float((best == truth).float().mean())
+
+
+def text_encoder(model: CLIPModel) -> CLIPTextModel:
+    """ToyCLIP's text tower as a `CLIPTextModel` (what a diffusers pipeline's `text_encoder` is), frozen."""
+    tower = CLIPTextModel(model.config.text_config)
+    tower.load_state_dict(model.text_model.state_dict())
+    return tower.eval().requires_grad_(False)
+
+
+def save(model: CLIPModel, tokenizer: CLIPTokenizer, out: Path, overwrite: bool = True) -> Path:
+    """The Hugging Face layout (`CLIPModel.from_pretrained(out)`, `CLIPTokenizer`, `CLIPImageProcessor`), atomically."""
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        image_processor().save_pretrained(tmp)
+
+    write_folder_atomic(Path(out), write, overwrite=overwrite)
+    return Path(out)
+
+
+def load(folder: Path) -> tuple[CLIPModel, CLIPTokenizer]:
+    return CLIPModel.from_pretrained(folder).eval(), CLIPTokenizer.from_pretrained(folder)

@@ -1,0 +1,418 @@
+"""ToySD v2: the generator retrained so that a personalization method can steer it (the ToySD v2 issue).
+
+What changes from ToySD (`toysd.py`), each a lever the v1 evidence pointed at:
+- **a frozen, pretrained text encoder**, as Stable Diffusion has: ToyCLIP's text tower (`toyclip.py`), trained
+  contrastively on renders and captions first, then frozen; the UNet alone learns to draw from it;
+- **EMA weights** (diffusers' `EMAModel` with warm-up); the saved and sampled UNet is the EMA one;
+- **larger objects** (`scenes.SIZES["v2"]`: most fill 45-70% of the frame width, 7-11 latent cells), with the judge,
+  ToyDINO and ToySAM fine-tuned from the v1 weights to read them;
+- **capacity where objects are decided**: UNet widths (64, 128, 192) (v1: 48, 96, 128), cross-attention at 8x8 and
+  4x4 over 128-wide text states;
+- **training across sessions**: a full checkpoint (UNet, EMA, AdamW state, data position, step; safetensors + JSON)
+  every `checkpoint_minutes`, `--resume true` continues from it; `--compact_to` writes the compact resume point a
+  session commits (half-precision UNet and EMA, no optimizer state: a resume re-creates AdamW with a short warm-up).
+
+The VAE is v1's (convolutional; larger objects only make its job easier), re-scaled to the new corpus.
+Everything is written under `--out` (ToySD in `out/toysd`, ToyCLIP in `out/toyclip`, the readers beside them) and
+read from there by `hifilight.toyworld.world.use("v2", out)`; the committed v1 assets are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+
+from hifilight.errors import HifiError
+from hifilight.io import write_folder_atomic
+from hifilight.models.tiny import sd14_ddim_scheduler
+from hifilight.toyworld import models as readers
+from hifilight.toyworld import toyclip, world
+from hifilight.toyworld.toysd import (
+    LATENT,
+    SIZE,
+    adapt_classifier,
+    caption_variant,
+    curve_point,
+    encode_latents,
+    min_snr_weights,
+    reconstruction_accuracy,
+    render_corpus,
+    save,
+    tokenize,
+    toy_tokenizer,
+)
+
+CHECKPOINT = "checkpoint"
+READERS = ("classifier", "classifier_toysd", "segmenter")
+
+
+@dataclass
+class TrainArgs:
+    """Options of `hifilight toyworld train toysd2`."""
+
+    out: Path = Path("outputs/toysd_v2")
+    """Folder for everything the run makes: toysd/, toyclip/, the readers, checkpoint/."""
+    resume: bool = False
+    """Continue from out/checkpoint (a full or a compact resume point copied there)."""
+    compact_to: Path | None = None
+    """Only write the compact resume point of out/ (no optimizer state, half precision) to this folder, then stop."""
+    images: int = 40000
+    """Renders in the training corpus (the same for ToyCLIP and the UNet)."""
+    clip_steps: int = 1200
+    """ToyCLIP's contrastive training steps."""
+    clip_batch: int = 128
+    clip_lr: float = 5e-4
+    reader_steps: int = 300
+    """Steps fine-tuning the v1 classifier and segmenter on v2's object sizes (the judge then adapts to the VAE)."""
+    unet_steps: int = 30000
+    """Total UNet steps of the run (a resume continues towards it)."""
+    batch: int = 32
+    lr: float = 4e-4
+    """AdamW learning rate, constant after the warm-up (the run's length is open across sessions)."""
+    warmup: int = 300
+    """Linear warm-up steps, at the start and after every resume that re-creates the optimizer."""
+    ema_power: float = 0.75
+    """EMA warm-up power (diffusers' EMAModel): decay 1 - (1 + step)^-power, capped at ema_max_decay."""
+    ema_max_decay: float = 0.9995
+    snr_gamma: float = 5.0
+    """Min-SNR loss weighting (0: the plain epsilon loss)."""
+    latent_scale: float = 0.3
+    """Latent std the UNet sees (v1's input scaling, see toysd.encode_latents)."""
+    partial_captions: float = 0.2
+    """Share of partial captions (toysd.caption_variant)."""
+    checkpoint_minutes: float = 10.0
+    """Minutes between full checkpoints."""
+    curve_every: int = 1500
+    """UNet steps between learning-curve points (validation oracle and floor with the EMA UNet; 0: none)."""
+    curve_images: int = 1
+    """Images per prompt at each learning-curve point."""
+    stop_after_minutes: float = 0.0
+    """Checkpoint and stop after this many minutes of this process (0: run to unet_steps)."""
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    bf16: bool = False
+    """bf16 autocast for the UNet's forward pass (CUDA)."""
+
+    def check(self) -> None:
+        for name in ("images", "clip_steps", "clip_batch", "unet_steps", "batch"):
+            if getattr(self, name) < 1:
+                raise HifiError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.ema_max_decay < 1:
+            raise HifiError(f"--ema_max_decay must be in (0, 1), got {self.ema_max_decay}")
+        if self.latent_scale <= 0 or self.snr_gamma < 0 or not 0 <= self.partial_captions <= 0.6:
+            raise HifiError("--latent_scale must be > 0, --snr_gamma >= 0 and --partial_captions in [0, 0.6]")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise HifiError(f"--device {self.device}: no CUDA device here; pass --device cpu (or auto)")
+
+
+def toy_unet() -> UNet2DConditionModel:
+    """ToySD v2's UNet: widths (64, 128, 192) at 16x16, 8x8, 4x4 latents; cross-attention to ToyCLIP's 128-wide text
+    states at 8x8 and 4x4 (self-attention over the 256 tokens of 16x16 cost 1.6x a step on a CPU; SD has it)."""
+    return UNet2DConditionModel(
+        sample_size=SIZE // 4,
+        in_channels=LATENT,
+        out_channels=LATENT,
+        block_out_channels=(64, 128, 192),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=toyclip.TEXT_HIDDEN,
+        attention_head_dim=16,
+        norm_num_groups=16,
+    )
+
+
+def train_readers(args: TrainArgs, vae: AutoencoderKL, log=print) -> dict:
+    """The v1 classifier (ToyDINO) and segmenter (ToySAM) fine-tuned on v2's sizes, then the judge adapted to the
+    VAE as v1's was; each is skipped when its file is already in `out`."""
+    out = Path(args.out)
+    if all((out / f"{n}.safetensors").is_file() for n in READERS):
+        return {}
+    world.use("v1")
+    start = {n: readers.load(n) for n in ("classifier", "segmenter")}
+    world.use("v2", out)
+    for kind in ("classifier", "segmenter"):
+        readers.save(readers.train(kind, args.reader_steps, args.seed, lr=3e-4, model=start[kind]), kind)
+    vae.requires_grad_(False)
+    readers.save(adapt_classifier(vae, args.reader_steps, args.seed, log=log), "classifier_toysd")
+    return {
+        "classifier_accuracy_fresh_renders": readers.accuracy(readers.load("classifier")),
+        "classifier_toysd_accuracy_fresh_renders": readers.accuracy(readers.load("classifier_toysd")),
+        "toysam_mean_iou": readers.mean_iou(readers.load("segmenter")),
+    }
+
+
+def caption(scene, rng, partial: float = 0.2) -> str:
+    """ToyCLIP's captions: ToySD's mix without the empty caption."""
+    return caption_variant(scene, rng, drop=0.0, partial=partial)
+
+
+def train_clip(args: TrainArgs, tokenizer, images: torch.Tensor, scenes: list, log=print) -> dict:
+    """ToyCLIP trained on the corpus (skipped when out/toyclip exists); its retrieval accuracy on fresh renders."""
+    folder = Path(args.out) / "toyclip"
+    if not (folder / "config.json").is_file():
+        model = toyclip.build(tokenizer, args.seed)
+        toyclip.train(
+            model,
+            lambda c: tokenize(tokenizer, c),
+            images,
+            scenes,
+            lambda s, r: caption(s, r, args.partial_captions),
+            args.clip_steps,
+            args.clip_batch,
+            args.clip_lr,
+            args.seed,
+            log,
+        )
+        toyclip.save(model, tokenizer, folder)
+    model, _ = toyclip.load(folder)
+    fresh, fresh_scenes, _ = render_corpus(256, args.seed + 99)
+    return {
+        "toyclip_retrieval_full_captions": round(
+            toyclip.retrieval_accuracy(
+                model, lambda c: tokenize(tokenizer, c), fresh, [s.caption for s in fresh_scenes]
+            ),
+            3,
+        )
+    }
+
+
+class Trainer:
+    """The UNet's training state: model, EMA, optimizer, data position; saved and restored as one checkpoint."""
+
+    def __init__(self, args: TrainArgs, comps: dict, latents: torch.Tensor, scenes: list, device: str):
+        self.args, self.comps, self.latents, self.scenes, self.device = args, comps, latents, scenes, device
+        self.unet = comps["unet"].to(device)
+        self.text_encoder = comps["text_encoder"].to(device).requires_grad_(False)
+        self.noise_sched = DDPMScheduler.from_config(comps["scheduler"].config)
+        self.ema = EMAModel(self.unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, power=args.ema_power)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=args.lr, weight_decay=1e-2)
+        self.rng = np.random.default_rng(args.seed)
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.step, self.warm_from, self.curve, self.seconds = 0, 0, [], 0.0
+
+    def train_step(self) -> float:
+        a = self.args
+        for group in self.opt.param_groups:
+            group["lr"] = a.lr * min(1.0, (self.step - self.warm_from + 1) / max(1, a.warmup))
+        idx = self.rng.integers(len(self.latents), size=a.batch)
+        x0 = self.latents[idx]
+        captions = [caption_variant(self.scenes[i], self.rng, partial=a.partial_captions) for i in idx]
+        ids = tokenize(self.comps["tokenizer"], captions)
+        noise = torch.randn(x0.shape, generator=self.gen)
+        t = torch.randint(0, self.noise_sched.config.num_train_timesteps, (a.batch,), generator=self.gen)
+        x_t = self.noise_sched.add_noise(x0, noise, t)
+        with torch.no_grad():
+            states = self.text_encoder(ids.to(self.device))[0]
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=a.bf16):
+            pred = self.unet(x_t.to(self.device), t.to(self.device), states).sample
+        loss = F.mse_loss(pred.float(), noise.to(self.device), reduction="none").mean(dim=(1, 2, 3))
+        if a.snr_gamma > 0:
+            loss = loss * min_snr_weights(self.noise_sched, t, a.snr_gamma).to(self.device)
+        loss = loss.mean()
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
+        self.opt.step()
+        self.ema.step(self.unet.parameters())
+        self.step += 1
+        return loss.item()
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.unet.named_parameters()]
+
+    def save_checkpoint(self, folder: Path, compact: bool = False) -> None:
+        """Full: fp32 UNet, EMA and AdamW moments; compact: fp16 UNet and EMA only. Atomic."""
+        dtype = torch.float16 if compact else torch.float32
+        names = self.names()
+
+        def write(tmp: Path) -> None:
+            params = dict(self.unet.named_parameters())
+            tensors = {"unet": [params[n] for n in names], "ema": self.ema.shadow_params}
+            for part, values in tensors.items():
+                flat = {n: v.detach().to("cpu", dtype).contiguous() for n, v in zip(names, values, strict=True)}
+                save_file(flat, str(tmp / f"{part}.safetensors"))
+            opt_steps = {}
+            if not compact:
+                moments, plist = {}, list(self.unet.parameters())
+                for n, p in zip(names, plist, strict=True):
+                    st = self.opt.state.get(p)
+                    if st:
+                        moments[f"exp_avg.{n}"] = st["exp_avg"].detach().cpu().contiguous()
+                        moments[f"exp_avg_sq.{n}"] = st["exp_avg_sq"].detach().cpu().contiguous()
+                        opt_steps[n] = float(st["step"])
+                save_file(moments, str(tmp / "optimizer.safetensors"))
+            state = {
+                "step": self.step,
+                "warm_from": self.warm_from,
+                "ema_optimization_step": self.ema.optimization_step,
+                "optimizer_steps": opt_steps,
+                "numpy_rng": self.rng.bit_generator.state,
+                "torch_rng": self.gen.get_state().tolist(),
+                "curve": self.curve,
+                "seconds": round(self.seconds),
+                "scaling_factor": self.comps["vae"].config.scaling_factor,
+                "compact": compact,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.args).items()},
+            }
+            (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+
+        write_folder_atomic(folder, write, overwrite=True)
+
+    def load_checkpoint(self, folder: Path) -> None:
+        """Restore a checkpoint; without optimizer state (a compact point) AdamW starts fresh with a new warm-up."""
+        state = json.loads((folder / "state.json").read_text())
+        names = self.names()
+        weights = load_file(str(folder / "unet.safetensors"))
+        self.unet.load_state_dict({**self.unet.state_dict(), **{n: weights[n].float() for n in names}})
+        ema = load_file(str(folder / "ema.safetensors"))
+        self.ema.shadow_params = [ema[n].float().to(self.device) for n in names]
+        self.ema.optimization_step = state["ema_optimization_step"]
+        self.step, self.curve, self.seconds = state["step"], state["curve"], float(state["seconds"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.gen.set_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.warm_from = state["warm_from"]
+        opt_file = folder / "optimizer.safetensors"
+        if opt_file.is_file() and state["optimizer_steps"]:
+            moments = load_file(str(opt_file))
+            for n, p in zip(names, self.unet.parameters(), strict=True):
+                if n in state["optimizer_steps"]:
+                    self.opt.state[p] = {
+                        "step": torch.tensor(state["optimizer_steps"][n]),
+                        "exp_avg": moments[f"exp_avg.{n}"].to(self.device),
+                        "exp_avg_sq": moments[f"exp_avg_sq.{n}"].to(self.device),
+                    }
+        else:
+            self.warm_from = self.step
+
+    def export(self, folder: Path, info: dict) -> None:
+        """The diffusers pipeline folder with the EMA UNet (what is sampled), the training record inside."""
+        self.ema.store(self.unet.parameters())
+        self.ema.copy_to(self.unet.parameters())
+        self.unet.cpu()
+        try:
+            comps = {**self.comps, "unet": self.unet}
+            save(comps, folder, info | {"unet_steps_done": self.step, "learning_curve": self.curve})
+        finally:
+            self.unet.to(self.device)
+            self.ema.restore(self.unet.parameters())
+
+
+def build_components(args: TrainArgs, log=print) -> tuple[dict, dict, torch.Tensor, list]:
+    """Tokenizer, VAE (v1's), ToyCLIP's frozen text tower, a seeded UNet, the scheduler; the corpus and its latents."""
+    out = Path(args.out)
+    world.use("v2", out)
+    tokenizer = toy_tokenizer()
+    vae = AutoencoderKL.from_pretrained(world.ASSETS / "toysd", subfolder="vae").eval()
+    info = train_readers(args, vae, log)
+    images, scenes, _ = render_corpus(args.images, args.seed + 1)
+    info |= train_clip(args, tokenizer, images, scenes, log)
+    clip, _ = toyclip.load(out / "toyclip")
+    torch.manual_seed(args.seed)
+    comps = {
+        "unet": toy_unet(),
+        "vae": vae,
+        "text_encoder": toyclip.text_encoder(clip),
+        "tokenizer": tokenizer,
+        "scheduler": sd14_ddim_scheduler(),
+    }
+    vae.requires_grad_(False)
+    info["vae_reconstruction_accuracy"] = reconstruction_accuracy(vae)
+    latents = encode_latents(vae, images, args.latent_scale)
+    return comps, info, latents, scenes
+
+
+def compact(args: TrainArgs) -> Path:
+    """Write the compact resume point of `args.out` to `args.compact_to`: the readers, ToyCLIP, and the checkpoint in
+    half precision without optimizer state (copy it back into an --out folder and pass --resume true)."""
+    src, dest = Path(args.out), Path(args.compact_to)
+    if not (src / CHECKPOINT / "state.json").is_file():
+        raise HifiError(f"--out {src}: no {CHECKPOINT}/state.json to compact; run the training first")
+
+    def write(tmp: Path) -> None:
+        for name in READERS:
+            shutil.copy(src / f"{name}.safetensors", tmp / f"{name}.safetensors")
+        shutil.copytree(src / "toyclip", tmp / "toyclip")
+        (tmp / CHECKPOINT).mkdir()
+        state = json.loads((src / CHECKPOINT / "state.json").read_text())
+        for part in ("unet", "ema"):
+            tensors = load_file(str(src / CHECKPOINT / f"{part}.safetensors"))
+            save_file({k: v.half() for k, v in tensors.items()}, str(tmp / CHECKPOINT / f"{part}.safetensors"))
+        state |= {"compact": True, "optimizer_steps": {}}
+        (tmp / CHECKPOINT / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+
+    return write_folder_atomic(dest, write, overwrite=True)
+
+
+def train(args: TrainArgs, log=print) -> Path:
+    """Train (or continue) ToySD v2 under `args.out`; returns the ToySD folder (out/toysd, EMA weights)."""
+    args.check()
+    if args.compact_to is not None:
+        return compact(args)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if (out / CHECKPOINT).exists() and not args.resume:
+        raise HifiError(f"--out {out} already has a {CHECKPOINT}/; pass --resume true to continue it or a new --out")
+    started = time.perf_counter()
+    comps, info, latents, scenes = build_components(args, log)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    trainer = Trainer(args, comps, latents, scenes, device)
+    if args.resume and (out / CHECKPOINT / "state.json").is_file():
+        trainer.load_checkpoint(out / CHECKPOINT)
+        log(f"resumed at step {trainer.step} from {out / CHECKPOINT}")
+    info |= {"world": "v2", "device": device, "threads": args.threads}
+    base, last_ckpt = trainer.seconds, time.perf_counter()
+    while trainer.step < args.unet_steps:
+        loss = trainer.train_step()
+        trainer.seconds = base + time.perf_counter() - started
+        if trainer.step % 100 == 0:
+            log(f"unet step {trainer.step}: loss {loss:.4f} ({trainer.seconds / 60:.0f} min)")
+        if args.curve_every and trainer.step % args.curve_every == 0:
+            trainer.export(out / "toysd", info)
+            point = curve_point(out / "toysd", trainer.step, args.curve_images)
+            trainer.curve.append(point | {"minutes": round(trainer.seconds / 60)})
+            log(f"learning curve: {json.dumps(trainer.curve[-1])}")
+        stop = args.stop_after_minutes and time.perf_counter() - started > 60 * args.stop_after_minutes
+        if stop or time.perf_counter() - last_ckpt > 60 * args.checkpoint_minutes:
+            trainer.save_checkpoint(out / CHECKPOINT)
+            trainer.export(out / "toysd", info)
+            last_ckpt = time.perf_counter()
+            log(f"checkpoint at step {trainer.step}")
+        if stop:
+            break
+    trainer.save_checkpoint(out / CHECKPOINT)
+    trainer.export(out / "toysd", info)
+    log(f"ToySD v2 at step {trainer.step} -> {out / 'toysd'}")
+    return out / "toysd"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from jsonargparse import ArgumentParser
+
+    from hifilight.errors import OneLineParseErrors
+
+    class Parser(OneLineParseErrors, ArgumentParser):
+        pass
+
+    parser = Parser(prog="hifilight toyworld train toysd2", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", action="config")
+    parser.add_class_arguments(TrainArgs)
+    cfg = vars(parser.parse_args(argv or []))
+    cfg.pop("config", None)
+    train(TrainArgs(**cfg))
+
+
+if __name__ == "__main__":
+    main()
