@@ -45,7 +45,7 @@ def _run(command: str, argv: list[str]) -> None:
 # Third-party notices a hifilight user cannot act on: Lightning's advertisement tips and its notes about our own
 # choices (the seed, the CSV logger), and a deprecation inside Lightning.
 QUIET_WARNINGS = (r"No seed found", r".*tensorboardX.*", r".*LeafSpec.*", r".*local_dir_use_symlinks.*")
-QUIET_LOG_PREFIXES = ("💡 Tip",)
+QUIET_LOG_PREFIXES = ("💡 Tip", "GPU available", "TPU available", "HPU available", "IPU available")
 
 
 class _DropTips(logging.Filter):
@@ -63,6 +63,9 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def quiet_third_party() -> None:
+    """No third-party progress bars ("Loading weights", read by transformers from this variable when it is first
+    imported) or accelerator banners; hifilight prints one line per stage and its own progress bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.formatwarning = one_line_warning
     for pattern in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fit_args, sd_pipeline
+from conftest import EXAMPLE_SUBJECT, fit_args, sd_pipeline
 from PIL import Image
 
 from hifilight.artifacts import SubjectArtifact
@@ -754,3 +754,52 @@ def test_a_huge_prompt_is_not_repeated_in_its_error_line(fitted, tmp_path, capsy
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "(10000 characters)" in err and len(err) < 400, err
+
+
+def test_list_options_take_the_comma_form_users_type(tmp_path):
+    from hifilight.commands.common import comma_lists
+    from hifilight.commands.predict import predict
+    from hifilight.protocol import evaluate
+
+    assert comma_lists(evaluate, ["--subjects", "can,dog6", "--prompts=0, 2"]) == [
+        "--subjects",
+        '["can", "dog6"]',
+        "--prompts=[0, 2]",
+    ]
+    assert comma_lists(evaluate, ["--subjects", '["can"]']) == ["--subjects", '["can"]']  # JSON stays as it is
+    assert comma_lists(predict, ["--prompts", "a {}, running"]) == ["--prompts", '["a {}, running"]']  # one prompt
+    out = tmp_path / "toy"
+    args = ["toyworld", "dataset", "--out", str(out), "--subjects", "blue_star_yellow_dots,red_heart_white_stripes"]
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["blue_star_yellow_dots", "red_heart_white_stripes"]
+
+
+@pytest.mark.parametrize(
+    ("method", "out", "says"),
+    [
+        ("lora", "lora", "a lora subject is one .safetensors file; pass --out {out}.safetensors"),
+        ("textual_inversion", "ti.bin", "pass --out {out}.safetensors"),
+        ("dreambooth", "db.safetensors", "DreamBooth writes a diffusers folder"),
+    ],
+)
+def test_fit_outputs_get_the_extension_their_format_needs(method, out, says, tmp_path, capsys):
+    target = str(tmp_path / out)
+    args = ["fit", "--method", method, "--data.subject_dir", str(EXAMPLE_SUBJECT), "--data.class_name", "dog"]
+    assert main([*args, "--out", target]) == 2
+    assert says.format(out=target) in capsys.readouterr().err
+    assert not Path(target).exists()
+
+
+def test_the_console_shows_no_third_party_bars_or_accelerator_banners(tmp_path):
+    """A fit (Lightning) and a command loading ToySD from its folder (transformers' "Loading weights" bars)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    runs = [
+        fit_args(EXAMPLE_SUBJECT, str(tmp_path / "a.safetensors"), str(tmp_path / "logs")),
+        ["toyworld", "calibrate", "--split", "val", "--prompts", "[0]", "--images_per_prompt", "1", "--steps", "2"],
+    ]
+    for args in runs:
+        run = subprocess.run([sys.executable, "-m", "hifilight.cli", *args], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        text = run.stdout + run.stderr
+        for noise in ("Loading weights", "GPU available", "TPU available", "Writing model shards"):
+            assert noise not in text, (noise, text[-2000:])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import typing
 
 from jsonargparse import ArgumentParser
 
@@ -67,10 +69,47 @@ def run_group(commands: dict, prog: str, argv: list[str]) -> None:
     run_function(commands[argv[0]], f"{prog} {argv[0]}", argv[1:])
 
 
+# list options whose items may contain commas themselves: a value without brackets is one item ("a dog, running")
+WHOLE_ITEMS = ("prompts",)
+
+
+def _list_item_type(annotation) -> type | None:
+    """str / int / float for a `list[X]` or `list[X] | None` annotation, else None."""
+    for a in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(a) is list and typing.get_args(a) and typing.get_args(a)[0] in (str, int, float):
+            return typing.get_args(a)[0]
+    return None
+
+
+def comma_lists(fn, argv: list[str]) -> list[str]:
+    """`argv` with list options in the form users type rewritten as the JSON the parser reads: `--subjects can,dog6`
+    -> `["can", "dog6"]`, `--seeds 0,1,2` -> `[0, 1, 2]`, `--prompts "a {} on the beach"` -> one prompt. Values
+    that already start with "[" are left as they are."""
+    try:
+        kinds = {n: _list_item_type(t) for n, t in typing.get_type_hints(fn).items()}
+    except (NameError, TypeError):  # an annotation that cannot be resolved here: leave argv to the parser
+        return argv
+    out, i = [], 0
+    while i < len(argv):
+        arg, value, glued = argv[i], None, "=" in argv[i]
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
+        if name in kinds and kinds[name] is not None:
+            value = arg.split("=", 1)[1] if glued else (argv[i + 1] if i + 1 < len(argv) else None)
+        if value is None or value.lstrip().startswith("["):
+            out.append(arg)
+            i += 1
+            continue
+        items = [value] if name in WHOLE_ITEMS else [v.strip() for v in value.split(",") if v.strip()]
+        text = json.dumps(items) if kinds[name] is str else "[" + ", ".join(items) + "]"
+        out += [f"--{name}={text}"] if glued else [arg, text]
+        i += 1 if glued else 2
+    return out
+
+
 def run_function(fn, prog: str, argv: list[str]) -> None:
     """Parse `argv` for `fn`, build its dataclass arguments, and call it."""
     parser = function_parser(fn, prog)
-    cfg = parser.instantiate_classes(parser.parse_args(argv))
+    cfg = parser.instantiate_classes(parser.parse_args(comma_lists(fn, argv)))
     cfg.pop("config", None)
     check_bounds(vars(cfg))
     fn(**vars(cfg))

@@ -48,6 +48,19 @@ TRAINER_DEFAULTS = {
 SUBCOMMAND = "fit"  # LightningCLI's subcommand: its parser names every key "fit.<key>"
 
 
+def check_out_extension(out: str, method: str) -> None:
+    """Every fitted subject but DreamBooth's is one safetensors file, and the tools that read it (hifilight, diffusers'
+    `load_lora_weights`, A1111) go by the extension: a name without it is refused before any training."""
+    if method == "dreambooth":
+        if out.endswith(".safetensors"):
+            raise HifiError(
+                f"--out {out}: DreamBooth writes a diffusers folder; pass a folder name without .safetensors "
+                "(`hifilight export checkpoint` then writes one file)"
+            )
+    elif not out.endswith(".safetensors"):
+        raise HifiError(f"--out {out}: a {method} subject is one .safetensors file; pass --out {out}.safetensors")
+
+
 class FitParser(OneLineParseErrors, LightningArgumentParser):
     """LightningCLI's parser; a bad argument is one line naming the flag, the value and what it takes. The user
     types `hifilight fit --data.x`, which LightningCLI parses as its `fit` subcommand's `fit.data.x`."""
@@ -95,6 +108,7 @@ class FitCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self._fit_config()
         # fail before any training, not after: the output must be new (or --overwrite) and writable
+        check_out_extension(str(cfg.out), cfg.method)
         check_output_path(cfg.out, cfg.overwrite, "--out", folder=cfg.method == "dreambooth")
         note_random_weights(cfg.model.pretrained)
         if cfg.method == "hifi_ti" and cfg.trainer.strategy in ("ddp", "ddp_spawn"):
