@@ -71,6 +71,7 @@ def load_test(
             "BENTOML_HOME": str(Path(tmp) / "bentoml"),
             "BENTOML_DO_NOT_TRACK": "True",
             "HIFILIGHT_SUBJECTS_DIR": str(subjects),
+            "HIFILIGHT_MODEL": "tiny",
             "HIFILIGHT_MAX_BATCH": str(max_batch),
             "HIFILIGHT_THREADS": str(threads),
         }
@@ -135,7 +136,11 @@ def in_process(steps: int, size: int, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         comps = load_components("tiny")
         _artifact(comps).save(Path(tmp) / "dog.safetensors")
-        server = SubjectServer(ServeSettings(subjects_dir=Path(tmp), max_batch=1, threads=torch.get_num_threads()))
+        server = SubjectServer(
+            ServeSettings(
+                model="tiny", dino_model="tiny", subjects_dir=Path(tmp), max_batch=1, threads=torch.get_num_threads()
+            )
+        )
         server.load()
     item = server.subjects["dog"]
     jobs = make_jobs(["a {} on the beach"], item.subject.word, 0, 1)

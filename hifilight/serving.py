@@ -37,18 +37,23 @@ from hifilight.subjects import Subject, load_subject
 log = logging.getLogger("hifilight.serve")
 
 
+DINO_FOR = {"tiny": "tiny", "toysd": "toyworld"}  # the image encoder reference guidance uses with a built-in model
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Service configuration; each field has an environment variable (HIFILIGHT_<NAME>)."""
 
-    model: str = "tiny"  # base model: preset, hub id or local folder
+    model: str = "toysd"  # base model: preset, hub id or local folder (ToySD serves the embedded ToyWorld subjects)
     subjects_dir: Path = Path("serve/subjects")
     backend: str = "torch"  # "torch" or "onnx"
     onnx_dir: Path | None = None  # `hifilight export onnx` folder for backend onnx
     device: str = "auto"
     max_size: int = 768  # largest width/height in pixels
     max_prompt_chars: int = 300
-    dino_model: str = "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset)
+    dino_model: str = (
+        "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset, "toyworld" with ToySD)
+    )
     threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
     # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; with reference
     # guidance every inner step J of every guided step counts as one more step): 50 steps at 512 x 512 is 13.1. A
@@ -77,7 +82,7 @@ class ServeSettings:
             device=get("device", cls.device),
             max_size=int(get("max_size", cls.max_size)),
             max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
-            dino_model=get("dino_model", "tiny" if model == "tiny" else cls.dino_model),
+            dino_model=get("dino_model", DINO_FOR.get(model, cls.dino_model)),
             threads=int(get("threads", 0)),
             max_work=float(get("max_work", cls.max_work)),
             max_inner_steps=int(get("max_inner_steps", cls.max_inner_steps)),
@@ -300,10 +305,43 @@ class SubjectServer:
                     "resolution": s.resolution,
                     "stepwise": stepwise,
                     "reference_guidance": item.photos is not None,
+                    "photos": len(self.photos(name)),
                     "base_model": meta.get("base_model"),
                 }
             )
         return out
+
+    def photos(self, subject: str) -> list[Path]:
+        """The subject's source photos (what reference guidance reads), by name; none for a subject without them."""
+        item = self._known(subject)
+        if item.photos is None:
+            return []
+        from hifilight.data.images import IMAGE_EXTENSIONS
+
+        return sorted(p for p in item.photos.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    def photo(self, subject: str, index: int, mask: bool = False) -> Image.Image:
+        """Photo `index` of a subject (or its mask, `masks/<same name>.png` in the DreamBench layout, when it has
+        one); the index is checked against the listing, so no path from a request reaches the file system."""
+        photos = self.photos(subject)
+        if not 0 <= index < len(photos):
+            raise RequestError(f"photo index must be in 0..{len(photos) - 1} for {shown(subject)}, got {index}")
+        if not mask:
+            return Image.open(photos[index]).convert("RGB")
+        path = photos[index].parent / "masks" / f"{photos[index].stem}.png"
+        if not path.is_file():
+            raise RequestError(f"subject {shown(subject)} has no mask for photo {index}", status=404)
+        return Image.open(path).convert("L")
+
+    def _known(self, subject: str) -> Loaded:
+        if subject in self.subjects:
+            return self.subjects[subject]
+        if subject in self.skipped:
+            raise RequestError(
+                f"subject {shown(subject)} was skipped when the service started: {self.skipped[subject]}", 404
+            )
+        known = ", ".join(sorted(self.subjects)) or "none loaded"
+        raise RequestError(f"unknown subject {shown(subject)}; known: {known}", status=404)
 
     def validate(
         self,
@@ -317,13 +355,7 @@ class SubjectServer:
         guide: GuideRequest | None = None,
     ) -> Loaded:
         s = self.settings
-        if subject not in self.subjects:
-            if subject in self.skipped:
-                raise RequestError(
-                    f"subject {shown(subject)} was skipped when the service started: {self.skipped[subject]}", 404
-                )
-            known = ", ".join(sorted(self.subjects)) or "none loaded"
-            raise RequestError(f"unknown subject {shown(subject)}; known: {known}", status=404)
+        self._known(subject)
         if not prompt.strip() or len(prompt) > s.max_prompt_chars:
             raise RequestError(f"prompt must have 1..{s.max_prompt_chars} characters, got {len(prompt)}")
         if not 1 <= steps <= MAX_STEPS:
@@ -352,7 +384,7 @@ class SubjectServer:
                 "guidance_scale != 1 and the torch backend"
             )
         try:
-            render(prompt, item.subject.word)
+            render(prompt, item.subject.word, flag="prompt")
         except HifiError as err:
             raise RequestError(str(err)) from None
         return item
@@ -521,7 +553,8 @@ def stop_service(proc, timeout: float = 20.0) -> None:
 
 
 # ---- the HTTP gate in front of the service (an ASGI middleware; BentoML mounts it in serve/service.py) ----------
-OPEN_PATHS = ("/readyz", "/livez", "/healthz", "/metrics")  # probes stay open without the token
+# probes and the web page (markup only; every call it makes carries the token) stay open without the token
+OPEN_PATHS = ("/readyz", "/livez", "/healthz", "/metrics", "/ui", "/ui/")
 
 
 class RequestGate:

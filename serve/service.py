@@ -1,7 +1,7 @@
 """BentoML service for tuned subjects: `bentoml serve serve.service:HifiService` (or `make serve`).
 
-Configuration by environment (see `hifilight.serving.ServeSettings`): HIFILIGHT_MODEL (default the random-weight
-`tiny` preset; a hub id or local folder for real use), HIFILIGHT_SUBJECTS_DIR (default serve/subjects),
+Configuration by environment (see `hifilight.serving.ServeSettings`): HIFILIGHT_MODEL (default
+`toysd`, ToyWorld's model; a hub id or local folder for real use), HIFILIGHT_SUBJECTS_DIR (default serve/subjects),
 HIFILIGHT_BACKEND torch|onnx with HIFILIGHT_ONNX_DIR, HIFILIGHT_MAX_SIZE, HIFILIGHT_DEVICE, HIFILIGHT_DINO_MODEL,
 HIFILIGHT_MAX_WORK (megapixel-steps per request), HIFILIGHT_MAX_BODY (bytes), HIFILIGHT_API_TOKEN (require
 `Authorization: Bearer <token>`; the probes stay open). Bad values get a 400 (unknown subject: 404; more work than
@@ -14,6 +14,7 @@ import asyncio
 import logging
 import threading
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated
 
 import bentoml
@@ -80,6 +81,39 @@ class HifiService:
     def subjects(self) -> dict:
         """The loaded subjects with their metadata, and the files that were skipped (with why)."""
         return {"subjects": self.server.describe(), "skipped": self.server.skipped}
+
+    @bentoml.api
+    def subject_photo(
+        self,
+        subject: Annotated[str, Field(min_length=1, max_length=200)],
+        index: Annotated[int, Field(ge=0, le=1000)] = 0,
+        mask: bool = False,
+    ) -> Image:
+        """Source photo `index` of a subject (`mask`: its mask), as the web page shows them."""
+        try:
+            return self.server.photo(subject, index, mask)
+        except RequestError as err:
+            raise BentoMLException(str(err), error_code=HTTPStatus(err.status)) from None
+
+
+PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+
+
+async def page(scope, receive, send) -> None:
+    """The web page (GET /ui): markup and script only; it calls the API above with the user's token."""
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")],
+        }
+    )
+    await send({"type": "http.response.body", "body": PAGE.read_bytes()})
+
+
+HifiService.mount_asgi_app(page, path="/ui")
 
 
 # client errors are logged as one line (BentoML logs each with a traceback at ERROR)

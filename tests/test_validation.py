@@ -100,7 +100,7 @@ def test_the_good_file_loads_and_the_service_serves_it_beside_every_damaged_one(
     assert load_subject(tmp_path / "good.safetensors").class_name == "dog"
     for k, (damage, _) in enumerate(DAMAGE.values()):
         _write(tmp_path / f"bad{k}.safetensors", *damage(*_good(tiny)))
-    server = SubjectServer(ServeSettings(subjects_dir=tmp_path, max_size=64)).load()
+    server = SubjectServer(ServeSettings(model="tiny", dino_model="tiny", subjects_dir=tmp_path, max_size=64)).load()
     assert list(server.subjects) == ["good"] and len(server.skipped) == len(DAMAGE)
     assert all("\n" not in reason and reason for reason in server.skipped.values())
 

@@ -521,6 +521,23 @@ def train(what: str, args: list[str] | None = None) -> None:
     importlib.import_module(TRAINERS[what]).main(args or [])
 
 
+def serve_subjects(
+    out: Path = Path("serve/subjects"), subject: str = "blue_star_yellow_dots", overwrite: bool = False
+) -> None:
+    """Re-make the service's embedded subjects: one ToyWorld subject fitted on ToySD as HiFi Tuner, Textual Inversion
+    and LoRA subjects, each with its photos for reference guidance (what `make serve` serves on a fresh clone).
+
+    Args:
+        out: the service's subjects folder (HIFILIGHT_SUBJECTS_DIR).
+        subject: the ToyWorld subject to learn.
+        overwrite: replace subjects already there.
+    """
+    from hifilight.toyworld.serve_subjects import make
+
+    made = make(out, subject, overwrite)
+    print(f"wrote {', '.join(p.name for p in made)} (and their photos) to {out}; `make serve` serves them")
+
+
 COMMANDS = {
     "dataset": dataset,
     "ablation": ablation,
@@ -528,6 +545,7 @@ COMMANDS = {
     "tune": tune,
     "snapshot": snapshot,
     "train": train,
+    "serve_subjects": serve_subjects,
 }
 
 

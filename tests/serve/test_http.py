@@ -26,6 +26,7 @@ def service(serve_subjects, tmp_path_factory):
         "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
         "BENTOML_DO_NOT_TRACK": "True",
         "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects),
+        "HIFILIGHT_MODEL": "tiny",
         "HIFILIGHT_MAX_SIZE": "128",
         "HIFILIGHT_MAX_WORK": "1",
         "HF_HUB_OFFLINE": "1",

@@ -51,7 +51,7 @@ def _served(server, name, seed):
 
 
 def test_each_lora_subject_gets_its_own_adapter_and_others_none(folder):
-    server = SubjectServer(ServeSettings(subjects_dir=folder, max_size=128)).load()
+    server = SubjectServer(ServeSettings(model="tiny", dino_model="tiny", subjects_dir=folder, max_size=128)).load()
     kinds = {d["name"]: d["kind"] for d in server.describe()}
     assert kinds == {"rex": "lora", "my-dog.v2": "lora", "hifi": "hifi"}
     assert server.subjects["rex"].comps is server.subjects["my-dog.v2"].comps  # one base model for all
@@ -64,8 +64,8 @@ def test_each_lora_subject_gets_its_own_adapter_and_others_none(folder):
 
 
 def test_lora_subjects_need_the_torch_backend(folder):
-    server = SubjectServer(ServeSettings(subjects_dir=folder))
-    server.settings = ServeSettings(subjects_dir=folder, backend="onnx")
+    server = SubjectServer(ServeSettings(model="tiny", dino_model="tiny", subjects_dir=folder))
+    server.settings = ServeSettings(model="tiny", dino_model="tiny", subjects_dir=folder, backend="onnx")
     server.comps = load_components("tiny")
     with pytest.raises(HifiError, match="LoRA subjects need the torch backend"):
         server._load_lora(folder / "rex.safetensors", load_subject(folder / "rex.safetensors"))

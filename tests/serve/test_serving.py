@@ -6,13 +6,16 @@ import json
 import numpy as np
 import pytest
 from conftest import make_artifact
+from PIL import Image
 
 from hifilight.serving import GuideRequest, RequestError, ServeSettings, SubjectServer
 
 
 @pytest.fixture(scope="module")
 def server(serve_subjects):
-    return SubjectServer(ServeSettings(subjects_dir=serve_subjects, max_size=128)).load()
+    return SubjectServer(
+        ServeSettings(model="tiny", dino_model="tiny", subjects_dir=serve_subjects, max_size=128)
+    ).load()
 
 
 def test_loads_good_subjects_and_skips_bad_ones_with_a_reason(server):
@@ -89,7 +92,11 @@ def test_onnx_backend_serves_the_same_image(serve_subjects, tiny, tmp_path, serv
     from hifilight.export.onnx import export_onnx
 
     export_onnx(tiny, tmp_path / "onnx", check=False)
-    ort = SubjectServer(ServeSettings(subjects_dir=serve_subjects, backend="onnx", onnx_dir=tmp_path / "onnx")).load()
+    ort = SubjectServer(
+        ServeSettings(
+            model="tiny", dino_model="tiny", subjects_dir=serve_subjects, backend="onnx", onnx_dir=tmp_path / "onnx"
+        )
+    ).load()
     assert "dog" in ort.subjects and "toy" in ort.skipped  # Textual Inversion needs the torch text encoder
     a = np.asarray(ort.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
     b = np.asarray(server.generate("a {}", "dog", seed=1, steps=3, width=32, height=32), dtype=np.int16)
@@ -333,7 +340,9 @@ def test_every_entry_of_the_subjects_folder_that_is_not_served_is_listed_with_wh
     (tmp_path / "cat").mkdir()  # photos with no subject beside them
     (tmp_path / ".cache").mkdir()
     with caplog.at_level(logging.WARNING, logger="hifilight.serve"):
-        served = SubjectServer(ServeSettings(subjects_dir=tmp_path, max_size=128)).load()
+        served = SubjectServer(
+            ServeSettings(model="tiny", dino_model="tiny", subjects_dir=tmp_path, max_size=128)
+        ).load()
     assert sorted(served.subjects) == ["dog"]
     assert served.skipped == {
         "rex_db": "DreamBooth folders are served by pointing HIFILIGHT_MODEL at them",
@@ -350,7 +359,7 @@ def test_a_missing_subjects_folder_is_logged(tmp_path, caplog):
     import logging
 
     with caplog.at_level(logging.WARNING, logger="hifilight.serve"):
-        served = SubjectServer(ServeSettings(subjects_dir=tmp_path / "nowhere")).load()
+        served = SubjectServer(ServeSettings(model="tiny", dino_model="tiny", subjects_dir=tmp_path / "nowhere")).load()
     assert not served.subjects
     assert any(
         "HIFILIGHT_SUBJECTS_DIR" in r.getMessage() and "no such folder" in r.getMessage() for r in caplog.records
@@ -372,3 +381,24 @@ def test_a_nan_guidance_and_a_huge_prompt_get_errors_that_say_what_they_are(serv
     with pytest.raises(RequestError) as err:
         server.generate("a {}", "y" * 10_000, steps=2, width=32, height=32)
     assert len(str(err.value)) < 300 and "10000 characters" in str(err.value)
+
+
+def test_a_subjects_photos_and_masks_are_served_by_index_only(tiny, tmp_path):
+    make_artifact(tiny, steps=4).save(tmp_path / "dog.safetensors")
+    (tmp_path / "dog" / "masks").mkdir(parents=True)
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "dog" / "00.png")
+    Image.new("RGB", (16, 16), "blue").save(tmp_path / "dog" / "01.jpg")
+    Image.new("L", (16, 16), 255).save(tmp_path / "dog" / "masks" / "00.png")
+    served = SubjectServer(ServeSettings(model="tiny", dino_model="tiny", subjects_dir=tmp_path)).load()
+    assert [p.name for p in served.photos("dog")] == ["00.png", "01.jpg"]
+    assert served.describe()[0]["photos"] == 2
+    assert served.photo("dog", 1).getpixel((0, 0))[2] > 200  # the blue JPEG (lossy)
+    assert served.photo("dog", 0, mask=True).mode == "L"
+    with pytest.raises(RequestError, match="no mask for photo 1") as err:
+        served.photo("dog", 1, mask=True)
+    assert err.value.status == 404
+    with pytest.raises(RequestError, match="photo index must be in 0..1"):
+        served.photo("dog", 2)
+    with pytest.raises(RequestError, match="unknown subject") as err:
+        served.photo("../dog", 0)
+    assert err.value.status == 404
