@@ -68,6 +68,7 @@ class ServeSettings:
     max_queue: int = 64
     max_body: int = 1_000_000  # bytes of a request body (requests are small JSON)
     api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
+    fit_configs: Path = Path("configs")  # the presets a fit request may name (fit YAMLs, by file stem)
 
     @classmethod
     def from_env(cls, env=os.environ) -> ServeSettings:
@@ -91,6 +92,7 @@ class ServeSettings:
             max_queue=int(get("max_queue", cls.max_queue)),
             max_body=int(get("max_body", cls.max_body)),
             api_token=get("api_token", None),
+            fit_configs=Path(get("fit_configs", cls.fit_configs)),
         )
 
 
@@ -234,6 +236,13 @@ class SubjectServer:
     def _skip(self, name: str, reason: str) -> None:
         self.skipped[name] = reason
         log.warning("skipping subject %s: %s", name, reason)
+
+    def add(self, path: Path) -> None:
+        """Serve one more subject file (a fit task's result) from now on; raises when it cannot be served."""
+        with self.lock:
+            loaded = self._load_one(path)
+        self.subjects[path.stem] = loaded
+        self.skipped.pop(path.stem, None)
 
     def _load_one(self, path: Path) -> Loaded:
         from hifilight.sampling.generate import prepare_subject

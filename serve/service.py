@@ -11,6 +11,7 @@ allowed: 413) with a one-line message. One generation runs at a time (a lock).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 from http import HTTPStatus
@@ -22,6 +23,7 @@ from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
+from hifilight.learning import Learner, LearnError, LearnRequest
 from hifilight.serving import (
     MAX_GUIDANCE,
     MAX_SEED,
@@ -44,6 +46,7 @@ class HifiService:
     def __init__(self) -> None:
         exit_with_parent()  # a worker must not outlive a killed `bentoml serve`
         self.server = SubjectServer(SETTINGS).load()
+        self.learner = Learner(self.server, SETTINGS.fit_configs)
 
     @bentoml.api
     async def generate(
@@ -94,6 +97,40 @@ class HifiService:
             return self.server.photo(subject, index, mask)
         except RequestError as err:
             raise BentoMLException(str(err), error_code=HTTPStatus(err.status)) from None
+
+    @bentoml.task
+    def fit(
+        self,
+        name: Annotated[str, Field(min_length=1, max_length=64)],
+        class_name: Annotated[str, Field(min_length=1, max_length=40)],
+        photos: Annotated[list[str], Field(min_length=3, max_length=6)],
+        method: str = "hifi_ti",
+        preset: str = "toyworld_hifi",
+        seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0,
+    ) -> dict:
+        """Learn a subject from 3-6 photos (base64-encoded image files) and serve it when done (POST /fit/submit,
+        then GET /fit/status and /fit/get?task_id=...; /fit_progress follows it, /fit_cancel stops it). One fit at a
+        time; a failed or cancelled fit leaves nothing behind."""
+        try:
+            data = [base64.b64decode(p, validate=True) for p in photos]
+        except ValueError:
+            raise BentoMLException(
+                "photos: each must be a base64-encoded image file", error_code=HTTPStatus(400)
+            ) from None
+        try:
+            return self.learner.learn(LearnRequest(name, class_name, method, preset, seed), data)
+        except LearnError as err:
+            raise BentoMLException(str(err), error_code=HTTPStatus(err.status)) from None
+
+    @bentoml.api
+    def fit_progress(self) -> dict:
+        """The current (or last) fit: state idle / fitting / done / failed / cancelled, step and total, the error."""
+        return self.learner.progress() | {"presets": self.learner.presets()}
+
+    @bentoml.api
+    def fit_cancel(self) -> dict:
+        """Stop the running fit at its next step (nothing it made is kept)."""
+        return {"cancelled": self.learner.cancel()}
 
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"

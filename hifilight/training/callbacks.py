@@ -71,3 +71,28 @@ class SampleGrid(L.Callback):
         jobs = make_jobs(self.prompts, word, self.seed, 1)
         images = generate(comps, artifact, jobs, self.steps or steps, self.guidance, dm.resolution, progress=False)
         return image_grid([to_pil(x) for x in images], cols=len(jobs))
+
+
+class FitCancelled(Exception):
+    """A fit stopped on request (the service's cancel); what it had written is discarded by the caller."""
+
+
+class ProgressFile(L.Callback):
+    """Writes {"step", "total", "stage"} to `path` (JSON, atomically) after every optimizer step, and stops the fit
+    with FitCancelled once `cancel` exists: how a process that runs a fit (the service's fit task) follows it and
+    stops it without sharing Python objects with the LightningCLI that built it."""
+
+    def __init__(self, path: str, cancel: str | None = None):
+        self.path, self.cancel = Path(path), Path(cancel) if cancel else None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import json
+
+        from hifilight.io import write_atomic
+
+        describe = getattr(pl_module, "progress_stage", None)
+        stage = describe(trainer.global_step) if describe else f"step {trainer.global_step}/{trainer.max_steps}"
+        state = {"step": trainer.global_step, "total": trainer.max_steps, "stage": stage}
+        write_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(state)), overwrite=True)
+        if self.cancel is not None and self.cancel.exists():
+            raise FitCancelled(f"cancelled at step {trainer.global_step}")

@@ -20,6 +20,14 @@ DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(DRIVER is None, reason="no chromedriver (apt-get install chromium chromium-driver)")
 
 
+def _presets(folder):
+    (folder / "tiny_hifi.yaml").write_text(
+        "model:\n  pretrained: tiny\n  stage1_steps: 3\n  stepwise_steps: 1\n  stepwise_num_steps: 2\n"
+        "data:\n  resolution: 32\n  masks: none\n  batch_size: 2\ntrainer:\n  accelerator: cpu\n"
+    )
+    return folder
+
+
 @pytest.fixture(scope="module")
 def service(serve_subjects, tmp_path_factory):
     with socket.socket() as s:
@@ -32,6 +40,7 @@ def service(serve_subjects, tmp_path_factory):
         "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects),
         "HIFILIGHT_MAX_SIZE": "128",
         "HIFILIGHT_API_TOKEN": "secret",
+        "HIFILIGHT_FIT_CONFIGS": str(_presets(tmp_path_factory.mktemp("configs"))),
         "HF_HUB_OFFLINE": "1",
     }
     log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
@@ -132,3 +141,25 @@ def test_the_page_shows_the_services_error_in_one_line(service, browser):
     wait.until(lambda d: d.find_element("id", "error").text)
     error = browser.find_element("id", "error").text
     assert "has no subject placeholder" in error and "\n" not in error
+
+
+def test_a_subject_learnt_from_the_page_is_served(service, browser):
+    from conftest import EXAMPLE_SUBJECT
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.get(f"{service}/ui")
+    _set(browser, "token", "secret")
+    browser.find_element("id", "reload").click()
+    wait = WebDriverWait(browser, 180)
+    wait.until(lambda d: len(Select(d.find_element("id", "fit_preset")).options) == 1)
+    photos = [str(p) for p in sorted(EXAMPLE_SUBJECT.glob("*.jpg"))[:3]]
+    browser.find_element("id", "fit_photos").send_keys("\n".join(photos))
+    _set(browser, "fit_name", "rex")
+    _set(browser, "fit_class", "dog")
+    browser.find_element("id", "fit_start").click()
+    wait.until(lambda d: d.find_element("id", "fit_status").text.startswith("done"))
+    wait.until(lambda d: "rex" in [o.get_attribute("value") for o in Select(d.find_element("id", "subject")).options])
+    assert Select(browser.find_element("id", "subject")).first_selected_option.get_attribute("value") == "rex"
+    body = {"prompt": "a {} on the beach", "subject": "rex", "seed": 1, "steps": 2, "guidance_scale": 5.0,
+            "width": 32, "height": 32}  # fmt: skip
+    assert _api_image(service, body).shape == (32, 32, 3)  # the next generate serves it
