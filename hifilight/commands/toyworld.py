@@ -64,6 +64,25 @@ def check_split(split: str) -> None:
         raise HifiError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
+def ceiling_setting(comps, tuning: Path, args: list[str] | None, fits: Path):
+    """The fine-tuning ceiling's DreamBooth setting: given, or the validation choice in `tuning` for these weights."""
+    from hifilight.toyworld.ceiling import Ceiling
+
+    if args is None:
+        if not Path(tuning).is_file():
+            raise HifiError(f"--tuning {tuning}: no such file; run `hifilight toyworld tune` or pass --dreambooth_args")
+        record = json.loads(Path(tuning).read_text())
+        if record.get("split") != "val" or "dreambooth" not in record.get("choice", {}):
+            raise HifiError(f"--tuning {tuning}: not a validation record with a DreamBooth choice")
+        if record.get("weights") not in (None, comps.fingerprint()):
+            raise HifiError(
+                f"--tuning {tuning}: chosen on weights {record['weights']}, not these ({comps.fingerprint()}); "
+                "tune DreamBooth on these weights' validation split or pass --dreambooth_args"
+            )
+        args = record["choice"]["dreambooth"]
+    return Ceiling(CONFIGS / "toyworld_dreambooth.yaml", tuple(args), Path(fits))
+
+
 def calibrate(
     split: str = "test",
     out: Path | None = None,
@@ -75,6 +94,13 @@ def calibrate(
     guidance: float = 5.0,
     batch_size: int = 32,
     overwrite: bool = False,
+    dreambooth: bool = False,
+    tuning: Path = Path("docs/toyworld/tuning.json"),
+    dreambooth_args: list[str] | None = None,
+    fits: Path = Path("outputs/toyworld_ceiling"),
+    clip_model: str | None = None,
+    world: str = "v1",
+    world_dir: Path | None = None,
 ) -> None:
     """What the ToyWorld instrument can measure: the class-word floor, the text oracle and the two ceilings, scored
     by the judge every ToyWorld table uses, and the judge's own accuracy; prints a table, writes JSON.
@@ -90,14 +116,36 @@ def calibrate(
         guidance: classifier-free guidance weight.
         batch_size: images generated together.
         overwrite: replace an existing --out.
+        dreambooth: add the fine-tuning ceiling: DreamBooth fitted per subject (cached in --fits), on its training
+            prompt and in the new scenes, at the setting --tuning chose on the validation split for DreamBooth.
+        tuning: the validation tuning record whose DreamBooth choice --dreambooth uses (made on these weights).
+        dreambooth_args: fit flags for the ceiling instead of --tuning's (say in your report how they were chosen).
+        fits: where the ceiling's DreamBooth fits are cached (per weights and subject).
+        clip_model: a CLIP model (e.g. ToyCLIP's folder) for CLIP-I and CLIP-T beside the exact measures.
+        world: which ToyWorld: v1 (the committed one) or v2 (ToySD v2's larger objects).
+        world_dir: the folder of that world's models (v2: `hifilight toyworld train toysd2 --out`'s); "toysd" then
+            names its ToySD.
     """
+    from hifilight.toyworld import world as toyworld
+
+    check_split(split)
+    if world not in ("v1", "v2"):
+        raise HifiError(f"--world must be v1 or v2, got {world!r}")
+    if world_dir is not None and not Path(world_dir).is_dir():
+        raise HifiError(f"--world_dir {world_dir}: no such folder; pass the --out of `hifilight toyworld train toysd2`")
+    with toyworld.using(world, world_dir):
+        run_calibrate(split, out, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, overwrite,
+                      dreambooth, tuning, dreambooth_args, fits, clip_model, world)  # fmt: skip
+
+
+def run_calibrate(split, out, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, overwrite,
+                  dreambooth, tuning, dreambooth_args, fits, clip_model, world) -> None:  # fmt: skip
     from hifilight.io import check_writable, write_atomic
     from hifilight.models import load_components
     from hifilight.toyworld.calibrate import calibrate as run_calibration
     from hifilight.toyworld.calibrate import markdown, perception_accuracy
     from hifilight.toyworld.dataset import PROMPTS, SPLITS
 
-    check_split(split)
     if prompts is not None and not all(0 <= i < len(PROMPTS) for i in prompts):
         raise HifiError(f"--prompts must be indices in 0..{len(PROMPTS) - 1}, got {prompts}")
     if images_per_prompt < 1:
@@ -105,8 +153,19 @@ def calibrate(
     if out is not None:
         check_writable(Path(out), overwrite)
     comps = load_components(model)
-    result = run_calibration(comps, SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size)
+    ceiling = ceiling_setting(comps, tuning, dreambooth_args, fits) if dreambooth else None
+    clip = None
+    if clip_model is not None:
+        from hifilight.perception.encoders import ClipEncoder
+
+        clip = ClipEncoder.from_pretrained(clip_model, flag="--clip_model")
+    result = run_calibration(
+        comps, SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size, None, ceiling, clip
+    )
     result = {
+        "world": world,
+        "ceiling": None if ceiling is None else {"config": str(ceiling.config), "args": list(ceiling.args)},
+        "clip_model": clip_model,
         "split": split,
         "model": model,
         "weights": comps.fingerprint(),

@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 
 from hifilight.data.images import to_pil, to_tensor
+from hifilight.toyworld.ceiling import DREAMBOOTH, DREAMBOOTH_OWN, Ceiling, ceiling_cells
+from hifilight.toyworld.ceiling import LABELS as CEILING_LABELS
 from hifilight.toyworld.dataset import PROMPTS, subject_photos
 from hifilight.toyworld.fidelity import MEASURES, SUBJECT_ATTRIBUTES, ToyJudge, prompt_target, subject_match
 from hifilight.toyworld.scenes import ToyObject, random_scene, render
@@ -36,12 +38,15 @@ LABELS = {
 }
 TEXT_ROWS = (FLOOR, ORACLE)
 ROWS = (FLOOR, ORACLE, RENDERS, RECONSTRUCTIONS)
+ALL_ROWS = (*ROWS, DREAMBOOTH, DREAMBOOTH_OWN)  # with the fine-tuning ceiling (`calibrate(..., ceiling=...)`)
+LABELS |= CEILING_LABELS
+CLIP_MEASURES = ("clip_i", "clip_t")
 BACKGROUND_PROMPTS = list(range(8))  # PROMPTS[0..7]: the subject on each background; 8, 9 recolour it
 
 
 def prompt_object(obj: ToyObject, prompt: str) -> ToyObject:
     """The object a prompt asks for: the subject, or the subject recoloured ("a red {0} {1}")."""
-    color = prompt_target(prompt).color
+    color = prompt_target(prompt, strict=False).color
     return ToyObject(obj.shape, color, obj.pattern, obj.pattern_color) if color else obj
 
 
@@ -142,13 +147,22 @@ def calibration_cells(
     return cells + renders + decoded  # in ROWS order
 
 
-def score_cell(judge: ToyJudge, cell: Cell, obj: ToyObject, sources: torch.Tensor) -> dict[str, float]:
+def score_cell(
+    judge: ToyJudge, cell: Cell, obj: ToyObject, sources: torch.Tensor, clip=None, clip_sources=None
+) -> dict[str, float]:
     """The judge's five measures of a cell, plus the per-attribute match rates (`match_<attribute>`, the colour
-    against the asked one for a recolour prompt)."""
+    against the asked one for a recolour prompt); with a CLIP encoder (`clip`, ToyCLIP in ToyWorld) the paper's
+    CLIP-I (mean cosine to the source photos' embeddings `clip_sources`) and CLIP-T (to the prompt with the class
+    word, "a star on the beach", as DreamBench scores it)."""
     reading = judge.read(cell.images)
     scores = judge.score(cell.images, obj, cell.prompt, sources, reading=reading)
     match = subject_match(reading[0], prompt_object(obj, cell.prompt)).float().mean(0)
-    return scores | {f"match_{k}": float(v) for k, v in zip(SUBJECT_ATTRIBUTES, match, strict=True)}
+    scores |= {f"match_{k}": float(v) for k, v in zip(SUBJECT_ATTRIBUTES, match, strict=True)}
+    if clip is not None:
+        images = clip.encode_images(cell.images)
+        text = clip.encode_texts([" ".join(cell.prompt.split())])
+        scores |= {"clip_i": float((images @ clip_sources.T).mean()), "clip_t": float((images @ text.T).mean())}
+    return scores
 
 
 def normalised(value: float, floor: float, oracle: float) -> float | None:
@@ -156,14 +170,16 @@ def normalised(value: float, floor: float, oracle: float) -> float | None:
     return (value - floor) / (oracle - floor) if abs(oracle - floor) > 1e-9 else None
 
 
-def summarize_rows(scored: list[dict]) -> dict[str, dict[str, float]]:
-    """Per row: the mean over its cells of every measure."""
-    keys = [*MEASURES, *(f"match_{k}" for k in SUBJECT_ATTRIBUTES)]
+def summarize_rows(scored: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per row: the mean over its cells of every measure (None where no cell has it: the prompt measure of a prompt
+    that asks for nothing besides the subject, CLIP scores without a CLIP model)."""
+    keys = [*MEASURES, *(f"match_{k}" for k in SUBJECT_ATTRIBUTES), *CLIP_MEASURES]
     rows = {}
-    for row in ROWS:
+    for row in ALL_ROWS:
         mine = [c for c in scored if c["row"] == row]
         if mine:
-            rows[row] = {k: statistics.fmean(c[k] for c in mine) for k in keys} | {"cells": len(mine)}
+            values = {k: [c[k] for c in mine if c.get(k) is not None] for k in keys}
+            rows[row] = {k: statistics.fmean(v) if v else None for k, v in values.items()} | {"cells": len(mine)}
     return rows
 
 
@@ -177,22 +193,27 @@ def calibrate(
     guidance: float = 5.0,
     batch_size: int = 32,
     judge: ToyJudge | None = None,
+    ceiling: Ceiling | None = None,
+    clip=None,
 ) -> dict:
-    """Calibration of `comps` (a ToySD) on `subjects`: per row the judge's measures, and the cells' scores."""
+    """Calibration of `comps` (a ToySD) on `subjects`: per row the judge's measures, and the cells' scores. With
+    `ceiling`, the fine-tuning ceiling's two rows (DreamBooth per subject, `hifilight.toyworld.ceiling`); with
+    `clip` (a `ClipEncoder`: ToyCLIP), CLIP-I and CLIP-T beside the exact measures."""
     judge = judge or ToyJudge()
     prompts = BACKGROUND_PROMPTS if prompts is None else prompts
     cells = calibration_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size)
-    sources = {
-        name: judge.encoder.encode_images([Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)])
-        for name in subjects
-    }
+    if ceiling is not None:
+        cells += ceiling_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size, ceiling)
+    photos = {name: [Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)] for name in subjects}
+    sources = {name: judge.encoder.encode_images(images) for name, images in photos.items()}
+    clip_sources = {name: clip.encode_images(images) for name, images in photos.items()} if clip else {}
     scored = [
         {
             "row": c.row,
             "subject": c.subject,
             "prompt_index": c.prompt_index,
             "prompt": c.prompt,
-            **score_cell(judge, c, subjects[c.subject], sources[c.subject]),
+            **score_cell(judge, c, subjects[c.subject], sources[c.subject], clip, clip_sources.get(c.subject)),
         }
         for c in cells
     ]
@@ -213,9 +234,12 @@ def markdown(result: dict) -> str:
     """The calibration table: one line per row, the judge's measures and the per-attribute matches."""
     keys = ["identity", "attributes", "toydino", "prompt", *(f"match_{k}" for k in SUBJECT_ATTRIBUTES)]
     heads = ["identity", "attributes", "ToyDINO", "prompt", "shape", "colour", "pattern", "pattern colour"]
+    if any(values.get("clip_i") is not None for values in result["rows"].values()):
+        keys, heads = [*keys, *CLIP_MEASURES], [*heads, "CLIP-I", "CLIP-T"]
     lines = ["| Row | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
     for row, values in result["rows"].items():
-        lines.append(f"| {LABELS[row]} | " + " | ".join(f"{values[k]:.3f}" for k in keys) + " |")
+        shown = ("-" if values.get(k) is None else f"{values[k]:.3f}" for k in keys)
+        lines.append(f"| {LABELS[row]} | " + " | ".join(shown) + " |")
     cells = next(iter(result["rows"].values()))["cells"]
     lines += [
         "",

@@ -33,8 +33,9 @@ class PromptTarget:
     color: str | None = None
 
 
-def prompt_target(prompt: str) -> PromptTarget:
-    """Parse a ToyWorld prompt ("a {0} {1} on the beach", "a red {0} {1}", or its rendered text)."""
+def prompt_target(prompt: str, strict: bool = True) -> PromptTarget:
+    """Parse a ToyWorld prompt ("a {0} {1} on the beach", "a red {0} {1}", or its rendered text); one that asks for
+    nothing besides the subject ("a photo of a {0} {1}") is an error, or an empty target when not `strict`."""
     for name, phrase in BACKGROUNDS.items():
         if prompt.rstrip().endswith(phrase):
             return PromptTarget(background=name)
@@ -42,6 +43,8 @@ def prompt_target(prompt: str) -> PromptTarget:
     colors = [w for w in words[:2] if w in COLORS]
     if colors:
         return PromptTarget(color=colors[0])
+    if not strict:
+        return PromptTarget()
     raise ValueError(f"{prompt!r} asks for no ToyWorld background or colour")
 
 
@@ -82,23 +85,26 @@ class ToyJudge:
         reading: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """The five measures, each a mean over `images`; `sources` = ToyDINO embeddings of the subject's photos;
-        `reading`: what `read(images)` gave, when the caller already has it."""
+        `reading`: what `read(images)` gave, when the caller already has it. A prompt that asks for nothing besides
+        the subject ("a photo of a star") has no prompt measure (None)."""
         from hifilight.toyworld.models import ATTRIBUTES
 
-        target = prompt_target(prompt)
+        target = prompt_target(prompt, strict=False)
         probs, embeddings = reading or self.read(images)
         keys = [k for k in SUBJECT_ATTRIBUTES if not (k == "color" and target.color)]
         match = subject_match(probs, subject, keys)
         conf = torch.stack([probs[k][:, ATTRIBUTES[k].index(getattr(subject, k))] for k in keys], 1)
         if target.background:
             asked = probs["background"].argmax(-1) == ATTRIBUTES["background"].index(target.background)
-        else:
+        elif target.color:
             asked = probs["color"].argmax(-1) == ATTRIBUTES["color"].index(target.color)
+        else:
+            asked = None
         cosine = embeddings @ sources.T
         return {
             "identity": match.all(1).float().mean().item(),
             "attributes": match.float().mean().item(),
             "confidence": conf.mean().item(),
             "toydino": cosine.mean().item(),
-            "prompt": asked.float().mean().item(),
+            "prompt": asked.float().mean().item() if asked is not None else None,
         }

@@ -8,6 +8,7 @@ both for the whole process, so every render, reader and calibration after it bel
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from hifilight.toyworld.scenes import SIZES, current_sizes, use_sizes
@@ -31,3 +32,14 @@ def name() -> str:
 def weights_dir() -> Path:
     """The folder the current world's models are loaded from and saved to."""
     return _weights[0]
+
+
+@contextmanager
+def using(world: str, weights: Path | None = None):
+    """`use` for the duration of a block; the process's world before it is restored after it."""
+    before = (name(), weights_dir())
+    use(world, weights)
+    try:
+        yield
+    finally:
+        use(before[0], before[1])

@@ -1,6 +1,7 @@
 """ToyWorld calibration: the floor / oracle texts, the normalised score, the command, and the committed weights."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,31 @@ def test_cached_base_model_images_equal_fresh_ones_and_are_not_made_again(tiny, 
     assert other > 1  # the comparison can fail: another text's image is far outside the bound
     monkeypatch.setattr(generation, "generate", lambda *a, **k: pytest.fail("generated again"))
     assert len(text_images(tiny, texts, 2, 0, 2, 5.0, 4, cache=tmp_path)) == 2
+
+
+def test_the_fine_tuning_ceiling_fits_dreambooth_once_per_subject_and_scores_its_own_prompt(tmp_path, monkeypatch):
+    from hifilight.models import load_components
+    from hifilight.toyworld.calibrate import DREAMBOOTH, DREAMBOOTH_OWN, calibrate
+    from hifilight.toyworld.ceiling import Ceiling
+
+    name = "green_star_white_checks"
+    ceiling = Ceiling(
+        Path(__file__).resolve().parents[2] / "configs" / "toyworld_dreambooth.yaml",
+        ("--model.max_steps", "2", "--model.num_class_images", "2", "--model.class_steps", "2"),
+        tmp_path / "fits",
+    )
+    comps = load_components("toysd")
+    subjects = {name: VALIDATION_SUBJECTS[name]}
+    result = calibrate(comps, subjects, prompts=[0], n=1, steps=2, ceiling=ceiling)
+    rows = result["rows"]
+    assert rows[DREAMBOOTH]["cells"] == 1 and rows[DREAMBOOTH_OWN]["cells"] == 1
+    assert rows[DREAMBOOTH_OWN]["prompt"] is None and rows[DREAMBOOTH]["prompt"] is not None
+    own = next(c for c in result["cells"] if c["row"] == DREAMBOOTH_OWN)
+    assert own["prompt_index"] == -1 and own["prompt"] is None  # no prompt measure for it
+    assert (tmp_path / "fits" / comps.fingerprint() / name / "model_index.json").is_file()
+
+    import hifilight.training.fit_cli as fit_cli
+
+    monkeypatch.setattr(fit_cli, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    again = calibrate(comps, subjects, prompts=[0], n=1, steps=2, ceiling=ceiling)
+    assert again["rows"][DREAMBOOTH] == rows[DREAMBOOTH]  # the cached model gives the same images
