@@ -23,7 +23,6 @@ from bentoml.exceptions import BentoMLException
 from PIL.Image import Image
 from pydantic import Field
 
-from hifilight.learning import Learner, LearnError, LearnRequest
 from hifilight.serving import (
     MAX_GUIDANCE,
     MAX_SEED,
@@ -37,6 +36,7 @@ from hifilight.serving import (
     SubjectServer,
     exit_with_parent,
 )
+from hifilight.serving.learning import Learner, LearnError, LearnRequest
 
 SETTINGS = ServeSettings.from_env()
 

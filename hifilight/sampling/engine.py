@@ -12,6 +12,7 @@ Contract (later features are callbacks, not forks of the loop):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -169,3 +170,28 @@ class Recorder(StepCallback):
 
 def _expand(x: Tensor, batch: int) -> Tensor:
     return x.expand(batch, *x.shape[1:]) if x.shape[0] == 1 and batch > 1 else x
+
+
+class SamplingStopped(Exception):
+    """Sampling was asked to stop (`StopWhenSet`)."""
+
+
+class StopWhenSet(StepCallback):
+    """An engine callback that ends sampling at the next step once `event` is set (every one of `events`: a batch
+    stops when all its clients have gone), raising `error()` (the service raises its 499 Cancelled)."""
+
+    def __init__(
+        self,
+        event: threading.Event | None = None,
+        events: list[threading.Event] | None = None,
+        error: type[Exception] = SamplingStopped,
+    ):
+        self.events = [event] if event is not None else list(events or [])
+        self.error = error
+
+    def check(self) -> None:
+        if self.events and all(e.is_set() for e in self.events):
+            raise self.error()
+
+    def on_step_begin(self, state, engine) -> None:
+        self.check()

@@ -12,8 +12,8 @@ from PIL import Image
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.cli import main
-from hifilight.learning import Learner, LearnError, LearnRequest
 from hifilight.serving import ServeSettings, SubjectServer
+from hifilight.serving.learning import Learner, LearnError, LearnRequest
 
 PRESET = """model:
   pretrained: tiny

@@ -33,11 +33,13 @@ def service(serve_subjects, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    own = tmp_path_factory.mktemp("page") / "subjects"
+    shutil.copytree(serve_subjects, own)
     env = os.environ | {
         "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
         "BENTOML_DO_NOT_TRACK": "True",
         "HIFILIGHT_MODEL": "tiny",
-        "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects),
+        "HIFILIGHT_SUBJECTS_DIR": str(own),  # a copy: the page's fit adds a subject to it
         "HIFILIGHT_MAX_SIZE": "128",
         "HIFILIGHT_API_TOKEN": "secret",
         "HIFILIGHT_FIT_CONFIGS": str(_presets(tmp_path_factory.mktemp("configs"))),

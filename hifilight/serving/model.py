@@ -1,25 +1,16 @@
-"""The model side of the BentoML service (`serve/service.py`): settings from the environment, the loaded subjects,
-request validation and generation. Kept free of BentoML so it can be tested and reused directly.
-
-Subjects are the `*.safetensors` files of a folder (HiFi subject artifacts and Textual Inversion embeddings); a
-file that is corrupt or belongs to another base model is skipped with a logged reason and the rest still serve.
-Requests name subjects by their file stem only; no path from a request ever reaches the file system. Photos for
-reference-guided generation go in `<subjects>/<name>/` (optional).
-
-Concurrency: one generation runs on the model at a time (a lock around it); BentoML queues the other requests.
-"""
+"""The model side of the service: the loaded subjects (each file of the subjects folder, or why it was skipped),
+request validation and generation, batched where requests allow. Kept free of BentoML so it can be tested and
+reused directly. Requests name subjects by their file stem only; no path from a request reaches the file system.
+One generation runs on the model at a time (a lock around it)."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hmac
-import json
 import logging
 import os
 import re
 import threading
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,130 +21,13 @@ from hifilight.batcher import KeyedBatcher, QueueFull
 from hifilight.data.images import to_pil
 from hifilight.errors import HifiError, shown
 from hifilight.prompts import render
-from hifilight.sampling.engine import StepCallback
+from hifilight.sampling.engine import StopWhenSet
 from hifilight.sampling.generate import Job, generate, make_jobs
+from hifilight.serving.requests import MAX_GUIDANCE, MAX_STEPS, Cancelled, GuideRequest, RequestError
+from hifilight.serving.settings import ServeSettings
 from hifilight.subjects import Subject, load_subject
 
 log = logging.getLogger("hifilight.serve")
-
-
-DINO_FOR = {"tiny": "tiny", "toysd": "toyworld"}  # the image encoder reference guidance uses with a built-in model
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Service configuration; each field has an environment variable (HIFILIGHT_<NAME>)."""
-
-    model: str = "toysd"  # base model: preset, hub id or local folder (ToySD serves the embedded ToyWorld subjects)
-    subjects_dir: Path = Path("serve/subjects")
-    backend: str = "torch"  # "torch" or "onnx"
-    onnx_dir: Path | None = None  # `hifilight export onnx` folder for backend onnx
-    device: str = "auto"
-    max_size: int = 768  # largest width/height in pixels
-    max_prompt_chars: int = 300
-    dino_model: str = (
-        "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset, "toyworld" with ToySD)
-    )
-    threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
-    # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; with reference
-    # guidance every inner step J of every guided step counts as one more step): 50 steps at 512 x 512 is 13.1. A
-    # request beyond it gets a 413, so no client can hold the model for long (768 px x 100 steps took ~30 minutes on
-    # 2 CPU cores; one 64 px guided request of 10 steps with J = 10 took 85 s).
-    max_work: float = 14.0
-    max_inner_steps: int = 20  # the largest J a request may ask for (paper: 10)
-    # unguided requests of the same subject, steps, guidance and size are denoised together: up to max_batch, the
-    # first waiting at most max_wait_ms for others; max_queue requests may wait (more get a 503). 1 = one at a time.
-    max_batch: int = 8
-    max_wait_ms: float = 20.0
-    max_queue: int = 64
-    max_body: int = 1_000_000  # bytes of a request body (requests are small JSON)
-    api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
-    fit_configs: Path = Path("configs")  # the presets a fit request may name (fit YAMLs, by file stem)
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> ServeSettings:
-        get = lambda name, default: env.get(f"HIFILIGHT_{name.upper()}", default)  # noqa: E731
-        onnx = get("onnx_dir", None)
-        model = get("model", cls.model)
-        return cls(
-            model=model,
-            subjects_dir=Path(get("subjects_dir", cls.subjects_dir)),
-            backend=get("backend", cls.backend),
-            onnx_dir=Path(onnx) if onnx else None,
-            device=get("device", cls.device),
-            max_size=int(get("max_size", cls.max_size)),
-            max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
-            dino_model=get("dino_model", DINO_FOR.get(model, cls.dino_model)),
-            threads=int(get("threads", 0)),
-            max_work=float(get("max_work", cls.max_work)),
-            max_inner_steps=int(get("max_inner_steps", cls.max_inner_steps)),
-            max_batch=int(get("max_batch", cls.max_batch)),
-            max_wait_ms=float(get("max_wait_ms", cls.max_wait_ms)),
-            max_queue=int(get("max_queue", cls.max_queue)),
-            max_body=int(get("max_body", cls.max_body)),
-            api_token=get("api_token", None),
-            fit_configs=Path(get("fit_configs", cls.fit_configs)),
-        )
-
-
-# The request bounds that do not depend on settings, one place for the HTTP layer (serve/service.py) and validate.
-MAX_STEPS = 100
-MAX_GUIDANCE = 30.0
-MAX_SEED = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class GuideRequest:
-    """Reference guidance as a request asks for it: t_s and t_e (DDIM steps, T = first; None: the paper's 40 and 10
-    of 50, scaled to the request's steps) and J, Adam steps per guided step (paper: 10)."""
-
-    start: int | None = None
-    end: int | None = None
-    inner_steps: int = 10
-
-    def settings(self, steps: int, max_inner_steps: int):
-        """GuidanceSettings for `steps` DDIM steps; RequestError naming the field when out of bounds."""
-        from hifilight.sampling.guidance import GuidanceSettings
-
-        start = self.start if self.start is not None else max(1, round(steps * 0.8))
-        end = self.end if self.end is not None else max(1, round(steps * 0.2))
-        if not 1 <= end <= start <= steps:
-            raise RequestError(
-                f"guide_start {start} / guide_end {end}: need 1 <= guide_end <= guide_start <= steps ({steps})"
-            )
-        if not 0 <= self.inner_steps <= max_inner_steps:
-            raise RequestError(f"guide_inner_steps must be in 0..{max_inner_steps}, got {self.inner_steps}")
-        return GuidanceSettings(start=start, end=end, inner_steps=self.inner_steps)
-
-
-class RequestError(ValueError):
-    """A bad request: `status` is 400 (invalid value), 404 (unknown subject) or 413 (more work than allowed)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-class Cancelled(RequestError):
-    """The client went away; nothing is sent back (499: client closed the request)."""
-
-    def __init__(self):
-        super().__init__("the client closed the request; generation stopped", status=499)
-
-
-class StopWhenSet(StepCallback):
-    """An engine callback that ends sampling at the next step once `event` is set (every one of `events`: a batch
-    stops when all its clients have gone)."""
-
-    def __init__(self, event: threading.Event | None = None, events: list[threading.Event] | None = None):
-        self.events = [event] if event is not None else list(events or [])
-
-    def check(self) -> None:
-        if self.events and all(e.is_set() for e in self.events):
-            raise Cancelled()
-
-    def on_step_begin(self, state, engine) -> None:
-        self.check()
 
 
 def skip_reason(path: Path) -> str | None:
@@ -419,7 +293,7 @@ class SubjectServer:
         job = make_jobs([prompt], item.subject.word, seed, 1)
         if not reference_guidance and self.batching:
             return self._batched(subject, job[0], steps, guidance_scale, width, height, cancel)
-        stop = StopWhenSet(cancel) if cancel is not None else None
+        stop = StopWhenSet(cancel, error=Cancelled) if cancel is not None else None
         with self.lock:
             if stop is not None:
                 stop.check()
@@ -462,7 +336,11 @@ class SubjectServer:
     def _run_batch(self, key: tuple, payloads: list[tuple[Job, threading.Event | None]]) -> list[Image.Image]:
         subject, steps, guidance, width, height = key
         item = self.subjects[subject]
-        stop = StopWhenSet(events=[c for _, c in payloads]) if all(c is not None for _, c in payloads) else None
+        stop = (
+            StopWhenSet(events=[c for _, c in payloads], error=Cancelled)
+            if all(c is not None for _, c in payloads)
+            else None
+        )
         with self.lock:
             self._ready(item)
             jobs = [job for job, _ in payloads]
@@ -497,178 +375,3 @@ class SubjectServer:
         return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size, progress=False)[
             0
         ].final
-
-
-def exit_with_parent(interval: float = 1.0) -> threading.Thread:
-    """Make this process end when the process that started it dies (a BentoML worker whose `bentoml serve` was
-    killed with -9 would otherwise keep the port and keep computing): a daemon thread watches the parent id."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            if os.getppid() != parent:  # re-parented: the server is gone
-                log.warning("the server process %d is gone; this worker exits", parent)
-                os._exit(0)
-
-    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
-    thread.start()
-    return thread
-
-
-def start_service(port: int, env: dict, log, cwd: Path | None = None):
-    """`bentoml serve serve.service:HifiService` on 127.0.0.1:port as a subprocess in its own session (stop it with
-    `stop_service`)."""
-    import subprocess
-    import sys
-
-    bentoml = Path(sys.executable).parent / "bentoml"
-    cmd = [str(bentoml), "serve", "serve.service:HifiService", "--host", "127.0.0.1", "--port", str(port)]
-    return subprocess.Popen(
-        cmd,
-        cwd=cwd or Path(__file__).resolve().parents[1],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_ready(url: str, proc, timeout: float = 120.0) -> None:
-    import time
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200:
-                return
-        except OSError:  # refused, reset or timed out while starting
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"the service at {url} did not become ready")
-        time.sleep(0.5)
-
-
-def stop_service(proc, timeout: float = 20.0) -> None:
-    import signal
-    import subprocess
-
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-# ---- the HTTP gate in front of the service (an ASGI middleware; BentoML mounts it in serve/service.py) ----------
-# probes and the web page (markup only; every call it makes carries the token) stay open without the token
-OPEN_PATHS = ("/readyz", "/livez", "/healthz", "/metrics", "/ui", "/ui/")
-
-
-class RequestGate:
-    """Refuses, before the service sees them, bodies over `max_body` bytes (413) and, when `token` is set, requests
-    without `Authorization: Bearer <token>` (401; the probes in OPEN_PATHS stay open). Errors are one JSON shape,
-    {"error": "..."}. A chunked body is read up to the limit and replayed to the service."""
-
-    def __init__(self, app, max_body: int = 1_000_000, token: str | None = None):
-        self.app, self.max_body, self.token = app, max_body, (token or None)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        send = _one_error_shape(send)
-        headers = dict(scope.get("headers") or [])
-        if self.token and scope.get("path") not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, b"Bearer " + self.token.encode()):
-                return await _reply(send, 401, "missing or wrong bearer token (Authorization: Bearer <token>)")
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _drain(receive, DRAIN_LIMIT)  # read (and drop) what the client sends, so it can read the answer
-            return await _reply(send, 413, f"request body over {self.max_body} bytes (HIFILIGHT_MAX_BODY)")
-        if length is not None:
-            return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:  # no length given: read it here, within the limit
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, _replay([message]), send)
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_body:
-                return await _reply(send, 413, f"request body over {self.max_body} bytes (HIFILIGHT_MAX_BODY)")
-        return await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}]), send)
-
-
-def _one_error_shape(send):
-    """Pass responses through, rewriting a 4xx body that is a one-element JSON list ([{"error": ...}], as BentoML
-    answers some client errors) to the object inside, so every error has the shape {"error": ...}."""
-    held: dict = {}
-
-    async def wrapped(message):
-        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-            held.update(start=message, body=b"")
-            return
-        if not held or message["type"] != "http.response.body":
-            return await send(message)
-        held["body"] += message.get("body", b"")
-        if message.get("more_body"):
-            return
-        body = held["body"]
-        try:
-            data = json.loads(body)
-            if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
-                body = json.dumps(data[0]).encode()
-        except ValueError:
-            pass
-        start = held.pop("start")
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    return wrapped
-
-
-DRAIN_LIMIT = 32_000_000  # bytes of an oversized body read and dropped before the 413; beyond it the answer is sent
-
-
-async def _drain(receive, limit: int) -> None:
-    seen, more = 0, True
-    while more and seen <= limit:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        seen += len(message.get("body", b""))
-        more = message.get("more_body", False)
-
-
-def _replay(messages: list[dict]):
-    queue = list(messages)
-
-    async def receive():
-        return queue.pop(0) if queue else {"type": "http.disconnect"}
-
-    return receive
-
-
-async def _reply(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class ClientErrorFilter(logging.Filter):
-    """A client's mistake is one WARNING line, not an ERROR with a traceback: for log records whose exception is a
-    4xx (an `error_code` below 500, or a pydantic ValidationError), drop the traceback and name the error."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        code = getattr(getattr(exc, "error_code", None), "value", getattr(exc, "error_code", None))
-        client = (isinstance(code, int) and 400 <= code < 500) or type(exc).__name__ == "ValidationError"
-        if exc is not None and client:
-            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            record.args, record.exc_info, record.exc_text = (), None, None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
