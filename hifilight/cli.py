@@ -8,8 +8,9 @@ import os
 import sys
 import warnings
 
-# The one command table: name -> the line `hifilight --help` shows. Each command is the module
-# hifilight.commands.<name>, whose run(argv) parses its own options; only the command that runs is imported.
+# The core's command table: name -> the line `hifilight --help` shows. Each command is the module
+# hifilight.commands.<name>, whose run(argv) parses its own options; only the command that runs is imported. Plugins
+# add their own (`hifilight.plugins.COMMANDS`): the core names none of them.
 COMMANDS = {
     "fit": "learn a subject embedding from a few photos (LightningCLI; --help for all options)",
     "predict": "generate images of a learned subject",
@@ -19,13 +20,21 @@ COMMANDS = {
     "replace": "put a learned subject into a real photo (Algorithm 3)",
     "evaluate": "the DreamBench protocol: fit, generate, score DINO / CLIP-I / CLIP-T, write tables",
     "export": "onnx (diffusers' ONNX layout), checkpoint (a diffusers folder as one .safetensors), lora (kohya layout)",
-    "toyworld": "ToyWorld, where the truth of every image is known: dataset, calibrate, tune, ablation, train",
 }
 
 
+def all_commands() -> dict[str, tuple[str, str]]:
+    """The core's commands and those plugins register (`hifilight.plugins.COMMANDS`): name -> (line, module)."""
+    from hifilight import plugins
+
+    core = {name: (line, f"hifilight.commands.{name}") for name, line in COMMANDS.items()}
+    return core | {name: entry for name, entry in plugins.commands().items() if name not in core}
+
+
 def usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {line}" for name, line in COMMANDS.items()]
+    commands = all_commands()
+    width = max(map(len, commands))
+    lines = [f"  {name:<{width}}  {line}" for name, (line, _) in commands.items()]
     return "\n".join(
         [
             "usage: hifilight <command> [options]",
@@ -39,7 +48,7 @@ def usage() -> str:
 
 
 def _run(command: str, argv: list[str]) -> None:
-    importlib.import_module(f"hifilight.commands.{command}").run(argv)
+    importlib.import_module(all_commands()[command][1]).run(argv)
 
 
 # Third-party notices a hifilight user cannot act on: Lightning's advertisement tips and its notes about our own
@@ -82,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_third_party()
     from hifilight.errors import HifiError
 
-    if argv[0] not in COMMANDS:
-        print(f"hifilight: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+    if argv[0] not in all_commands():
+        print(f"hifilight: unknown command {argv[0]!r}; choose one of {', '.join(all_commands())}", file=sys.stderr)
         return 2
     try:
         _run(argv[0], argv[1:])

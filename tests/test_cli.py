@@ -723,16 +723,17 @@ def test_every_flag_a_message_names_is_a_real_flag(capsys):
 def test_one_command_table_drives_help_dispatch_and_the_readme(capsys):
     import importlib
 
-    from hifilight.cli import COMMANDS
+    from hifilight.cli import COMMANDS, all_commands
 
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for name in COMMANDS:
-        assert callable(importlib.import_module(f"hifilight.commands.{name}").run)
+    for name, (_, module) in all_commands().items():
+        assert callable(importlib.import_module(module).run)
         assert re.search(rf"^  {name} +\S", out, re.M) and f"`{name}" in readme
     modules = {p.stem for p in (Path(__file__).parents[1] / "hifilight" / "commands").glob("*.py")}
-    assert modules - {"__init__", "common"} == set(COMMANDS)  # every command module is reachable
+    assert modules - {"__init__", "common"} == set(all_commands())  # every command module is reachable
+    assert "toyworld" not in COMMANDS and "toyworld" in all_commands()  # the plugin registers its own command
 
 
 def test_a_base_model_from_a_subject_header_is_named_as_such_not_as_a_flag(tiny, tmp_path, capsys):

@@ -29,7 +29,14 @@ def toydino(device: str = "cpu"):
     return ToyDinoEncoder()
 
 
+COMMAND = (
+    "ToyWorld, where the truth of every image is known: dataset, calibrate, tune, ablation, train, serve_subjects",
+    "hifilight.commands.toyworld",
+)
+
+
 def register(registry) -> None:
     registry.BASE_MODELS["toysd"] = toysd_folder
+    registry.COMMANDS[NAME] = COMMAND
     registry.MASK_PROVIDERS[NAME] = toysam
     registry.IMAGE_ENCODERS[NAME] = toydino

@@ -108,8 +108,8 @@ class FitCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self._fit_config()
         # fail before any training, not after: the output must be new (or --overwrite) and writable
-        check_out_extension(str(cfg.out), cfg.method)
         check_output_path(cfg.out, cfg.overwrite, "--out", folder=cfg.method == "dreambooth")
+        check_out_extension(str(cfg.out), cfg.method)
         note_random_weights(cfg.model.pretrained)
         if cfg.method == "hifi_ti" and cfg.trainer.strategy in ("ddp", "ddp_spawn"):
             # stage 1 trains c_s and the step-wise stage c_work: DDP must allow the idle one (its grad stays None)
