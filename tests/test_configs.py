@@ -27,6 +27,7 @@ def test_config_loads(path, tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     command = _command(path)
     if command == "fit":
+        folder = fit.peek_method(["--config", str(path)]) == "dreambooth"  # DreamBooth writes a folder
         cli = fit.build_cli(
             [
                 "--config",
@@ -40,7 +41,7 @@ def test_config_loads(path, tmp_path, monkeypatch):
                 "--trainer.accelerator",
                 "cpu",
                 "--out",
-                str(tmp_path / "s.safetensors"),
+                str(tmp_path / ("s" if folder else "s.safetensors")),
             ],
             run=False,
         )

@@ -106,7 +106,7 @@ def test_each_bad_fit_number_is_its_own_message(method, flag, value, tmp_path, c
         flag,
         value,
         "--out",
-        str(tmp_path / "o"),
+        str(tmp_path / ("o" if method == "dreambooth" else "o.safetensors")),
         "--data.subject_dir",
         str(tmp_path),
         "--data.class_name",
