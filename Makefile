@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compi
 COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
 OFFLINE := HF_HUB_OFFLINE=1 WANDB_MODE=offline TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test test-all lint bench bench-gpu serve toyworld-train toyworld-train-gpu toyworld-calibrate clean
+.PHONY: setup demo test test-all lint bench bench-gpu serve toyworld-train toyworld-train-gpu toyworld-train-v2 toyworld-calibrate clean
 
 setup: $(CORE)
 
@@ -68,13 +68,19 @@ toyworld-train: $(CORE)
 	$(OFFLINE) $(BIN)/hifilight toyworld train models
 	$(OFFLINE) $(BIN)/hifilight toyworld train toysd --seed 0
 
-# ToySD on one CUDA GPU (bf16 autocast, batch 256), reusing the committed VAE and judge; writes OUT (not the
-# committed folder) with the learning curve in OUT/training.json. Not yet run on a GPU.
+# ToySD v2 on one CUDA GPU (bf16 autocast, batch 256): ToyCLIP, the readers at v2's sizes, then the EMA UNet; writes
+# OUT (not the committed folder) with the learning curve in OUT/toysd/training.json. Not yet run on a GPU.
 OUT ?= outputs/toysd_gpu
 toyworld-train-gpu: $(CORE)
-	$(OFFLINE) $(BIN)/hifilight toyworld train toysd --device cuda --bf16 --batch 256 --unet_steps 20000 \
-		--checkpoint_every 2500 --curve_images 2 --vae_from hifilight/assets/toyworld/toysd --adapt_steps 0 \
-		--images 100000 --out $(OUT)
+	$(OFFLINE) $(BIN)/hifilight toyworld train toysd2 --device cuda --bf16 true --batch 256 --unet_steps 20000 \
+		--lr 1e-3 --clip_batch 512 --curve_every 2500 --curve_images 2 --threads 8 --out $(OUT)
+
+# ToySD v2 on this CPU, continued from the committed resume point (runs/toysd_v2) in outputs/toysd_v2; one thread,
+# a checkpoint every 10 minutes, stops itself after 150 minutes (see docs/toyworld.md, "ToySD v2")
+toyworld-train-v2: $(CORE)
+	mkdir -p outputs/toysd_v2 && [ -f outputs/toysd_v2/checkpoint/state.json ] || cp -r runs/toysd_v2/. outputs/toysd_v2/
+	$(OFFLINE) OMP_NUM_THREADS=1 $(BIN)/hifilight toyworld train toysd2 --out outputs/toysd_v2 --resume true \
+		--threads 1 --lr 5e-4 --curve_images 2 --stop_after_minutes 150
 
 # the ToyWorld instrument's calibration on the committed weights (floor, oracle, ceilings; JSON)
 toyworld-calibrate: $(CORE)

@@ -61,7 +61,7 @@ def contrastive_loss(model: CLIPModel, pixels: torch.Tensor, ids: torch.Tensor, 
     txt = F.normalize(model.get_text_features(input_ids=ids).pooler_output, dim=-1)
     logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
     index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
-    keys = torch.tensor([index[c] for c in captions])
+    keys = torch.tensor([index[c] for c in captions], device=logits.device)
     same = (keys[:, None] == keys[None, :]).float()
     target = same / same.sum(dim=1, keepdim=True)
     return (-(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.log_softmax(0)).sum(0).mean()) / 2
@@ -78,10 +78,12 @@ def train(
     lr: float = 5e-4,
     seed: int = 0,
     log=print,
+    device: str = "cpu",
 ) -> CLIPModel:
     """Contrastive training on `images` ([-1, 1], (N, 3, 64, 64)) with `caption(scene, rng)` drawn afresh at every
-    step (warm-up then cosine learning rate)."""
+    step (warm-up then cosine learning rate), on `device`; the model comes back on the CPU."""
     rng = np.random.default_rng([seed, 11])
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -91,7 +93,7 @@ def train(
     for step in range(steps):
         idx = rng.integers(len(images), size=batch)
         captions = [caption(scenes[i], rng) for i in idx]
-        loss = contrastive_loss(model, images[idx], tokenize(captions), captions)
+        loss = contrastive_loss(model, images[idx].to(device), tokenize(captions).to(device), captions)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -99,7 +101,7 @@ def train(
         sched.step()
         if step % 100 == 0 or step == steps - 1:
             log(f"toyclip step {step}: loss {loss.item():.4f}")
-    return model.eval()
+    return model.cpu().eval()
 
 
 @torch.no_grad()

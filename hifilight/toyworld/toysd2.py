@@ -117,6 +117,10 @@ class TrainArgs:
             raise HifiError(f"--device {self.device}: no CUDA device here; pass --device cpu (or auto)")
 
 
+def resolve_device(device: str) -> str:
+    return device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def toy_unet() -> UNet2DConditionModel:
     """ToySD v2's UNet: widths (64, 128, 192) at 16x16, 8x8, 4x4 latents; cross-attention to ToyCLIP's 128-wide text
     states at 8x8 and 4x4 (self-attention over the 256 tokens of 16x16 cost 1.6x a step on a CPU; SD has it)."""
@@ -175,6 +179,7 @@ def train_clip(args: TrainArgs, tokenizer, images: torch.Tensor, scenes: list, l
             args.clip_lr,
             args.seed,
             log,
+            resolve_device(args.device),
         )
         toyclip.save(model, tokenizer, folder)
     model, _ = toyclip.load(folder)
@@ -367,10 +372,13 @@ def train(args: TrainArgs, log=print) -> Path:
         raise HifiError(f"--out {out} already has a {CHECKPOINT}/; pass --resume true to continue it or a new --out")
     started = time.perf_counter()
     comps, info, latents, scenes = build_components(args, log)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     trainer = Trainer(args, comps, latents, scenes, device)
     if args.resume and (out / CHECKPOINT / "state.json").is_file():
         trainer.load_checkpoint(out / CHECKPOINT)
+        saved = json.loads((out / CHECKPOINT / "state.json").read_text())["scaling_factor"]
+        latents.mul_(saved / comps["vae"].config.scaling_factor)  # the run's latent scale, not a re-encoding's
+        comps["vae"].register_to_config(scaling_factor=saved)
         log(f"resumed at step {trainer.step} from {out / CHECKPOINT}")
     info |= {"world": "v2", "device": device, "threads": args.threads}
     base, last_ckpt = trainer.seconds, time.perf_counter()

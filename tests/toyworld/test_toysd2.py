@@ -100,3 +100,30 @@ def test_bad_options_are_one_line_errors_naming_the_flag(tmp_path):
         TrainArgs(out=tmp_path, batch=0).check()
     with pytest.raises(HifiError, match="--ema_max_decay"):
         TrainArgs(out=tmp_path, ema_max_decay=1.0).check()
+
+
+@pytest.mark.slow  # ~1 min: readers, ToyCLIP and a UNet step or two, end to end (make test-all)
+def test_the_command_trains_compacts_and_resumes_from_the_compact_point(tmp_path):
+    import shutil
+
+    from hifilight.cli import main
+
+    small = ["--images", "64", "--clip_steps", "2", "--clip_batch", "16", "--reader_steps", "2", "--batch", "2",
+             "--curve_every", "0", "--threads", "2"]  # fmt: skip
+    first = tmp_path / "first"
+    assert main(["toyworld", "train", "toysd2", "--out", str(first), "--unet_steps", "2", *small]) == 0
+    assert main(["toyworld", "train", "toysd2", "--out", str(first), "--unet_steps", "2", *small]) == 2  # no resume
+    compact = tmp_path / "compact"
+    assert main(["toyworld", "train", "toysd2", "--out", str(first), "--compact_to", str(compact)]) == 0
+    assert not (compact / "checkpoint" / "optimizer.safetensors").exists() and (compact / "toyclip").is_dir()
+    again = tmp_path / "again"
+    shutil.copytree(compact, again)
+    args = ["toyworld", "train", "toysd2", "--out", str(again), "--resume", "true", "--unet_steps", "3", *small]
+    assert main(args) == 0
+    state = json.loads((again / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 3 and state["warm_from"] == 2 and not state["compact"]
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(again / "toysd", safety_checker=None, requires_safety_checker=False)
+    assert pipe.text_encoder.config.hidden_size == toyclip.TEXT_HIDDEN
+    assert json.loads((again / "toysd" / "training.json").read_text())["unet_steps_done"] == 3
