@@ -15,7 +15,6 @@ from typing import Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hifilight.conditioning import encode_text, tokenize
@@ -24,9 +23,9 @@ from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.io import save_png, write_folder_atomic
 from hifilight.prompts import render
-from hifilight.sampling.ddim import add_noise, encode_images, training_target
+from hifilight.sampling.ddim import encode_images
 from hifilight.training.latents import LatentCache
-from hifilight.training.losses import masked_mse
+from hifilight.training.losses import denoising_loss
 from hifilight.training.unet_options import attach_components
 
 
@@ -159,10 +158,8 @@ class DreamBoothModule(L.LightningModule):
         noise, t = noise_and_timesteps(
             self.hparams.seed, ids, tuple(latents.shape[1:]), len(self.alphas_cumprod), latents.device, stream
         )
-        x_t = add_noise(latents, noise, t, self.alphas_cumprod)
-        pred = self.unet(x_t, t, encoder_hidden_states=c).sample.float()
-        target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
-        return masked_mse(pred, target, mask, "mask") if mask is not None else F.mse_loss(pred, target)
+        prediction = self.scheduler.config.prediction_type
+        return denoising_loss(self.unet, latents, noise, t, c, self.alphas_cumprod, prediction, mask)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))

@@ -1,10 +1,13 @@
-"""Loss terms of Eq. (5) and Eq. (6)."""
+"""Loss terms of Eq. (2), (5) and (6): the denoising loss every LightningModule trains with (HiFi Tuner's subject
+embedding, Textual Inversion, DreamBooth, LoRA), its masked form and the regulariser."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from torch import Tensor
+
+from hifilight.sampling.ddim import add_noise, training_target
 
 Normalization = Literal["mask", "all"]
 
@@ -36,3 +39,23 @@ def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None, normalization:
 def embedding_regularizer(c_s: Tensor, phi_s: Tensor) -> Tensor:
     """Eq. (6)'s second term without its weight: ||c_s - phi_s||_2^2 (sum of squares over all n x d entries)."""
     return ((c_s.float() - phi_s.float()) ** 2).sum()
+
+
+def denoising_loss(
+    unet,
+    latents: Tensor,
+    noise: Tensor,
+    timesteps: Tensor,
+    cond: Tensor,
+    alphas_cumprod: Tensor,
+    prediction_type: str,
+    mask: Tensor | None = None,
+    normalization: Normalization = "mask",
+) -> Tensor:
+    """Eq. (2) / Eq. (5): x_t = N(x_0, eps, t), the UNet's prediction given the conditioning `cond`, and its
+    (masked) squared error against the scheduler's target (eps, or v for v-prediction models). The one training
+    step of every fit method; `mask` None is the plain mean (= F.mse_loss)."""
+    x_t = add_noise(latents, noise, timesteps, alphas_cumprod)
+    pred = unet(x_t.to(unet.dtype), timesteps, encoder_hidden_states=cond.to(unet.dtype)).sample
+    target = training_target(latents, noise, timesteps, alphas_cumprod, prediction_type)
+    return masked_mse(pred, target, mask, normalization)

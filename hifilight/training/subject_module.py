@@ -26,9 +26,9 @@ from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.models.sdxl import architecture
-from hifilight.sampling.ddim import DDIMSchedule, add_noise, training_target
+from hifilight.sampling.ddim import DDIMSchedule
 from hifilight.training.latents import LatentCache
-from hifilight.training.losses import embedding_regularizer, masked_mse
+from hifilight.training.losses import denoising_loss, embedding_regularizer
 from hifilight.training.stepwise import StepwisePlan, total_steps
 from hifilight.training.unet_options import attach_components
 
@@ -143,11 +143,11 @@ class SubjectEmbeddingModule(L.LightningModule):
         self, c_s: Tensor, latents: Tensor, mask: Tensor | None, c: Tensor, timesteps: Tensor, noise: Tensor
     ) -> dict[str, Tensor]:
         """L_s of Eq. (6) for the embedding `c_s` given x_0, M, c, t and eps; returns the total and its terms."""
-        x_t = add_noise(latents, noise, timesteps, self.alphas_cumprod)  # N_s(x_0, eps, t)
-        cond = splice_subject(c, c_s)  # [c, c_s]
-        pred = self.unet(x_t.to(self.unet.dtype), timesteps, encoder_hidden_states=cond.to(self.unet.dtype)).sample
-        target = training_target(latents, noise, timesteps, self.alphas_cumprod, self.scheduler.config.prediction_type)
-        diffusion = masked_mse(pred, target, mask if self.hparams.use_mask else None, self.hparams.loss_normalization)
+        diffusion = denoising_loss(  # Eq. (5) on N_s(x_0, eps, t) given [c, c_s]
+            self.unet, latents, noise, timesteps, splice_subject(c, c_s), self.alphas_cumprod,
+            self.scheduler.config.prediction_type, mask if self.hparams.use_mask else None,
+            self.hparams.loss_normalization,
+        )  # fmt: skip
         reg = embedding_regularizer(c_s, self.phi_s)
         total = diffusion + self.hparams.reg_weight * reg if self.hparams.use_regularizer else diffusion
         return {"loss": total, "diffusion": diffusion, "reg": reg}

@@ -22,10 +22,9 @@ from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.models.sdxl import architecture
 from hifilight.prompts import render
-from hifilight.sampling.ddim import add_noise, training_target
 from hifilight.token_embeddings import TokenEmbedding, add_tokens, table_widths, token_names, token_tables
 from hifilight.training.latents import LatentCache
-from hifilight.training.losses import masked_mse
+from hifilight.training.losses import denoising_loss
 from hifilight.training.unet_options import attach_components
 
 FROZEN = ("unet", "vae", "text_encoder")
@@ -132,10 +131,10 @@ class TextualInversionModule(L.LightningModule):
             len(self.alphas_cumprod),
             latents.device,
         )
-        x_t = add_noise(latents, noise, t, self.alphas_cumprod)
-        pred = self.unet(x_t.to(self.unet.dtype), t, encoder_hidden_states=c.to(self.unet.dtype)).sample
-        target = training_target(latents, noise, t, self.alphas_cumprod, self.scheduler.config.prediction_type)
-        loss = masked_mse(pred.float(), target, mask if self.hparams.use_mask else None, "mask")
+        mask = mask if self.hparams.use_mask else None
+        loss = denoising_loss(
+            self.unet, latents, noise, t, c, self.alphas_cumprod, self.scheduler.config.prediction_type, mask
+        )
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True)
         return loss
 
