@@ -56,7 +56,8 @@ bench: $(DEV)
 bench-gpu: $(DEV)
 	$(OFFLINE) $(BIN)/python -m benchmarks.gpu
 
-# the BentoML service on 127.0.0.1:3000 (tiny preset; HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR to change)
+# the BentoML service on 127.0.0.1:3000: ToySD and the embedded subjects in serve/subjects, the web page at /ui
+# (HIFILIGHT_MODEL / HIFILIGHT_SUBJECTS_DIR for real weights; docs/serve.md)
 serve: $(DEV)
 	$(OFFLINE) BENTOML_DO_NOT_TRACK=True $(BIN)/bentoml serve serve.service:HifiService --host 127.0.0.1 --port 3000
 

@@ -12,8 +12,8 @@ LAYERS = {  # keep in step with docs/architecture.md
     3: {"perception"},
     4: {"data"},
     5: {"sampling", "export"},
-    6: {"training", "evaluation"},
-    7: {"toyworld", "options", "api", "serving", "protocol"},
+    6: {"training", "evaluation", "options"},
+    7: {"toyworld", "api", "serving"},
     8: {"commands", "cli"},
 }
 LAYER = {unit: level for level, units in LAYERS.items() for unit in units}

@@ -760,7 +760,7 @@ def test_a_huge_prompt_is_not_repeated_in_its_error_line(fitted, tmp_path, capsy
 def test_list_options_take_the_comma_form_users_type(tmp_path):
     from hifilight.commands.common import comma_lists
     from hifilight.commands.predict import predict
-    from hifilight.protocol import evaluate
+    from hifilight.evaluation.dreambench_protocol import evaluate
 
     assert comma_lists(evaluate, ["--subjects", "can,dog6", "--prompts=0, 2"]) == [
         "--subjects",

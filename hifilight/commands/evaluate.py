@@ -1,4 +1,4 @@
-"""`hifilight evaluate`: the DreamBench protocol (hifilight.protocol).
+"""`hifilight evaluate`: the DreamBench protocol (hifilight.evaluation.dreambench_protocol).
 
 hifilight evaluate --dataset dreambench/ --method table2 --images_per_prompt 4 --out eval/
 """
@@ -6,7 +6,7 @@ hifilight evaluate --dataset dreambench/ --method table2 --images_per_prompt 4 -
 from __future__ import annotations
 
 from hifilight.commands.common import function_parser, run_function
-from hifilight.protocol import evaluate
+from hifilight.evaluation.dreambench_protocol import evaluate
 
 
 def build_parser():

@@ -242,10 +242,10 @@ def ablation(
         calibration_rows: also score the class-word floor, the text oracle and the ceilings.
     """
     from hifilight.evaluation.dreambench import load_dreambench
+    from hifilight.evaluation.dreambench_protocol import MetricOptions, evaluate
     from hifilight.io import write_atomic
     from hifilight.models import load_components
     from hifilight.options import ModelOptions
-    from hifilight.protocol import MetricOptions, evaluate
     from hifilight.toyworld.ablation import (
         CALIBRATION,
         score_runs,
@@ -480,9 +480,9 @@ def tune(
         batch_size: images generated together.
         reference: reference-guidance settings (as `toyworld ablation`).
     """
+    from hifilight.evaluation.dreambench_protocol import parse_shard
     from hifilight.io import check_writable, write_atomic
     from hifilight.models import load_components
-    from hifilight.protocol import parse_shard
     from hifilight.toyworld import tuning
 
     seeds = [0] if seeds is None else seeds

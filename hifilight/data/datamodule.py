@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from hifilight.data.draws import StepBatchSampler, sample_generator
 from hifilight.data.images import list_images, load_rgb, to_tensor
 from hifilight.data.masks import build_mask_provider
-from hifilight.data.sampling import StepBatchSampler, sample_generator
 from hifilight.errors import HifiError
 from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.prompts import render
@@ -90,7 +90,7 @@ class SubjectDataset(Dataset):
         return {"pixels": pixels, "mask": mask, "cache_key": f"{idx}:{int(flipped)}" if cacheable else ""}
 
     def __getitem__(self, n: int) -> dict:
-        """Global sample n (see `hifilight.data.sampling`): drawn from (seed, n) alone. From `index_only_from` on,
+        """Global sample n (see `hifilight.data.draws`): drawn from (seed, n) alone. From `index_only_from` on,
         only its id and an empty caption (a training stage that draws its own views needs no pixels)."""
         if self.index_only_from is not None and n >= self.index_only_from:
             return {"sample_id": n, "caption": ""}
@@ -207,7 +207,7 @@ class SubjectDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Batches of global sample indices from the current step on, this process's share (see
-        `hifilight.data.sampling`); Lightning must not swap in its DistributedSampler (the fit CLI sets
+        `hifilight.data.draws`); Lightning must not swap in its DistributedSampler (the fit CLI sets
         use_distributed_sampler false)."""
         dataset = self.dataset()
         steps = max(1, self.samples_per_epoch // self.batch_size)

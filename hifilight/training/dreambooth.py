@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from hifilight.conditioning import encode_text, tokenize
+from hifilight.data.draws import noise_and_timesteps, sample_generator
 from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
-from hifilight.data.sampling import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.io import save_png, write_folder_atomic
 from hifilight.prompts import render
@@ -74,7 +74,7 @@ class DreamBoothModule(L.LightningModule):
             gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
             attention: UNet attention: "sdpa" (default) or "classic".
             seed: seed of the class images (image k uses seed + k) and of the per-sample draws (timestep, noise,
-                class image; see hifilight.data.sampling).
+                class image; see hifilight.data.draws).
         """
         super().__init__()
         check_numbers(

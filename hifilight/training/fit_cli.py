@@ -1,5 +1,5 @@
 """The `hifilight fit` CLI: subject learning through LightningCLI, one LightningModule per method (the command
-itself, `hifilight.commands.fit`, only calls `build_cli`; `hifilight.protocol` fits through it too).
+itself, `hifilight.commands.fit`, only calls `build_cli`; `evaluation.dreambench_protocol` fits through it too).
 
 hifilight fit --config configs/hifi_ti.yaml --data.subject_dir photos/ --data.class_name dog --out dog.safetensors
 
@@ -36,7 +36,7 @@ METHODS = {
 }
 
 TRAINER_DEFAULTS = {
-    # the data module shards global sample indices itself (hifilight.data.sampling); Lightning's
+    # the data module shards global sample indices itself (hifilight.data.draws); Lightning's
     # DistributedSampler would replace that
     "use_distributed_sampler": False,
     "log_every_n_steps": 10,

@@ -22,7 +22,7 @@ from torch import Tensor
 from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.data.datamodule import SubjectDataModule
-from hifilight.data.sampling import noise_and_timesteps, sample_generator
+from hifilight.data.draws import noise_and_timesteps, sample_generator
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.models.sdxl import architecture
@@ -187,7 +187,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         latents, mask = self.encode_latents(batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode_captions(list(batch["caption"]))
         # Stage 1 trains one c_s for all timesteps: t uniform over the training timesteps (as Textual Inversion),
-        # drawn with the noise from the sample's own generator (see hifilight.data.sampling).
+        # drawn with the noise from the sample's own generator (see hifilight.data.draws).
         noise, t = noise_and_timesteps(
             self.hparams.seed,
             batch["sample_id"].tolist(),
@@ -208,7 +208,7 @@ class SubjectEmbeddingModule(L.LightningModule):
         if i == 0:  # c_s^t = c_s^{t+1}, with c_s^{T+1} = c_s
             with torch.no_grad():
                 self.c_work.copy_(self.c_s if k == 0 else self.c_s_t[k - 1])
-        # sample i of this process is global sample (step * world + rank) * b + i (see hifilight.data.sampling)
+        # sample i of this process is global sample (step * world + rank) * b + i (see hifilight.data.draws)
         world = self._trainer.world_size if self._trainer is not None else 1
         first = (self.global_step * world + self.global_rank) * batch_size
         gens = [sample_generator(self.hparams.seed, first + i, stream=3) for i in range(batch_size)]

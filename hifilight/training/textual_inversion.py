@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from hifilight.conditioning import tokenize
-from hifilight.data.sampling import noise_and_timesteps
+from hifilight.data.draws import noise_and_timesteps
 from hifilight.errors import HifiError, check_numbers
 from hifilight.masking import MaskRule
 from hifilight.models.sdxl import architecture
@@ -63,7 +63,7 @@ class TextualInversionModule(L.LightningModule):
             mask_rule: how the photo's mask becomes the latent M: "area", "touched" or "soft" (hifilight.masking).
             gradient_checkpointing: recompute UNet activations in the backward pass (less memory, more time).
             attention: UNet attention: "sdpa" (default) or "classic".
-            seed: seed of the per-sample timestep and noise draws (see hifilight.data.sampling).
+            seed: seed of the per-sample timestep and noise draws (see hifilight.data.draws).
         """
         super().__init__()
         check_numbers(

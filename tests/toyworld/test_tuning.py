@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from hifilight import protocol
 from hifilight.commands import fit as fit_command
 from hifilight.commands.toyworld import ablation, table_rows_of
 from hifilight.errors import HifiError
+from hifilight.evaluation import dreambench_protocol as protocol
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.toyworld import tuning
 from hifilight.training import fit_cli

@@ -3,7 +3,7 @@
 import torch
 
 from hifilight.data import SubjectDataModule
-from hifilight.data.sampling import StepBatchSampler, noise_and_timesteps
+from hifilight.data.draws import StepBatchSampler, noise_and_timesteps
 
 
 def test_shards_of_a_step_are_the_single_process_batch():
