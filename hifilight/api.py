@@ -24,9 +24,8 @@ from hifilight.artifacts import SubjectArtifact
 from hifilight.conditioning import check_room, encode_text, null_tail, splice_subject
 from hifilight.errors import HifiError
 from hifilight.prompts import render
-from hifilight.sampling.generate import use_stepwise
 from hifilight.sampling.stepwise import nearest_index
-from hifilight.subjects import Subject, load_subject
+from hifilight.subjects import load_subject
 
 
 @dataclass
@@ -119,15 +118,6 @@ class StepwisePicker:
         return callback_kwargs | {"prompt_embeds": updated}
 
 
-def choose_stepwise(subject: Subject, requested: bool | None) -> bool:
-    """Whether to sample with c_s^t (Eq. 7): `requested`, or by default when the artifact has them (HiFi only)."""
-    if subject.artifact is not None:
-        return use_stepwise(subject.artifact, requested)
-    if requested:
-        raise HifiError(f"--stepwise true: a {subject.kind} subject has no step-wise embeddings; drop the flag")
-    return False
-
-
 def render_subject(
     subject: str | Path,
     prompts: list[str],
@@ -148,29 +138,18 @@ def render_subject(
 
         images = render_subject("dog.safetensors", ["a {} on the beach"], model="CompVis/stable-diffusion-v1-4")
     """
-    from hifilight.data.images import to_pil
     from hifilight.models import load_components
     from hifilight.options import resolve_device
-    from hifilight.sampling.generate import generate, make_jobs
+    from hifilight.sampling.generate import make_jobs
+    from hifilight.sampling.renderer import SubjectRenderer
 
     subj = load_subject(Path(subject))
-    per_step = choose_stepwise(subj, stepwise)
+    per_step = subj.stepwise(stepwise)
     flag = "model" if model else f"subject {subject}: its header's base_model"
     comps = load_components(model or subj.base_model, dtype, resolve_device(device), flag)
-    subj.prepare(comps)
+    renderer = SubjectRenderer(comps).set_subject(subj, per_step)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
-    out = generate(
-        comps,
-        subj.artifact,
-        jobs,
-        steps,
-        guidance,
-        resolution or subj.resolution,
-        batch_size,
-        stepwise=per_step,
-        progress=False,
-    )
-    return [to_pil(x) for x in out]
+    return [r.image for r in renderer.render(jobs, steps, guidance, resolution, batch_size, progress=False)]
 
 
 def fit(

@@ -38,10 +38,32 @@ class Subject:
     embedding: TokenEmbedding | None = None
     lora: Path | None = None  # the LoRA file, loaded onto the components by `prepare`
 
+    @classmethod
+    def of_artifact(cls, art: SubjectArtifact) -> Subject:
+        """A HiFi Tuner subject from its artifact (loaded from a file, or held by a training module)."""
+        meta = art.metadata
+        return cls(
+            "hifi", art.class_name, "", meta.get("base_model", "tiny"), meta.get("resolution", 512), artifact=art
+        )
+
     @property
     def word(self) -> str:
         """What `{}` in a prompt becomes."""
         return f"{self.identifier} {self.class_name}".strip()
+
+    def stepwise(self, requested: bool | None = None) -> bool:
+        """Whether to sample with the step-wise embeddings c_s^t (Eq. 7): `requested`, or by default when the
+        subject has them (HiFi artifacts fitted with the step-wise stage); asking for them without them is refused."""
+        if self.artifact is not None:
+            if requested and self.artifact.c_s_t is None:
+                raise HifiError(
+                    "--stepwise true: this subject artifact has no step-wise embeddings; fit it with "
+                    "--model.stepwise_steps > 0, or pass --stepwise false to sample with c_s"
+                )
+            return self.artifact.c_s_t is not None if requested is None else requested
+        if requested:
+            raise HifiError(f"--stepwise true: a {self.kind} subject has no step-wise embeddings; drop the flag")
+        return False
 
     def prepare(self, comps, adapter: str = "subject") -> None:
         """Make the loaded components ready for this subject: add Textual Inversion tokens, or load the LoRA file
@@ -106,15 +128,7 @@ def load_subject(path: Path) -> Subject:
             lora=path,
         )
     if header.get("format") == SUBJECT_FORMAT:
-        art = SubjectArtifact.load(path)
-        return Subject(
-            "hifi",
-            art.class_name,
-            "",
-            art.metadata.get("base_model", "tiny"),
-            art.metadata.get("resolution", 512),
-            artifact=art,
-        )
+        return Subject.of_artifact(SubjectArtifact.load(path))
     emb = TokenEmbedding.load(path)
     if "class_name" not in emb.metadata:
         raise HifiError(f"--subject {path}: a token embedding without hifilight metadata; fit it with hifilight")

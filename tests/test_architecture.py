@@ -67,3 +67,26 @@ def test_no_command_imports_another():
                 if other in names and other != path.stem:
                     wrong.append(f"commands/{path.name} imports commands.{other}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_images_of_a_subject_are_made_by_the_renderer_alone():
+    """`generate` and `reference_guided` (hifilight.sampling) are called by `sampling.renderer.SubjectRenderer` only:
+    predict, the Python API, the service, the evaluation runner, the calibration, DreamBooth's class images and the
+    sample grids all render through it (docs/architecture.md)."""
+    allowed = {
+        PACKAGE / "sampling" / "renderer.py",
+        PACKAGE / "sampling" / "generate.py",
+        PACKAGE / "sampling" / "reference.py",
+    }
+    wrong = []
+    for path, _ in _modules():
+        if path in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                direct = isinstance(node.func, ast.Name)  # `generate(...)`, not a model's `self.model.generate(...)`
+                owner = getattr(getattr(node.func, "value", None), "id", None)
+                if name == "reference_guided" or (name == "generate" and (direct or owner == "generation")):
+                    wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} calls {name}")
+    assert not wrong, "render through hifilight.sampling.renderer.SubjectRenderer:\n" + "\n".join(wrong)

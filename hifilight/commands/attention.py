@@ -11,13 +11,14 @@ from jsonargparse import ArgumentParser
 
 from hifilight.artifacts import SubjectArtifact
 from hifilight.commands.common import function_parser, note_random_weights, run_function
-from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png
 from hifilight.models import load_components
 from hifilight.options import ModelOptions, resolve_device
 from hifilight.sampling.attention import AttentionStep, AttentionStore, attention_control, cross_attention_sizes
-from hifilight.sampling.generate import generate, make_jobs
+from hifilight.sampling.generate import make_jobs
+from hifilight.sampling.renderer import SubjectRenderer
+from hifilight.subjects import Subject
 from hifilight.viz import attention_figure
 
 
@@ -84,13 +85,14 @@ def attention(
     n, length = artifact.num_tokens, comps.tokenizer.model_max_length
     store = AttentionStore({steps - s for s in wanted}, list(range(length - n, length)), res)
     with attention_control(comps.unet, store):
-        images = generate(comps, artifact, jobs, steps, guidance, size, 1, [AttentionStep(store)], True, stepwise)
+        renderer = SubjectRenderer(comps).set_subject(Subject.of_artifact(artifact), stepwise)
+        image = renderer.render(jobs, steps, guidance, size, 1, callbacks=[AttentionStep(store)])[0].image
     try:
         maps = store.maps()
     except ValueError as err:
         raise HifiError(f"--res {res}: {err}") from err
     rows = {f"step {s}": maps[steps - s][0] for s in wanted}
-    save_png(attention_figure(to_pil(images[0]), rows), out, overwrite)
+    save_png(attention_figure(image, rows), out, overwrite)
     print(f"wrote {out} ({len(wanted)} steps x {n} subject tokens)")
 
 

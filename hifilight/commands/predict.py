@@ -12,15 +12,14 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
-from hifilight.api import choose_stepwise
 from hifilight.commands.common import function_parser, note_random_weights, run_function
-from hifilight.data.images import to_pil
 from hifilight.errors import HifiError
 from hifilight.io import check_output_folder, check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
-from hifilight.sampling.generate import Job, generate, make_jobs
-from hifilight.sampling.reference import output_names, reference_guided, save_record
+from hifilight.sampling.generate import Job, make_jobs
+from hifilight.sampling.reference import output_names, save_record
+from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.subjects import load_subject
 
 
@@ -89,7 +88,7 @@ def predict(
         except ValueError as err:
             raise HifiError(str(err)) from None
     subj = load_subject(subject)
-    per_step = choose_stepwise(subj, stepwise)
+    per_step = subj.stepwise(stepwise)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
     extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
@@ -109,19 +108,16 @@ def predict(
         # a base model read from the subject's header is named as such, not as a flag the user never passed
         flag = "--model.pretrained" if model.pretrained else f"--subject {subject}: its header's base_model"
         comps = load_components(pretrained, model.dtype, device, flag)
-    subj.prepare(comps)
     size = resolution or subj.resolution
+    guide = build_guide(subj, data or SourceOptions(), reference, size, device) if reference_guidance else None
+    renderer = SubjectRenderer(comps).set_subject(subj, per_step, guide)
+    rendered = renderer.render(jobs, steps, guidance, size, batch_size, guided=reference_guidance)
     summaries = [{} for _ in jobs]
-    if reference_guidance:
-        guide = build_guide(subj, data or SourceOptions(), reference, size, device)
-        records = reference_guided(comps, subj.artifact, jobs, guide, steps, guidance, size, batch_size, per_step)
-        for i, (record, path) in enumerate(zip(records, paths, strict=True)):
-            save_record(record, guide.sources, path, save_intermediates, overwrite)
-            summaries[i] = {"unguided": output_names(path, False)[0].name, **record.summary(guide.sources)}
-        images = [r.final for r in records]
-    else:
-        out = generate(comps, subj.artifact, jobs, steps, guidance, size, batch_size, stepwise=per_step)
-        images = [to_pil(x) for x in out]
+    for i, (result, path) in enumerate(zip(rendered, paths, strict=True)):
+        if result.record is not None:
+            save_record(result.record, guide.sources, path, save_intermediates, overwrite)
+            summaries[i] = {"unguided": output_names(path, False)[0].name, **result.record.summary(guide.sources)}
+    images = [r.image for r in rendered]
     for image, path in zip(images, paths, strict=True):
         save_png(image, path, overwrite)
     save_png(image_grid(images, cols=num_images), Path(out_dir) / "grid.png", overwrite)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hifilight.data.images import load_rgb, to_pil
+from hifilight.data.images import load_rgb
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import BenchSubject, render
 from hifilight.evaluation.metrics import CLIPImageScore, CLIPTextScore, DINOScore, real_vs_real
@@ -303,7 +303,7 @@ class Runner:
         return [folder / f"p{index:02d}_{k}.png" for k in range(self.settings.images_per_prompt)]
 
     def _make_images(self, subject, fitted, todo, folder, applied, stepwise) -> None:
-        from hifilight.sampling.generate import generate
+        from hifilight.sampling.renderer import SubjectRenderer
 
         s = self.settings
         identifier = fitted.identifier if fitted is not None else ""
@@ -316,21 +316,13 @@ class Runner:
                     paths.append(path)
         if not jobs:
             return
-        comps, artifact = self._model_for(fitted), fitted.artifact if fitted is not None else None
-        stepwise = stepwise if artifact is not None else None
-        if applied:
-            from hifilight.sampling.reference import reference_guided
-
-            guide = self.reference_guide(fitted, subject)
-            records = reference_guided(
-                comps, artifact, jobs, guide, s.steps, s.guidance, s.resolution, s.batch_size, stepwise=stepwise
-            )
-            images = [r.final for r in records]
-        else:
-            out = generate(comps, artifact, jobs, s.steps, s.guidance, s.resolution, s.batch_size, stepwise=stepwise)
-            images = [to_pil(x) for x in out]
-        for image, path in zip(images, paths, strict=True):
-            save_png(image, path, overwrite=True)
+        artifact = fitted.artifact if fitted is not None else None
+        guide = self.reference_guide(fitted, subject) if applied else None
+        renderer = SubjectRenderer(self._model_for(fitted))  # _model_for prepared the subject on its components
+        renderer.set_subject(fitted, stepwise if artifact is not None else None, guide, prepare=False)
+        rendered = renderer.render(jobs, s.steps, s.guidance, s.resolution, s.batch_size, guided=applied)
+        for result, path in zip(rendered, paths, strict=True):
+            save_png(result.image, path, overwrite=True)
 
     def _score(self, row, subject, index, folder, applied, identifier) -> None:
         real_dino, real_clip = self._real_embeddings(subject)

@@ -18,11 +18,11 @@ from pathlib import Path
 from PIL import Image
 
 from hifilight.batcher import KeyedBatcher, QueueFull
-from hifilight.data.images import to_pil
 from hifilight.errors import HifiError, shown
 from hifilight.prompts import render
 from hifilight.sampling.engine import StopWhenSet
-from hifilight.sampling.generate import Job, generate, make_jobs
+from hifilight.sampling.generate import Job, make_jobs
+from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.serving.requests import MAX_GUIDANCE, MAX_STEPS, Cancelled, GuideRequest, RequestError
 from hifilight.serving.settings import ServeSettings
 from hifilight.subjects import Subject, load_subject
@@ -60,6 +60,10 @@ class Loaded:
     comps: object  # SDComponents to generate with (a copy with its tokens for Textual Inversion)
     photos: Path | None
     adapter: str | None = None  # a LoRA subject's adapter on the shared UNet
+    renderer: SubjectRenderer | None = None  # renders it on `comps` (the subject already prepared there)
+
+    def __post_init__(self) -> None:
+        self.renderer = self.renderer or SubjectRenderer(self.comps).set_subject(self.subject, prepare=False)
 
 
 @dataclass
@@ -302,17 +306,10 @@ class SubjectServer:
                 return self._guided(
                     item, job, steps, guidance_scale, width, guide.settings(steps, self.settings.max_inner_steps)
                 )
-            out = generate(
-                item.comps,
-                item.subject.artifact,
-                job,
-                steps,
-                guidance_scale,
-                (height, width),
-                callbacks=[stop] if stop else [],
-                progress=False,
+            rendered = item.renderer.render(
+                job, steps, guidance_scale, (height, width), callbacks=[stop] if stop else [], progress=False
             )
-        return to_pil(out[0])
+        return rendered[0].image
 
     @property
     def batching(self) -> bool:
@@ -344,23 +341,14 @@ class SubjectServer:
         with self.lock:
             self._ready(item)
             jobs = [job for job, _ in payloads]
-            out = generate(
-                item.comps,
-                item.subject.artifact,
-                jobs,
-                steps,
-                guidance,
-                (height, width),
-                len(jobs),
-                callbacks=[stop] if stop else [],
-                progress=False,
+            rendered = item.renderer.render(
+                jobs, steps, guidance, (height, width), len(jobs), callbacks=[stop] if stop else [], progress=False
             )
-        return [to_pil(x) for x in out]
+        return [r.image for r in rendered]
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int, settings) -> Image.Image:
         from hifilight.options import ReferenceOptions, SourceOptions, build_guide, resolve_device
         from hifilight.perception.encoders import DinoEncoder
-        from hifilight.sampling.reference import reference_guided
 
         options = ReferenceOptions(dino_model=self.settings.dino_model, guide=settings)
         device = resolve_device(self.settings.device)
@@ -372,6 +360,5 @@ class SubjectServer:
                 item.subject, SourceOptions(subject_dir=item.photos), options, size, device, self._dino
             )
         guide = dataclasses.replace(self._guides[key], guide=options.guide)
-        return reference_guided(item.comps, item.subject.artifact, job, guide, steps, guidance, size, progress=False)[
-            0
-        ].final
+        renderer = item.renderer.set_subject(item.subject, guide=guide, prepare=False)
+        return renderer.render(job, steps, guidance, size, guided=True, progress=False)[0].image

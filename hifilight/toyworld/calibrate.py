@@ -85,14 +85,13 @@ def text_images(
     are kept there as PNGs and read back instead of generated again."""
     if cache is not None:
         return _cached_text_images(comps, texts, n, seed, steps, guidance, batch_size, cache)
-    from hifilight.sampling.generate import Job, generate
+    from hifilight.sampling.generate import Job
+    from hifilight.sampling.renderer import SubjectRenderer
 
     jobs = [Job(t, t, seed + 1000 * (zlib.crc32(t.encode()) % 100_000) + k) for t in texts for k in range(n)]
     size = comps.unet.config.sample_size * comps.vae_scale_factor
-    images = generate(
-        comps, None, jobs, steps=steps, guidance=guidance, resolution=size, batch_size=batch_size, progress=False
-    )
-    pil = [to_pil(x) for x in images]
+    renderer = SubjectRenderer(comps).set_subject(None)  # the base model alone
+    pil = [r.image for r in renderer.render(jobs, steps, guidance, size, batch_size, progress=False)]
     return [pil[i * n : (i + 1) * n] for i in range(len(texts))]
 
 

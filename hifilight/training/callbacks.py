@@ -7,10 +7,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from hifilight.data.images import to_pil
 from hifilight.io import image_grid, save_png
 from hifilight.models import SDComponents
-from hifilight.sampling.generate import generate, make_jobs
+from hifilight.sampling.generate import make_jobs
+from hifilight.sampling.renderer import SubjectRenderer
+from hifilight.subjects import Subject
 
 
 class SampleGrid(L.Callback):
@@ -69,8 +70,10 @@ class SampleGrid(L.Callback):
             module.unet, module.vae, module.text_encoder, module.tokenizer, module.scheduler, module.base_model
         )
         jobs = make_jobs(self.prompts, word, self.seed, 1)
-        images = generate(comps, artifact, jobs, self.steps or steps, self.guidance, dm.resolution, progress=False)
-        return image_grid([to_pil(x) for x in images], cols=len(jobs))
+        subject = Subject.of_artifact(artifact) if artifact is not None else None
+        renderer = SubjectRenderer(comps).set_subject(subject, prepare=False)  # the module's components, as trained
+        images = renderer.render(jobs, self.steps or steps, self.guidance, dm.resolution, progress=False)
+        return image_grid([r.image for r in images], cols=len(jobs))
 
 
 class FitCancelled(Exception):

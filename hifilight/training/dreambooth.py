@@ -19,11 +19,12 @@ from torch import Tensor
 
 from hifilight.conditioning import encode_text, tokenize
 from hifilight.data.draws import noise_and_timesteps, sample_generator
-from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_pil, to_tensor
+from hifilight.data.images import IMAGE_EXTENSIONS, list_images, load_rgb, to_tensor
 from hifilight.errors import HifiError, check_numbers
 from hifilight.io import save_png, write_folder_atomic
 from hifilight.prompts import render
 from hifilight.sampling.ddim import encode_images
+from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import denoising_loss
 from hifilight.training.unet_options import attach_components
@@ -115,7 +116,7 @@ class DreamBoothModule(L.LightningModule):
     @torch.no_grad()
     def make_class_images(self, folder: Path, resolution: int) -> None:
         """Generate the missing class images with the (not yet fine-tuned) base model."""
-        from hifilight.sampling.generate import Job, generate
+        from hifilight.sampling.generate import Job
 
         h = self.hparams
         folder.mkdir(parents=True, exist_ok=True)
@@ -125,10 +126,11 @@ class DreamBoothModule(L.LightningModule):
             return
         print(f"dreambooth: generating {len(jobs)} class images in {folder}")
         self.unet.eval()
-        images = generate(self._frozen_view(), None, jobs, h.class_steps, h.class_guidance, resolution, batch_size=4)
+        renderer = SubjectRenderer(self._frozen_view()).set_subject(None)  # the base model alone
+        images = renderer.render(jobs, h.class_steps, h.class_guidance, resolution, batch_size=4)
         self.unet.train()
         for job, image in zip(jobs, images, strict=True):
-            save_png(to_pil(image), folder / f"class_{job.seed - h.seed:04d}.png")
+            save_png(image.image, folder / f"class_{job.seed - h.seed:04d}.png")
 
     def _frozen_view(self):
         from hifilight.models.loading import SDComponents
