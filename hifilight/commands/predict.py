@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
+from PIL import Image
 
 from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.errors import HifiError
@@ -18,7 +19,7 @@ from hifilight.io import check_output_folder, check_writable, image_grid, save_p
 from hifilight.models import load_components
 from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
 from hifilight.sampling.generate import Job, make_jobs
-from hifilight.sampling.reference import output_names, save_record
+from hifilight.sampling.reference import ReferenceRecord, SourceSet
 from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.subjects import load_subject
 
@@ -144,3 +145,30 @@ def build_parser() -> ArgumentParser:
 
 def run(argv: list[str]) -> None:
     run_function(predict, "hifilight predict", argv)
+
+
+INTERMEDIATES = ("g1", "mask_g", "reference", "reference_aligned", "mask_r_aligned")
+
+
+def output_names(path: Path, save_intermediates: bool) -> list[Path]:
+    """I_g1 always; the masks and references with --save_intermediates."""
+    kinds = INTERMEDIATES if save_intermediates else INTERMEDIATES[:1]
+    return [path.with_name(f"{path.stem}_{kind}.png") for kind in kinds]
+
+
+def save_record(record: ReferenceRecord, sources: SourceSet, path: Path, save_intermediates: bool, overwrite: bool):
+    """Write I_g1 (and the intermediates) next to the final image `path`."""
+    names = output_names(path, save_intermediates)
+    save_png(record.first, names[0], overwrite)
+    if not save_intermediates:
+        return
+    mask_png = lambda m: Image.fromarray((m[0].numpy() * 255).astype("uint8"))  # noqa: E731
+    extras = {
+        names[1]: record.mask_g,
+        names[2]: sources.images[record.reference] if record.reference is not None else None,
+        names[3]: record.aligned_reference,
+        names[4]: record.mask_r_aligned,
+    }
+    for name, item in extras.items():
+        if item is not None:
+            save_png(item if isinstance(item, Image.Image) else mask_png(item), name, overwrite)

@@ -32,7 +32,6 @@ from hifilight.conditioning import encode_text
 from hifilight.data.images import center_square, list_images, load_rgb, to_pil, to_tensor
 from hifilight.data.masks import MaskProvider
 from hifilight.errors import HifiError
-from hifilight.io import save_png
 from hifilight.masking import latent_mask
 from hifilight.models import SDComponents
 from hifilight.perception import align
@@ -261,28 +260,3 @@ def _regenerate(
 
 
 # ---- what `predict --reference_guidance` writes beside each image -------------------------------------------
-INTERMEDIATES = ("g1", "mask_g", "reference", "reference_aligned", "mask_r_aligned")
-
-
-def output_names(path: Path, save_intermediates: bool) -> list[Path]:
-    """I_g1 always; the masks and references with --save_intermediates."""
-    kinds = INTERMEDIATES if save_intermediates else INTERMEDIATES[:1]
-    return [path.with_name(f"{path.stem}_{kind}.png") for kind in kinds]
-
-
-def save_record(record: ReferenceRecord, sources: SourceSet, path: Path, save_intermediates: bool, overwrite: bool):
-    """Write I_g1 (and the intermediates) next to the final image `path`."""
-    names = output_names(path, save_intermediates)
-    save_png(record.first, names[0], overwrite)
-    if not save_intermediates:
-        return
-    mask_png = lambda m: Image.fromarray((m[0].numpy() * 255).astype("uint8"))  # noqa: E731
-    extras = {
-        names[1]: record.mask_g,
-        names[2]: sources.images[record.reference] if record.reference is not None else None,
-        names[3]: record.aligned_reference,
-        names[4]: record.mask_r_aligned,
-    }
-    for name, item in extras.items():
-        if item is not None:
-            save_png(item if isinstance(item, Image.Image) else mask_png(item), name, overwrite)
