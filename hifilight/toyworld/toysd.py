@@ -424,7 +424,7 @@ def curve_point(folder: Path, step: int, images: int = 1) -> dict:
     rows = calibrate(load_components(str(folder)), VALIDATION_SUBJECTS, n=images)["rows"]
     point = {"step": step, "split": "val"}
     for name in (ORACLE, FLOOR):
-        point[name] = {k: round(v, 3) for k, v in rows[name].items() if k != "cells"}
+        point[name] = {k: round(v, 3) for k, v in rows[name].items() if k != "cells" and v is not None}
     return point
 
 
