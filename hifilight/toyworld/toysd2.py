@@ -33,10 +33,8 @@ from hifilight.errors import HifiError
 from hifilight.io import write_folder_atomic
 from hifilight.models.tiny import sd14_ddim_scheduler
 from hifilight.toyworld import models as readers
-from hifilight.toyworld import toyclip, world
+from hifilight.toyworld import toyclip, toysd, world
 from hifilight.toyworld.toysd import (
-    LATENT,
-    SIZE,
     adapt_classifier,
     caption_variant,
     curve_point,
@@ -120,18 +118,7 @@ def resolve_device(device: str) -> str:
 def toy_unet() -> UNet2DConditionModel:
     """ToySD v2's UNet: widths (64, 128, 192) at 16x16, 8x8, 4x4 latents; cross-attention to ToyCLIP's 128-wide text
     states at 8x8 and 4x4 (self-attention over the 256 tokens of 16x16 cost 1.6x a step on a CPU; SD has it)."""
-    return UNet2DConditionModel(
-        sample_size=SIZE // 4,
-        in_channels=LATENT,
-        out_channels=LATENT,
-        block_out_channels=(64, 128, 192),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=toyclip.TEXT_HIDDEN,
-        attention_head_dim=16,
-        norm_num_groups=16,
-    )
+    return toysd.toy_unet((64, 128, 192), toyclip.TEXT_HIDDEN)
 
 
 def train_readers(args: TrainArgs, vae: AutoencoderKL, log=print) -> dict:

@@ -3,16 +3,15 @@ curl command docs/serve.md shows first returns a ToySD image of one of them."""
 
 import io
 import json
-import os
 import re
-import socket
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+from live import live_service
 from PIL import Image
 
-from hifilight.serving import ServeSettings, SubjectServer, start_service, stop_service, wait_ready
+from hifilight.serving import ServeSettings, SubjectServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,22 +34,10 @@ def test_the_first_curl_of_the_serving_docs_returns_a_toysd_image(tmp_path):
     doc = (ROOT / "docs" / "serve.md").read_text()
     body = json.loads(re.search(r"-d '(\{.*?\})'", doc, flags=re.S).group(1))
     assert body["subject"] == "star"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIFILIGHT_")}
-    env |= {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True", "HF_HUB_OFFLINE": "1"}
-    with (tmp_path / "serve.log").open("w") as log:
-        proc = start_service(port, env, log, cwd=ROOT)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", proc)
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/generate",
-                data=json.dumps(body).encode(),
-                headers={"content-type": "application/json"},
-            )
-            with urllib.request.urlopen(request, timeout=300) as response:
-                image = Image.open(io.BytesIO(response.read()))
-        finally:
-            stop_service(proc)
+    with live_service(tmp_path, {}, cwd=ROOT, inherit=False) as url:  # a fresh clone's defaults
+        request = urllib.request.Request(
+            f"{url}/generate", data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=300) as response:
+            image = Image.open(io.BytesIO(response.read()))
     assert image.size == (64, 64) and np.asarray(image).mean() > 150  # ToySD's snow (random weights give grey)

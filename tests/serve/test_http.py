@@ -2,15 +2,13 @@
 
 import io
 import json
-import os
 import socket
 import urllib.error
 import urllib.request
 
 import pytest
+from live import live_service
 from PIL import Image
-
-from hifilight.serving import start_service, stop_service, wait_ready
 
 
 def _free_port() -> int:
@@ -21,24 +19,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def service(serve_subjects, tmp_path_factory):
-    port = _free_port()
-    env = os.environ | {
-        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "HIFILIGHT_SUBJECTS_DIR": str(serve_subjects),
-        "HIFILIGHT_MODEL": "tiny",
-        "HIFILIGHT_MAX_SIZE": "128",
-        "HIFILIGHT_MAX_WORK": "1",
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
-    proc = start_service(port, env, log)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_service(proc)
-        log.close()
+    settings = {"HIFILIGHT_SUBJECTS_DIR": str(serve_subjects), "HIFILIGHT_MODEL": "tiny", "HIFILIGHT_MAX_SIZE": "128",
+                "HIFILIGHT_MAX_WORK": "1"}  # fmt: skip
+    with live_service(tmp_path_factory.mktemp("http"), settings) as url:
+        yield url
 
 
 def _post(url: str, path: str, body) -> tuple[int, bytes, str]:

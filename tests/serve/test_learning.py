@@ -117,48 +117,37 @@ def test_a_cancelled_fit_leaves_nothing_and_one_fit_runs_at_a_time(learner, tmp_
 def test_the_fit_task_over_http_learns_and_serves_a_subject(tmp_path):
     import base64
     import json
-    import os
-    import socket
     import urllib.request
 
-    from hifilight.serving import start_service, stop_service, wait_ready
+    from live import live_service
 
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "tiny_hifi.yaml").write_text(PRESET)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}"
-    env = os.environ | {"BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True",
-                        "HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(tmp_path / "subjects"),
-                        "HIFILIGHT_FIT_CONFIGS": str(tmp_path / "configs"), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    settings = {"HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(tmp_path / "subjects"),
+                "HIFILIGHT_FIT_CONFIGS": str(tmp_path / "configs")}  # fmt: skip
+    with live_service(tmp_path, settings) as url:
 
-    def call(path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url + path, data=data, headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.read()
+        def call(path, body=None):
+            data = json.dumps(body).encode() if body is not None else None
+            request = urllib.request.Request(url + path, data=data, headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.read()
 
-    with (tmp_path / "serve.log").open("w") as log:
-        proc = start_service(int(url.rsplit(":", 1)[1]), env, log)
-        try:
-            wait_ready(url, proc)
-            photos = [base64.b64encode(p).decode() for p in _photos()]
-            body = {"name": "rex", "class_name": "dog", "photos": photos, "preset": "tiny_hifi", "seed": 3}
-            task = json.loads(call("/fit/submit", body))
-            deadline = time.monotonic() + 180
-            while json.loads(call(f"/fit/status?task_id={task['task_id']}"))["status"] in ("pending", "in_progress"):
-                assert time.monotonic() < deadline
-                time.sleep(0.3)
-            described = json.loads(call(f"/fit/get?task_id={task['task_id']}"))
-            assert described["name"] == "rex" and described["kind"] == "hifi"
-            assert json.loads(call("/fit_progress", {}))["state"] == "done"
-            image = call("/generate", {"prompt": "a {}", "subject": "rex", "steps": 2, "width": 32, "height": 32})
-            assert Image.open(io.BytesIO(image)).size == (32, 32)
-            bad = json.loads(call("/fit/submit", body | {"name": "../x"}))  # refused in the task: nothing made
-            while json.loads(call(f"/fit/status?task_id={bad['task_id']}"))["status"] in ("pending", "in_progress"):
-                time.sleep(0.2)
-            progress = json.loads(call("/fit_progress", {}))
-            assert progress["state"] == "failed" and "use 1-64 letters" in progress["error"]
-        finally:
-            stop_service(proc)
+        photos = [base64.b64encode(p).decode() for p in _photos()]
+        body = {"name": "rex", "class_name": "dog", "photos": photos, "preset": "tiny_hifi", "seed": 3}
+        task = json.loads(call("/fit/submit", body))
+        deadline = time.monotonic() + 180
+        while json.loads(call(f"/fit/status?task_id={task['task_id']}"))["status"] in ("pending", "in_progress"):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        described = json.loads(call(f"/fit/get?task_id={task['task_id']}"))
+        assert described["name"] == "rex" and described["kind"] == "hifi"
+        assert json.loads(call("/fit_progress", {}))["state"] == "done"
+        image = call("/generate", {"prompt": "a {}", "subject": "rex", "steps": 2, "width": 32, "height": 32})
+        assert Image.open(io.BytesIO(image)).size == (32, 32)
+        bad = json.loads(call("/fit/submit", body | {"name": "../x"}))  # refused in the task: nothing made
+        while json.loads(call(f"/fit/status?task_id={bad['task_id']}"))["status"] in ("pending", "in_progress"):
+            time.sleep(0.2)
+        progress = json.loads(call("/fit_progress", {}))
+        assert progress["state"] == "failed" and "use 1-64 letters" in progress["error"]
     assert sorted(p.name for p in (tmp_path / "subjects").iterdir()) == ["rex", "rex.safetensors"]

@@ -5,16 +5,13 @@ the same request. Skipped, with the reason, where no Chromium is installed."""
 import base64
 import io
 import json
-import os
 import shutil
-import socket
 import urllib.request
 
 import numpy as np
 import pytest
+from live import live_service
 from PIL import Image
-
-from hifilight.serving import start_service, stop_service, wait_ready
 
 DRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(DRIVER is None, reason="no chromedriver (apt-get install chromium chromium-driver)")
@@ -30,29 +27,13 @@ def _presets(folder):
 
 @pytest.fixture(scope="module")
 def service(serve_subjects, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     own = tmp_path_factory.mktemp("page") / "subjects"
-    shutil.copytree(serve_subjects, own)
-    env = os.environ | {
-        "BENTOML_HOME": str(tmp_path_factory.mktemp("bentoml")),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "HIFILIGHT_MODEL": "tiny",
-        "HIFILIGHT_SUBJECTS_DIR": str(own),  # a copy: the page's fit adds a subject to it
-        "HIFILIGHT_MAX_SIZE": "128",
-        "HIFILIGHT_API_TOKEN": "secret",
-        "HIFILIGHT_FIT_CONFIGS": str(_presets(tmp_path_factory.mktemp("configs"))),
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (tmp_path_factory.mktemp("log") / "serve.log").open("w")
-    proc = start_service(port, env, log)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_service(proc)
-        log.close()
+    shutil.copytree(serve_subjects, own)  # a copy: the page's fit adds a subject to it
+    settings = {"HIFILIGHT_MODEL": "tiny", "HIFILIGHT_SUBJECTS_DIR": str(own), "HIFILIGHT_MAX_SIZE": "128",
+                "HIFILIGHT_API_TOKEN": "secret",
+                "HIFILIGHT_FIT_CONFIGS": str(_presets(tmp_path_factory.mktemp("configs")))}  # fmt: skip
+    with live_service(own.parent, settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
