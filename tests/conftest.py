@@ -144,3 +144,14 @@ def serve_subjects(tiny, tmp_path_factory):
     damaged.save(folder / "nan.safetensors")
     (folder / "legacy.pt").write_bytes(b"\x80\x04pickle")
     return folder
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory):
+    """A HiFi subject fitted by `hifilight fit` on the tiny preset (4 stage-1 steps, 3 step-wise timesteps)."""
+    from hifilight.cli import main
+
+    tmp = tmp_path_factory.mktemp("fit")
+    out = tmp / "dog.safetensors"
+    assert main(fit_args(EXAMPLE_SUBJECT, out, tmp / "logs")) == 0
+    return out
