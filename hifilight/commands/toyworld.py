@@ -64,25 +64,6 @@ def check_split(split: str) -> None:
         raise HifiError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
-def ceiling_setting(comps, tuning: Path, args: list[str] | None, fits: Path):
-    """The fine-tuning ceiling's DreamBooth setting: given, or the validation choice in `tuning` for these weights."""
-    from hifilight.toyworld.ceiling import Ceiling
-
-    if args is None:
-        if not Path(tuning).is_file():
-            raise HifiError(f"--tuning {tuning}: no such file; run `hifilight toyworld tune` or pass --dreambooth_args")
-        record = json.loads(Path(tuning).read_text())
-        if record.get("split") != "val" or "dreambooth" not in record.get("choice", {}):
-            raise HifiError(f"--tuning {tuning}: not a validation record with a DreamBooth choice")
-        if record.get("weights") not in (None, comps.fingerprint()):
-            raise HifiError(
-                f"--tuning {tuning}: chosen on weights {record['weights']}, not these ({comps.fingerprint()}); "
-                "tune DreamBooth on these weights' validation split or pass --dreambooth_args"
-            )
-        args = record["choice"]["dreambooth"]
-    return Ceiling(CONFIGS / "toyworld_dreambooth.yaml", tuple(args), Path(fits))
-
-
 def calibrate(
     split: str = "test",
     out: Path | None = None,
@@ -133,18 +114,9 @@ def calibrate(
         raise HifiError(f"--world must be v1 or v2, got {world!r}")
     if world_dir is not None and not Path(world_dir).is_dir():
         raise HifiError(f"--world_dir {world_dir}: no such folder; pass the --out of `hifilight toyworld train toysd2`")
-    with toyworld.using(world, world_dir):
-        run_calibrate(split, out, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, overwrite,
-                      dreambooth, tuning, dreambooth_args, fits, clip_model, world)  # fmt: skip
-
-
-def run_calibrate(split, out, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, overwrite,
-                  dreambooth, tuning, dreambooth_args, fits, clip_model, world) -> None:  # fmt: skip
     from hifilight.io import check_writable, write_atomic
-    from hifilight.models import load_components
-    from hifilight.toyworld.calibrate import calibrate as run_calibration
-    from hifilight.toyworld.calibrate import markdown, perception_accuracy
-    from hifilight.toyworld.dataset import PROMPTS, SPLITS
+    from hifilight.toyworld.calibrate import CalibrationArgs, calibration_record, markdown
+    from hifilight.toyworld.dataset import PROMPTS
 
     if prompts is not None and not all(0 <= i < len(PROMPTS) for i in prompts):
         raise HifiError(f"--prompts must be indices in 0..{len(PROMPTS) - 1}, got {prompts}")
@@ -152,30 +124,10 @@ def run_calibrate(split, out, model, prompts, images_per_prompt, seed, steps, gu
         raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
     if out is not None:
         check_writable(Path(out), overwrite)
-    comps = load_components(model)
-    ceiling = ceiling_setting(comps, tuning, dreambooth_args, fits) if dreambooth else None
-    clip = None
-    if clip_model is not None:
-        from hifilight.perception.encoders import ClipEncoder
-
-        clip = ClipEncoder.from_pretrained(clip_model, flag="--clip_model")
-    result = run_calibration(
-        comps, SPLITS[split], prompts, images_per_prompt, seed, steps, guidance, batch_size, None, ceiling, clip
-    )
-    result = {
-        "world": world,
-        "ceiling": None if ceiling is None else {"config": str(ceiling.config), "args": list(ceiling.args)},
-        "clip_model": clip_model,
-        "split": split,
-        "model": model,
-        "weights": comps.fingerprint(),
-        "steps": steps,
-        "guidance": guidance,
-        "seed": seed,
-        "images_per_prompt": images_per_prompt,
-        **result,
-        "perception": perception_accuracy(),
-    }
+    args = CalibrationArgs(split, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, dreambooth,
+                           tuning, dreambooth_args, fits, clip_model, world)  # fmt: skip
+    with toyworld.using(world, world_dir):
+        result = calibration_record(args)
     print(markdown(result))
     if out is not None:
         write_atomic(Path(out), lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"), overwrite=overwrite)

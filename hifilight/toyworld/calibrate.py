@@ -247,3 +247,58 @@ def markdown(result: dict) -> str:
         f"guidance {result['guidance']}, seed {result['seed']}.",
     ]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CalibrationArgs:
+    """What `hifilight toyworld calibrate` measures (its flags; see the command's --help)."""
+
+    split: str = "test"
+    model: str = "toysd"
+    prompts: list[int] | None = None
+    images_per_prompt: int = 4
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 5.0
+    batch_size: int = 32
+    dreambooth: bool = False
+    tuning: Path = Path("docs/toyworld/tuning.json")
+    dreambooth_args: list[str] | None = None
+    fits: Path = Path("outputs/toyworld_ceiling")
+    clip_model: str | None = None
+    world: str = "v1"
+
+
+def calibration_record(args: CalibrationArgs) -> dict:
+    """The calibration of `args.model` in the current world, as the JSON record `calibrate --out` writes: the
+    protocol, the rows and cells, the readers' own accuracy."""
+    from hifilight.models import load_components
+    from hifilight.toyworld.ceiling import ceiling_setting
+    from hifilight.toyworld.dataset import SPLITS
+
+    comps = load_components(args.model)
+    ceiling = ceiling_setting(comps, args.tuning, args.dreambooth_args, args.fits) if args.dreambooth else None
+    clip = None
+    if args.clip_model is not None:
+        from hifilight.perception.encoders import ClipEncoder
+
+        clip = ClipEncoder.from_pretrained(args.clip_model, flag="--clip_model")
+    a = args
+    result = calibrate(
+        comps, SPLITS[a.split], a.prompts, a.images_per_prompt, a.seed, a.steps, a.guidance, a.batch_size, None,
+        ceiling, clip,
+    )  # fmt: skip
+    return {
+        "world": a.world,
+        "ceiling": None if ceiling is None else {"config": str(ceiling.config), "args": list(ceiling.args)},
+        "clip_model": a.clip_model,
+        "split": a.split,
+        "model": a.model,
+        "weights": comps.fingerprint(),
+        "steps": a.steps,
+        "guidance": a.guidance,
+        "seed": a.seed,
+        "images_per_prompt": a.images_per_prompt,
+        **result,
+        "perception": perception_accuracy(),
+    }

@@ -10,9 +10,11 @@ is run again, or continued, fits each subject once. The DreamBooth setting must 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hifilight.errors import HifiError
 from hifilight.toyworld.dataset import PROMPTS, write_dataset
 from hifilight.toyworld.scenes import ToyObject
 
@@ -21,6 +23,7 @@ LABELS = {
     DREAMBOOTH: "DreamBooth fitted on the subject's photos, new scenes (fine-tuning ceiling)",
     DREAMBOOTH_OWN: "the same DreamBooth model on its training prompt, 'a photo of a sks star'",
 }
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 OWN_PROMPT = "a photo of a {0} {1}"  # the fit's caption template with the identifier: the subject, no scene
 
 
@@ -66,3 +69,20 @@ def ceiling_cells(comps, subjects: dict[str, ToyObject], prompts: list[int], n: 
         cells += [Cell(DREAMBOOTH, name, i, asked, imgs) for (i, _, asked), imgs in zip(asks, images, strict=False)]
         cells.append(Cell(DREAMBOOTH_OWN, name, -1, OWN_PROMPT.format("", obj.shape), images[-1]))
     return cells
+
+
+def ceiling_setting(comps, tuning: Path, args: list[str] | None, fits: Path) -> Ceiling:
+    """The fine-tuning ceiling's DreamBooth setting: given, or the validation choice in `tuning` for these weights."""
+    if args is None:
+        if not Path(tuning).is_file():
+            raise HifiError(f"--tuning {tuning}: no such file; run `hifilight toyworld tune` or pass --dreambooth_args")
+        record = json.loads(Path(tuning).read_text())
+        if record.get("split") != "val" or "dreambooth" not in record.get("choice", {}):
+            raise HifiError(f"--tuning {tuning}: not a validation record with a DreamBooth choice")
+        if record.get("weights") not in (None, comps.fingerprint()):
+            raise HifiError(
+                f"--tuning {tuning}: chosen on weights {record['weights']}, not these ({comps.fingerprint()}); "
+                "tune DreamBooth on these weights' validation split or pass --dreambooth_args"
+            )
+        args = record["choice"]["dreambooth"]
+    return Ceiling(CONFIGS / "toyworld_dreambooth.yaml", tuple(args), Path(fits))

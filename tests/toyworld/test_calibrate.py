@@ -141,3 +141,21 @@ def test_the_fine_tuning_ceiling_fits_dreambooth_once_per_subject_and_scores_its
     monkeypatch.setattr(fit_cli, "fit", lambda *a, **k: pytest.fail("fitted again"))
     again = calibrate(comps, subjects, prompts=[0], n=1, steps=2, ceiling=ceiling)
     assert again["rows"][DREAMBOOTH] == rows[DREAMBOOTH]  # the cached model gives the same images
+
+
+def test_the_ceilings_setting_comes_from_a_validation_record_on_these_weights(tiny, tmp_path):
+    import json
+
+    from hifilight.errors import HifiError
+    from hifilight.toyworld.ceiling import ceiling_setting
+
+    record = {"split": "val", "weights": tiny.fingerprint(), "choice": {"dreambooth": ["--model.max_steps", "400"]}}
+    (tmp_path / "t.json").write_text(json.dumps(record))
+    assert ceiling_setting(tiny, tmp_path / "t.json", None, tmp_path).args == ("--model.max_steps", "400")
+    assert ceiling_setting(tiny, tmp_path / "t.json", ["--model.max_steps", "9"], tmp_path).args[1] == "9"
+    (tmp_path / "other.json").write_text(json.dumps(record | {"weights": "0123456789abcdef"}))
+    with pytest.raises(HifiError, match="chosen on weights 0123456789abcdef, not these"):
+        ceiling_setting(tiny, tmp_path / "other.json", None, tmp_path)
+    (tmp_path / "test.json").write_text(json.dumps(record | {"split": "test"}))
+    with pytest.raises(HifiError, match="not a validation record"):
+        ceiling_setting(tiny, tmp_path / "test.json", None, tmp_path)
