@@ -46,7 +46,13 @@ def fitted(comps, name: str, obj: ToyObject, seed: int, ceiling: Ceiling) -> Pat
     model = folder / name
     if not (model / "model_index.json").is_file():
         photos = write_dataset(folder / "data", [name], seed=seed, overwrite=True)[0]
-        options = {"model.pretrained": comps.name, "model.identifier": ceiling.identifier, **ceiling.extra}
+        options = {
+            "model.pretrained": comps.name,
+            "model.identifier": ceiling.identifier,
+            # the prior's class images belong to these weights too (a shared folder would mix two models' images)
+            "model.class_dir": str(folder / "class_images" / obj.shape),
+            **ceiling.extra,
+        }
         fit("dreambooth", photos, obj.shape, model, config=ceiling.config, args=ceiling.args, options=options)
     return model
 

@@ -135,6 +135,7 @@ def test_the_fine_tuning_ceiling_fits_dreambooth_once_per_subject_and_scores_its
     own = next(c for c in result["cells"] if c["row"] == DREAMBOOTH_OWN)
     assert own["prompt_index"] == -1 and own["prompt"] is None  # no prompt measure for it
     assert (tmp_path / "fits" / comps.fingerprint() / name / "model_index.json").is_file()
+    assert len(list((tmp_path / "fits" / comps.fingerprint() / "class_images" / "star").glob("*.png"))) == 2
 
     import hifilight.training.fit_cli as fit_cli
 
