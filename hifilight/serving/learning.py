@@ -81,7 +81,8 @@ class Learner:
         folder = Path(self.server.settings.subjects_dir)
         if not NAME.fullmatch(request.name):
             raise LearnError(f"name {shown(request.name)}: use 1-64 letters, digits, _ or -, starting alphanumeric")
-        if request.name in self.server.subjects or (folder / f"{request.name}.safetensors").exists():
+        taken = [folder / f"{request.name}.safetensors", folder / request.name]  # the subject and its photos folder
+        if request.name in self.server.subjects or any(path.exists() for path in taken):
             raise LearnError(f"name {request.name!r} is taken; choose another", status=409)
         if not CLASS_WORD.fullmatch(request.class_name):
             raise LearnError(f"class_name {shown(request.class_name)}: a word or two, letters only (e.g. dog)")

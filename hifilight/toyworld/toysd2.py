@@ -48,6 +48,7 @@ from hifilight.toyworld.unet_trainer import Trainer
 
 CHECKPOINT = "checkpoint"
 READERS = ("classifier", "classifier_toysd", "segmenter")
+READERS_RECORD = "readers.json"  # their accuracy on fresh v2 renders
 
 
 @dataclass
@@ -123,22 +124,23 @@ def toy_unet() -> UNet2DConditionModel:
 
 def train_readers(args: TrainArgs, vae: AutoencoderKL, log=print) -> dict:
     """The v1 classifier (ToyDINO) and segmenter (ToySAM) fine-tuned on v2's sizes, then the judge adapted to the
-    VAE as v1's was; each is skipped when its file is already in `out`."""
+    VAE as v1's was; skipped when they are already in `out`. Returns their accuracy on fresh renders, kept in
+    out/readers.json so a resumed run's record still has it."""
     out = Path(args.out)
-    if all((out / f"{n}.safetensors").is_file() for n in READERS):
-        return {}
-    world.use("v1")
-    start = {n: readers.load(n) for n in ("classifier", "segmenter")}
-    world.use("v2", out)
-    for kind in ("classifier", "segmenter"):
-        readers.save(readers.train(kind, args.reader_steps, args.seed, lr=3e-4, model=start[kind]), kind)
-    vae.requires_grad_(False)
-    readers.save(adapt_classifier(vae, args.reader_steps, args.seed, log=log), "classifier_toysd")
-    return {
-        "classifier_accuracy_fresh_renders": readers.accuracy(readers.load("classifier")),
-        "classifier_toysd_accuracy_fresh_renders": readers.accuracy(readers.load("classifier_toysd")),
-        "toysam_mean_iou": readers.mean_iou(readers.load("segmenter")),
-    }
+    if not all((out / f"{n}.safetensors").is_file() for n in READERS):
+        with world.using("v1"):
+            start = {n: readers.load(n) for n in ("classifier", "segmenter")}
+        for kind in ("classifier", "segmenter"):
+            readers.save(readers.train(kind, args.reader_steps, args.seed, lr=3e-4, model=start[kind]), kind)
+        vae.requires_grad_(False)
+        readers.save(adapt_classifier(vae, args.reader_steps, args.seed, log=log), "classifier_toysd")
+        scores = {
+            "classifier_accuracy_fresh_renders": readers.accuracy(readers.load("classifier")),
+            "classifier_toysd_accuracy_fresh_renders": readers.accuracy(readers.load("classifier_toysd")),
+            "toysam_mean_iou": readers.mean_iou(readers.load("segmenter")),
+        }
+        (out / READERS_RECORD).write_text(json.dumps(scores, indent=1) + "\n")
+    return json.loads((out / READERS_RECORD).read_text()) if (out / READERS_RECORD).is_file() else {}
 
 
 def caption(scene, rng, partial: float = 0.2) -> str:
@@ -209,8 +211,8 @@ def compact(args: TrainArgs) -> Path:
         raise HifiError(f"--out {src}: no {CHECKPOINT}/state.json to compact; run the training first")
 
     def write(tmp: Path) -> None:
-        for name in READERS:
-            shutil.copy(src / f"{name}.safetensors", tmp / f"{name}.safetensors")
+        for name in [f"{n}.safetensors" for n in READERS] + [READERS_RECORD] * (src / READERS_RECORD).is_file():
+            shutil.copy(src / name, tmp / name)
         shutil.copytree(src / "toyclip", tmp / "toyclip")
         (tmp / CHECKPOINT).mkdir()
         state = json.loads((src / CHECKPOINT / "state.json").read_text())

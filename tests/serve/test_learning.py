@@ -151,3 +151,10 @@ def test_the_fit_task_over_http_learns_and_serves_a_subject(tmp_path):
         progress = json.loads(call("/fit_progress", {}))
         assert progress["state"] == "failed" and "use 1-64 letters" in progress["error"]
     assert sorted(p.name for p in (tmp_path / "subjects").iterdir()) == ["rex", "rex.safetensors"]
+
+
+def test_a_name_whose_photos_folder_exists_is_taken(learner, tmp_path):
+    (tmp_path / "subjects" / "rex").mkdir(parents=True)  # someone's photos: a fit must not move others into it
+    with pytest.raises(LearnError, match="name 'rex' is taken") as err:
+        learner.learn(LearnRequest("rex", "dog", preset="tiny_hifi"), _photos())
+    assert err.value.status == 409 and not any((tmp_path / "subjects" / "rex").iterdir())

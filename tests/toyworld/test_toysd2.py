@@ -116,6 +116,7 @@ def test_the_command_trains_compacts_and_resumes_from_the_compact_point(tmp_path
     compact = tmp_path / "compact"
     assert main(["toyworld", "train", "toysd2", "--out", str(first), "--compact_to", str(compact)]) == 0
     assert not (compact / "checkpoint" / "optimizer.safetensors").exists() and (compact / "toyclip").is_dir()
+    assert json.loads((compact / "readers.json").read_text())["toysam_mean_iou"] > 0  # the readers' record travels
     again = tmp_path / "again"
     shutil.copytree(compact, again)
     args = ["toyworld", "train", "toysd2", "--out", str(again), "--resume", "true", "--unet_steps", "3", *small]
