@@ -1,6 +1,6 @@
-"""ToySD's UNet training step on the CPU, v1 against v2 and the capacity levers v2 weighed (layers_per_block 2,
-transformer blocks (self- and cross-attention) at the full 16x16 latent): seconds per AdamW step of batch 32 on the 16x16x16 latent with 32 text
-tokens, one torch thread, all in one run so the ratios compare (docs/toyworld.md, "ToySD v2").
+"""ToySD's UNet training step on the CPU, v1 against v2 and the capacity levers v2 weighed (layers_per_block 2;
+transformer blocks, self- and cross-attention, at the full 16x16 latent): seconds per AdamW step of batch 32 on the
+16x16x16 latent with 32 text tokens, one torch thread, all in one run so the ratios compare (docs/toyworld.md).
 
     python -m benchmarks.toysd_step [--steps 4] [--threads 1] [--out benchmarks/results/toysd_step.json]
 """
