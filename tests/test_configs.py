@@ -53,9 +53,10 @@ def test_config_loads(path, tmp_path, monkeypatch):
         cfg = function_parser(toyworld.COMMANDS[sub], f"hifilight toyworld {sub}").parse_args(["--config", str(path)])
         assert cfg.seeds and cfg.fit_config.is_file() and cfg.ti_config.is_file()
         if sub == "tune":
+            from hifilight.toyworld.ablation import table_rows_of
             from hifilight.toyworld.tuning import check_grid
 
-            check_grid(cfg.grid, toyworld.table_rows_of(cfg.method, None))
+            check_grid(cfg.grid, table_rows_of(cfg.method, None))
     else:
         assert command == "predict"
         cfg = predict.build_parser().parse_args(["--config", str(path), "--subject", "x.safetensors"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import re
 import typing
@@ -40,11 +42,28 @@ class CommandParser(OneLineParseErrors, ArgumentParser):
     """jsonargparse's parser; a bad argument is one line naming the flag, the value and what it takes."""
 
 
+def args_class(fn) -> type | None:
+    """The dataclass of a command written as `fn(args: SomeArgs)` (its fields are the flags), else None."""
+    params = list(inspect.signature(fn).parameters)
+    if params != ["args"]:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get("args")
+    except (NameError, TypeError):
+        return None
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
 def function_parser(fn, prog: str) -> ArgumentParser:
-    """A typed parser (with --config) from a command function's signature and docstring."""
+    """A typed parser (with --config) from a command function's signature and docstring, or, for a command that
+    takes one typed `args` dataclass, from that dataclass's fields and docstring (the same flat flags)."""
     parser = CommandParser(prog=prog, description=fn.__doc__.splitlines()[0])
     parser.add_argument("--config", action="config")
-    parser.add_function_arguments(fn, as_positional=False)
+    cls = args_class(fn)
+    if cls is None:
+        parser.add_function_arguments(fn, as_positional=False)
+    else:
+        parser.add_class_arguments(cls)
     return parser
 
 
@@ -86,7 +105,7 @@ def comma_lists(fn, argv: list[str]) -> list[str]:
     -> `["can", "dog6"]`, `--seeds 0,1,2` -> `[0, 1, 2]`, `--prompts "a {} on the beach"` -> one prompt. Values
     that already start with "[" are left as they are."""
     try:
-        kinds = {n: _list_item_type(t) for n, t in typing.get_type_hints(fn).items()}
+        kinds = {n: _list_item_type(t) for n, t in typing.get_type_hints(args_class(fn) or fn).items()}
     except (NameError, TypeError):  # an annotation that cannot be resolved here: leave argv to the parser
         return argv
     out, i = [], 0
@@ -107,9 +126,11 @@ def comma_lists(fn, argv: list[str]) -> list[str]:
 
 
 def run_function(fn, prog: str, argv: list[str]) -> None:
-    """Parse `argv` for `fn`, build its dataclass arguments, and call it."""
+    """Parse `argv` for `fn`, build its dataclass arguments, and call it (with one typed `args` object for a command
+    that takes one)."""
     parser = function_parser(fn, prog)
     cfg = parser.instantiate_classes(parser.parse_args(comma_lists(fn, argv)))
     cfg.pop("config", None)
     check_bounds(vars(cfg))
-    fn(**vars(cfg))
+    cls = args_class(fn)
+    fn(**vars(cfg)) if cls is None else fn(cls(**vars(cfg)))

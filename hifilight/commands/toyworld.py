@@ -16,13 +16,8 @@ from pathlib import Path
 
 from hifilight.commands.common import run_group
 from hifilight.errors import HifiError
-from hifilight.options import ReferenceOptions
-from hifilight.sampling.guidance import GuidanceSettings
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-TOY_REFERENCE = ReferenceOptions(
-    dino_model="toyworld", generated_masks="toyworld", guide=GuidanceSettings(start=20, end=5)
-)
+from hifilight.toyworld.ablation import AblationArgs, check_split
+from hifilight.toyworld.grid_search import TuneArgs
 
 
 def dataset(
@@ -55,13 +50,6 @@ def dataset(
     except ValueError as err:
         raise HifiError(f"--subjects: {err}") from None
     print(f"wrote {len(folders)} ToyWorld subjects ({split} split) to {out}")
-
-
-def check_split(split: str) -> None:
-    from hifilight.toyworld.dataset import SPLITS
-
-    if split not in SPLITS:
-        raise HifiError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
 def calibrate(
@@ -134,361 +122,24 @@ def calibrate(
         print(f"wrote {out}")
 
 
-def ablation(
-    out: Path = Path("outputs/toyworld_ablation"),
-    method: str = "table2",
-    seeds: list[int] | None = None,
-    subjects: list[str] | None = None,
-    prompts: list[int] | None = None,
-    images_per_prompt: int = 4,
-    photos: int = 5,
-    model: str | None = None,
-    fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
-    ti_config: Path = CONFIGS / "toyworld_ti.yaml",
-    dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
-    lora_config: Path = CONFIGS / "toyworld_lora.yaml",
-    fit_args: list[str] | None = None,
-    method_fit_args: dict[str, list[str]] | None = None,
-    tuning: Path | list[Path] | None = None,
-    rows: list[str] | None = None,
-    steps: int = 25,
-    guidance: float = 5.0,
-    batch_size: int = 8,
-    reference: ReferenceOptions = TOY_REFERENCE,
-    split: str = "test",
-    calibration_rows: bool = True,
-) -> dict:
+def ablation(args: AblationArgs) -> dict:
     """The paper's Table 2 on ToyWorld: fit every subject per row and seed, generate every prompt, score the exact
     subject and prompt fidelity measures; writes toyworld_table.md (mean ± std over seeds, each ladder step's paired
-    difference with a bootstrap 95% interval), toyworld_table.json (the small summary) and image grids.
+    difference with a bootstrap 95% interval), toyworld_table.json (the small summary) and image grids."""
+    from hifilight.toyworld.ablation import run
 
-    Args:
-        out: results folder (dataset/, seed<s>/ with the runner's images and artifacts, toyworld_*); a rerun with
-            the same folder resumes.
-        method: rows, as `hifilight evaluate --method` ("table2": the paper's ladder, Textual Inversion -> + mask
-            -> + regularization -> + step-wise -> + reference guidance, and an extra output-space row without the
-            regulariser; "table2_dreambooth": then DreamBooth without and with reference guidance; "ti_vs_ours",
-            "hifi_ti", "textual_inversion", ...).
-        seeds: one full run per seed (fits' --model.seed/--data.seed and the images' seeds); default [0, 1, 2].
-        subjects: ToyWorld subjects (default: all 8 of --split).
-        prompts: prompt indices 0..9 (8 backgrounds, 2 recolourings); default all.
-        images_per_prompt: images per prompt and seed.
-        photos: source photos per subject.
-        model: the base model (default "toysd": the committed ToySD, hifilight/assets/toyworld/toysd).
-        fit_config: `hifilight fit` YAML for the HiFi rows.
-        ti_config: YAML for the Textual Inversion rows.
-        dreambooth_config: YAML for the DreamBooth rows (method "table2_dreambooth").
-        lora_config: YAML for the LoRA rows (methods "lora_ladder", "table2_lora").
-        fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
-        method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
-            '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
-        tuning: a record of `hifilight toyworld tune` (made on the val split), or several for disjoint rows (e.g.
-            Table 2's and the LoRA rows'): each row fits with its chosen arguments; the record goes into the summary.
-        rows: only these rows of --method (by name, e.g. '[ti_mask, regularization]').
-        steps: DDIM steps (and the step-wise stage's T).
-        guidance: classifier-free guidance weight.
-        batch_size: images generated together.
-        reference: reference-guidance settings; default: ToyDINO picks the reference, ToySAM segments the generated
-            image, t_s = 20 and t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50).
-        split: "val" (choose settings here) or "test" (final tables only); named in the protocol line.
-        calibration_rows: also score the class-word floor, the text oracle and the ceilings.
-    """
-    from hifilight.evaluation.dreambench import load_dreambench
-    from hifilight.evaluation.dreambench_protocol import MetricOptions, evaluate
-    from hifilight.io import write_atomic
-    from hifilight.models import load_components
-    from hifilight.options import ModelOptions
-    from hifilight.toyworld.ablation import (
-        CALIBRATION,
-        score_runs,
-        summarize,
-        table_record,
-        write_comparison,
-        write_grids,
-        write_report,
-    )
-    from hifilight.toyworld.dataset import write_dataset
-    from hifilight.toyworld.toysd import SIZE
-    from hifilight.toyworld.tuning import row_choices
-
-    seeds = [0, 1, 2] if seeds is None else seeds
-    model = model or "toysd"
-    check_split(split)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise HifiError(f"--seeds must be distinct and not empty, got {seeds}")
-    for flag, path in (
-        ("--fit_config", fit_config),
-        ("--ti_config", ti_config),
-        ("--dreambooth_config", dreambooth_config),
-        ("--lora_config", lora_config),
-    ):
-        if not Path(path).is_file():
-            raise HifiError(f"{flag} {path}: no such file; pass a `hifilight fit` YAML")
-    table_rows = table_rows_of(method, rows)
-    tuned = read_tunings(tuning) if tuning is not None else None
-    comps = load_components(model)
-    weights = comps.fingerprint()
-    if tuned and tuned.get("weights") not in (None, weights):
-        raise HifiError(
-            f"--tuning {tuning} was chosen on other weights of {model} ({tuned['weights']}, these are "
-            f"{weights}); tune again with `hifilight toyworld tune` on these weights"
-        )
-    check_weights_marker(Path(out), weights)
-    data = Path(out) / "dataset"
-    try:
-        if not (data / "prompts_and_classes.txt").is_file():
-            write_dataset(data, subjects, photos, SIZE, seed=0, split=split)
-    except ValueError as err:
-        raise HifiError(f"--subjects: {err}") from None
-    for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
-        evaluate(
-            data,
-            method,
-            Path(out) / f"seed{seed}",
-            images_per_prompt=images_per_prompt,
-            subjects=subjects,
-            prompts=prompts,
-            reference_guidance=True,
-            fit_config=fit_config,
-            ti_config=ti_config,
-            dreambooth_config=dreambooth_config,
-            lora_config=lora_config,
-            fit_args=[*(fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
-            method_fit_args=method_fit_args,
-            row_fit_args=row_choices(tuned["choice"], table_rows) if tuned else None,
-            rows=[r.name for r in table_rows],
-            model=ModelOptions(pretrained=model),
-            steps=steps,
-            guidance=guidance,
-            resolution=SIZE,
-            batch_size=batch_size,
-            seed=1000 * seed,
-            reference=reference,
-            metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"),
-            print_table=False,
-        )
-    bench = load_dreambench(data, subjects)
-    indices = list(range(len(bench[0].prompts))) if prompts is None else prompts
-    cells = score_runs(
-        Path(out),
-        seeds,
-        table_rows,
-        bench,
-        indices,
-        images_per_prompt,
-        comps=comps,
-        steps=steps,
-        guidance=guidance,
-        batch_size=batch_size,
-        calibration_rows=calibration_rows,
-    )
-    kinds = {r.kind for r in table_rows}
-    configs = [
-        fit_config,
-        ti_config,
-        *([dreambooth_config] if "dreambooth" in kinds else []),
-        *([lora_config] if "lora" in kinds else []),
-    ]
-    extras = " ".join(filter(None, [" ".join(fit_args or []), str(method_fit_args or "")]))
-    protocol = (
-        f"ToyWorld, {split} split: {len(bench)} subjects x {len(indices)} prompts x {images_per_prompt} "
-        f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {steps} steps, guidance {guidance}; "
-        f"fits from "
-        f"{' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
-        f"{'; per-row settings tuned on val (' + ', '.join(map(str, as_list(tuning))) + ')' if tuning else ''}; "
-        f"reference guidance from step {reference.guide.start} to {reference.guide.end}, "
-        f"J = {reference.guide.inner_steps}."
-    )
-    summary = summarize(cells, [*(CALIBRATION if calibration_rows else ()), *table_rows], seeds)
-    print(write_report(Path(out), cells, summary, protocol))
-    record = table_record(summary, split, protocol, tuned, weights)
-    write_atomic(
-        Path(out) / "toyworld_table.json",
-        lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"),
-        overwrite=True,
-    )
-    grids = write_grids(Path(out), seeds[0], table_rows, bench, indices, images_per_prompt)
-    compare = [c for s in bench if (c := write_comparison(Path(out), seeds[0], table_rows, s, indices))]
-    print(
-        f"wrote {Path(out) / 'toyworld_table.md'}, toyworld_table.json (per-cell scores: toyworld_results.csv), "
-        f"{len(grids)} grids of seed {seeds[0]} in {Path(out) / 'grids'} (a line per prompt) and "
-        f"{len(compare)} comparisons (source photos, then a line per row)"
-        + (f", e.g. {compare[0]}" if compare else " (no images on disk: every cell was scored earlier)")
-    )
-    return summary
+    return run(args)
 
 
-def table_rows_of(method: str, names: list[str] | None):
-    """The table's rows of --method (without the "real" ceiling row), or the named ones of them."""
-    from hifilight.evaluation.runner import method_rows, select_rows
-
-    try:
-        return select_rows([r for r in method_rows(method, reference=True) if r.kind != "real"], names)
-    except ValueError as err:
-        raise HifiError(f"{err} (--method {method})") from None
-
-
-def as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def check_weights_marker(out: Path, weights: str) -> None:
-    """Refuse to resume an ablation folder whose cells were made on other weights; mark a new one."""
-    from hifilight.io import write_atomic
-    from hifilight.toyworld.ablation import WEIGHTS_MARKER
-
-    marker = out / WEIGHTS_MARKER
-    if marker.is_file():
-        if marker.read_text().strip() != weights:
-            raise HifiError(
-                f"--out {out}: holds cells made on other weights ({marker.read_text().strip()}, these are "
-                f"{weights}); use a new --out"
-            )
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(marker, lambda tmp: tmp.write_text(weights + "\n"))
-
-
-def read_tunings(paths: Path | list[Path]) -> dict:
-    """One tuning record, or several for disjoint rows merged into one: the same split and weights, the choices
-    together, the records themselves under "records"."""
-    if not isinstance(paths, list):
-        return read_tuning(paths)
-    records = [read_tuning(p) for p in paths]
-    if not records:
-        raise HifiError("--tuning []: give a record of `hifilight toyworld tune`, or several")
-    if len({r.get("weights") for r in records}) > 1:
-        raise HifiError(f"--tuning {paths}: the records were chosen on different weights; tune them on the same")
-    choice: dict[str, list[str]] = {}
-    for path, record in zip(paths, records, strict=True):
-        clash = choice.keys() & record["choice"].keys()
-        if clash:
-            raise HifiError(f"--tuning {path}: chooses rows another record chose too ({', '.join(sorted(clash))})")
-        choice |= record["choice"]
-    return {"split": "val", "weights": records[0].get("weights"), "choice": choice, "records": records}
-
-
-def read_tuning(path: Path) -> dict:
-    from hifilight.toyworld.tuning import check_record
-
-    try:
-        data = json.loads(Path(path).read_text())
-        check_record(data, str(path))
-    except FileNotFoundError:
-        raise HifiError(f"--tuning {path}: no such file; write it with `hifilight toyworld tune`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HifiError(f"--tuning {path}: not JSON; write it with `hifilight toyworld tune`") from None
-    except ValueError as err:
-        raise HifiError(f"--tuning {err}") from None
-    return data
-
-
-def tune(
-    grid: dict[str, list[list[str]]],
-    out: Path = Path("outputs/toyworld_tune"),
-    method: str = "table2",
-    seeds: list[int] | None = None,
-    subjects: list[str] | None = None,
-    prompts: list[int] | None = None,
-    images_per_prompt: int = 2,
-    measure: str = "attributes",
-    part: str | None = None,
-    record_out: Path | None = None,
-    overwrite: bool = False,
-    fit_config: Path = CONFIGS / "toyworld_hifi.yaml",
-    ti_config: Path = CONFIGS / "toyworld_ti.yaml",
-    dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml",
-    lora_config: Path = CONFIGS / "toyworld_lora.yaml",
-    steps: int = 25,
-    guidance: float = 5.0,
-    batch_size: int = 8,
-    reference: ReferenceOptions = TOY_REFERENCE,
-) -> None:
+def tune(args: TuneArgs) -> None:
     """Choose each row's fit settings on the validation split, the same grid size for every method: every row of
     --method that fits is scored at every point of its fit method's grid; the best point by identity (ties:
-    ToyDINO) is its choice. Writes the record (grid, every score, the choices) for `toyworld ablation --tuning`.
+    ToyDINO) is its choice. Writes the record (grid, every score, the choices) for `toyworld ablation --tuning`."""
+    from hifilight.toyworld.grid_search import tune as grid_search
 
-    Args:
-        grid: per fit method (hifi_ti, textual_inversion, dreambooth), a list of points, each a list of `hifilight
-            fit` arguments, e.g. '{"textual_inversion": [["--model.learning_rate", "5e-3"]], ...}'.
-        out: working folder (one ablation folder per method and point; reruns resume).
-        method: the table whose rows are tuned ("table2" or "table2_dreambooth").
-        seeds: seeds of every point (default [0]).
-        subjects: validation subjects to tune on (default: all 8 of the val split).
-        prompts: prompt indices (default 0, 2, 4, 6, 8: four backgrounds and a recolouring).
-        images_per_prompt: images per prompt and seed.
-        measure: what picks a row's point: "attributes" (default: the mean per-attribute match, measured on every
-            image), "identity" (all four right: few hits on a small budget) or "toydino"; ties: ToyDINO.
-        part: "k/n": run only grid cells k, k+n, ... (methods x points, in order) and write no record, so n
-            processes can share the grid; a last run without --part resumes every cell and writes the record.
-        record_out: where to write the record (default <out>/tuning.json).
-        overwrite: replace an existing record.
-        fit_config: base YAML of the HiFi fits (the grid's arguments are added to it).
-        ti_config: base YAML of the Textual Inversion fits.
-        dreambooth_config: base YAML of the DreamBooth fits.
-        lora_config: base YAML of the LoRA fits.
-        steps: DDIM steps.
-        guidance: classifier-free guidance weight.
-        batch_size: images generated together.
-        reference: reference-guidance settings (as `toyworld ablation`).
-    """
-    from hifilight.evaluation.dreambench_protocol import parse_shard
-    from hifilight.io import check_writable, write_atomic
-    from hifilight.models import load_components
-    from hifilight.toyworld import tuning
-
-    seeds = [0] if seeds is None else seeds
-    prompts = [0, 2, 4, 6, 8] if prompts is None else prompts
-    record_out = Path(record_out or Path(out) / "tuning.json")
-    shard = parse_shard(part, "--part")
-    if shard is None:
-        check_writable(record_out, overwrite)
-    rows = table_rows_of(method, None)
-    weights = load_components("toysd").fingerprint()  # what the ablations below run on, read before they start
-    try:
-        tuning.check_grid(grid, rows)
-        tuning.check_measure(measure)
-    except ValueError as err:
-        raise HifiError(str(err)) from None
-    scores: dict[str, list[dict]] = {}
-    cells = [
-        (m, k, point, tuned) for m, tuned in tuning.tuned_rows(rows, grid).items() for k, point in enumerate(grid[m])
-    ]
-    for n, (fit_method, k, point, tuned) in enumerate(cells):
-        if shard is not None and n % shard[1] != shard[0]:
-            continue
-        summary = ablation(
-            Path(out) / fit_method / f"point{k}",
-            method,
-            seeds,
-            subjects,
-            prompts,
-            images_per_prompt,
-            fit_config=fit_config,
-            ti_config=ti_config,
-            dreambooth_config=dreambooth_config,
-            lora_config=lora_config,
-            method_fit_args={fit_method: point},
-            rows=[r.name for r in tuned],
-            steps=steps,
-            guidance=guidance,
-            batch_size=batch_size,
-            reference=reference,
-            split="val",
-            calibration_rows=False,
-        )
-        for entry in summary["methods"]:
-            scores.setdefault(entry["method"], []).append(
-                {"point": k, "args": point, **{m: entry[m]["mean"] for m in tuning.CHOICE_MEASURES}}
-            )
-    if shard is not None:
-        print(f"tune --part {part}: its cells are done; run once more without --part to write {record_out}")
-        return
-    result = tuning.record("val", seeds, grid, rows, scores, measure, subjects, weights)
-    write_atomic(record_out, lambda tmp: tmp.write_text(json.dumps(result, indent=1) + "\n"), overwrite=overwrite)
-    for row, args in result["choice"].items():
-        print(f"{row}: {' '.join(args) or '(the config as it is)'}")
-    print(f"wrote {record_out}")
+    written = grid_search(args)
+    if written is not None:
+        print(f"wrote {written}")
 
 
 TRAINERS = {
@@ -509,7 +160,7 @@ def snapshot(out: Path = Path("outputs/toyworld_ablation"), to: Path | None = No
         out: the ablation's --out folder.
         to: where to write the snapshot (a new or existing folder; its files are replaced).
     """
-    from hifilight.toyworld.ablation import snapshot as save
+    from hifilight.toyworld.cells import snapshot as save
 
     if to is None:
         raise HifiError("--to is required: the folder to write the snapshot to")

@@ -49,40 +49,10 @@ class MetricOptions:
     clip_t_text: Literal["class", "identifier"] = "class"
 
 
-def evaluate(
-    dataset: Path,
-    method: str = "hifi_ti",
-    out: Path = Path("outputs/eval"),
-    rows: list[str] | None = None,
-    images_per_prompt: int = 4,
-    subjects: list[str] | None = None,
-    prompts: list[int] | None = None,
-    class_name: str | None = None,
-    mask: bool = True,
-    regularizer: bool = True,
-    stepwise: bool = True,
-    reference_guidance: bool = False,
-    reference_on_live: bool = False,
-    fit_config: Path | None = None,
-    ti_config: Path | None = None,
-    dreambooth_config: Path | None = None,
-    lora_config: Path | None = None,
-    fit_args: list[str] | None = None,
-    method_fit_args: dict[str, list[str]] | None = None,
-    row_fit_args: dict[str, list[str]] | None = None,
-    model: ModelOptions | None = None,
-    steps: int = 50,
-    guidance: float = 7.5,
-    resolution: int = 512,
-    batch_size: int = 4,
-    seed: int = 0,
-    metrics: MetricOptions | None = None,
-    reference: ReferenceOptions | None = None,
-    devices: int = 1,
-    shard: str | None = None,
-    print_table: bool = True,
-) -> None:
-    """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T.
+@dataclass
+class EvalArgs:
+    """Options of the DreamBench protocol (`hifilight evaluate`): fit each subject, generate every prompt, score DINO,
+    CLIP-I and CLIP-T.
 
     Args:
         dataset: DreamBench-layout folder: <subject>/<NN>.jpg plus prompts_and_classes.txt (or subjects.csv with
@@ -127,73 +97,86 @@ def evaluate(
         shard: "k/n": run only subjects k, k+n, ... (what each of --devices' processes runs).
         print_table: print the DINO / CLIP-I / CLIP-T table at the end (table.md is written either way).
     """
-    config = {k: _plain(v) for k, v in locals().items() if k not in ("devices", "shard")}
-    model, metrics, reference = model or ModelOptions(), metrics or MetricOptions(), reference or ReferenceOptions()
+
+    dataset: Path
+    method: str = "hifi_ti"
+    out: Path = Path("outputs/eval")
+    rows: list[str] | None = None
+    images_per_prompt: int = 4
+    subjects: list[str] | None = None
+    prompts: list[int] | None = None
+    class_name: str | None = None
+    mask: bool = True
+    regularizer: bool = True
+    stepwise: bool = True
+    reference_guidance: bool = False
+    reference_on_live: bool = False
+    fit_config: Path | None = None
+    ti_config: Path | None = None
+    dreambooth_config: Path | None = None
+    lora_config: Path | None = None
+    fit_args: list[str] | None = None
+    method_fit_args: dict[str, list[str]] | None = None
+    row_fit_args: dict[str, list[str]] | None = None
+    model: ModelOptions | None = None
+    steps: int = 50
+    guidance: float = 7.5
+    resolution: int = 512
+    batch_size: int = 4
+    seed: int = 0
+    metrics: MetricOptions | None = None
+    reference: ReferenceOptions | None = None
+    devices: int = 1
+    shard: str | None = None
+    print_table: bool = True
+
+
+def evaluate(args: EvalArgs) -> None:
+    """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T (the options:
+    `EvalArgs`)."""
+    config = {k: v for k, v in _plain(args).items() if k not in ("devices", "shard")}
+    model, metrics = args.model or ModelOptions(), args.metrics or MetricOptions()
+    reference = args.reference or ReferenceOptions()
     try:
-        rows = select_rows(method_rows(method, mask, regularizer, stepwise, reference_guidance), rows)
+        switches = (args.mask, args.regularizer, args.stepwise, args.reference_guidance)
+        rows = select_rows(method_rows(args.method, *switches), args.rows)
     except ValueError as err:
-        raise HifiError(f"{err} (--method {method})") from None
-    _check(images_per_prompt, metrics, rows, reference, steps, guidance, resolution)
-    bench = load_dreambench(Path(dataset), subjects, class_name)
-    part = parse_shard(shard)
-    if devices < 1:
-        raise HifiError(f"--devices must be >= 1, got {devices}")
-    if devices > 1 and part is None:
-        _launch_shards(config, devices, Path(out), model.device)
-    pretrained = model.pretrained or SD14
-    note_random_weights(pretrained)
-    device = resolve_device(model.device)
+        raise HifiError(f"{err} (--method {args.method})") from None
+    _check(args.images_per_prompt, metrics, rows, reference, args.steps, args.guidance, args.resolution)
+    bench = load_dreambench(Path(args.dataset), args.subjects, args.class_name)
+    part = parse_shard(args.shard)
+    if args.devices < 1:
+        raise HifiError(f"--devices must be >= 1, got {args.devices}")
+    if args.devices > 1 and part is None:
+        _launch_shards(config, args.devices, Path(args.out), model.device)
+    note_random_weights(model.pretrained or SD14)
+    _runner(args, model, metrics, reference, part).run(rows, bench)
+    if part is None and args.print_table:
+        print(f"wrote {Path(args.out) / 'results.csv'}, summary.json and table.md")
+
+
+def _runner(args: EvalArgs, model: ModelOptions, metrics: MetricOptions, reference, part) -> Runner:
+    """The runner of one evaluation: its settings, the fitter, the loaders, the scorers and the guide."""
     from hifilight.models import load_components
     from hifilight.perception.encoders import ClipEncoder, DinoEncoder
 
+    pretrained, device = model.pretrained or SD14, resolve_device(model.device)
     dino = DinoEncoder.from_pretrained(metrics.dino_model, device, flag="--metrics.dino_model")
     clip = ClipEncoder.from_pretrained(metrics.clip_model, device, flag="--metrics.clip_model")
-    settings = EvalSettings(
-        Path(out),
-        images_per_prompt,
-        prompts,
-        steps,
-        guidance,
-        resolution,
-        batch_size,
-        seed,
-        metrics.clip_t_text,
-        reference_on_live,
-        pretrained,
-        part,
-        print_table=print_table,
-    )
-    configs = {
-        "hifi_ti": fit_config,
-        "textual_inversion": ti_config,
-        "dreambooth": dreambooth_config,
-        "lora": lora_config,
-    }
-    settings.fit = _fitter(
-        Path(out),
-        pretrained,
-        model.dtype,
-        configs,
-        fit_args or [],
-        method_fit_args or {},
-        steps,
-        resolution,
-        row_fit_args or {},
-    )
-    runner = Runner(
-        settings,
-        lambda name: load_components(name, model.dtype, device),
-        dino,
-        clip,
-        metrics.pairing,
-        metrics.scale100,
-        reference_guide=lambda fitted, bench: build_guide(
-            fitted, SourceOptions(subject_dir=bench.folder), reference, resolution, device, encoder=dino
-        ),
-    )
-    runner.run(rows, bench)
-    if part is None and print_table:
-        print(f"wrote {Path(out) / 'results.csv'}, summary.json and table.md")
+    settings = EvalSettings(Path(args.out), args.images_per_prompt, args.prompts, args.steps, args.guidance,
+                            args.resolution, args.batch_size, args.seed, metrics.clip_t_text, args.reference_on_live,
+                            pretrained, part, print_table=args.print_table)  # fmt: skip
+    configs = {"hifi_ti": args.fit_config, "textual_inversion": args.ti_config,
+               "dreambooth": args.dreambooth_config, "lora": args.lora_config}  # fmt: skip
+    extra = (args.fit_args or [], args.method_fit_args or {})
+    settings.fit = _fitter(Path(args.out), pretrained, model.dtype, configs, *extra, args.steps, args.resolution,
+                           args.row_fit_args or {})  # fmt: skip
+
+    def guide(fitted, bench):
+        return build_guide(fitted, SourceOptions(subject_dir=bench.folder), reference, args.resolution, device, dino)
+
+    return Runner(settings, lambda name: load_components(name, model.dtype, device), dino, clip, metrics.pairing,
+                  metrics.scale100, reference_guide=guide)  # fmt: skip
 
 
 def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference, steps, guidance, resolution):

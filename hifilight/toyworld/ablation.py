@@ -1,413 +1,229 @@
-"""The paper's Table 2 on ToyWorld, scored with the exact measures (`hifilight.toyworld.fidelity`).
-
-Generation and fitting are the DreamBench runner's (`hifilight evaluate`), run once per seed into `<out>/seed<s>/`;
-this module reads the images it wrote and scores them: `toyworld_results.csv` (one line per seed x row x subject x
-prompt), `toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, and
-the standard deviation over seeds; then each ladder step's paired change against its base row, with a bootstrap
-interval).
+"""The paper's Table 2 on ToyWorld (`hifilight toyworld ablation`): fit every subject per row and seed with the
+DreamBench runner (`hifilight evaluate`, into `<out>/seed<s>/`), score every cell with the exact measures
+(`hifilight.toyworld.cells`), and write the table, its JSON record and image grids (`hifilight.toyworld.report`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from hifilight.data.images import list_images, load_rgb
-from hifilight.evaluation.dreambench import BenchSubject
-from hifilight.evaluation.runner import Row
-from hifilight.evaluation.stats import bootstrap_ci, verdict
-from hifilight.io import image_grid, save_png, write_atomic
-from hifilight.toyworld import calibrate as calibration
-from hifilight.toyworld.dataset import HELD_OUT
-from hifilight.toyworld.fidelity import MEASURES, ToyJudge
-
-# "prompt_text" is the prompt; "prompt" is the prompt-fidelity measure (MEASURES)
-COLUMNS = ["seed", "method", "label", "subject", "prompt_index", "prompt_text", "images", *MEASURES]
-LABELS = {
-    "identity": "identity ↑",
-    "attributes": "attributes ↑",
-    "confidence": "confidence ↑",
-    "toydino": "ToyDINO ↑",
-    "prompt": "prompt ↑",
-}
+from hifilight.errors import HifiError
+from hifilight.evaluation.dreambench import load_dreambench
+from hifilight.evaluation.dreambench_protocol import EvalArgs, MetricOptions, evaluate
+from hifilight.evaluation.runner import method_rows, select_rows
+from hifilight.io import write_atomic
+from hifilight.options import ModelOptions, ReferenceOptions
+from hifilight.sampling.guidance import GuidanceSettings
+from hifilight.toyworld import report, tuning
+from hifilight.toyworld.cells import CALIBRATION, WEIGHTS_MARKER, score_runs
+from hifilight.toyworld.dataset import SPLITS, write_dataset
+from hifilight.toyworld.world import CONFIGS
 
 
-def image_paths(folder: Path, index: int, n: int) -> list[Path]:
-    """Where the runner put image k of prompt `index` (see Runner.image_paths)."""
-    return [folder / f"p{index:02d}_{k}.png" for k in range(n)]
+def toy_reference() -> ReferenceOptions:
+    """ToyWorld's reference guidance: ToyDINO picks the reference, ToySAM segments the generated image, t_s = 20 and
+    t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50)."""
+    return ReferenceOptions(dino_model="toyworld", generated_masks="toyworld", guide=GuidanceSettings(start=20, end=5))
 
 
-# The calibration rows of every table, from the same run and judge (see `hifilight.toyworld.calibrate`): the
-# class-word floor and the text oracle from the base model, the true renders and what the base model's decoder keeps
-# of them (every generated image goes through that decoder, so no method can beat its reading by much).
-CALIBRATION = tuple(Row(name, calibration.LABELS[name], "real") for name in calibration.ROWS)
+@dataclass
+class AblationArgs:
+    """Options of `hifilight toyworld ablation`.
+
+    Args:
+        out: results folder (dataset/, seed<s>/ with the runner's images and artifacts, toyworld_*); a rerun with
+            the same folder resumes.
+        method: rows, as `hifilight evaluate --method` ("table2": the paper's ladder, Textual Inversion -> + mask
+            -> + regularization -> + step-wise -> + reference guidance, and an extra output-space row without the
+            regulariser; "table2_dreambooth": then DreamBooth without and with reference guidance; "ti_vs_ours",
+            "hifi_ti", "textual_inversion", ...).
+        seeds: one full run per seed (fits' --model.seed/--data.seed and the images' seeds); default [0, 1, 2].
+        subjects: ToyWorld subjects (default: all 8 of --split).
+        prompts: prompt indices 0..9 (8 backgrounds, 2 recolourings); default all.
+        images_per_prompt: images per prompt and seed.
+        photos: source photos per subject.
+        model: the base model (default "toysd": the committed ToySD, hifilight/assets/toyworld/toysd).
+        fit_config: `hifilight fit` YAML for the HiFi rows.
+        ti_config: YAML for the Textual Inversion rows.
+        dreambooth_config: YAML for the DreamBooth rows (method "table2_dreambooth").
+        lora_config: YAML for the LoRA rows (methods "lora_ladder", "table2_lora").
+        fit_args: extra `hifilight fit` arguments for every fit (e.g. '["--data.batch_size", "2"]').
+        method_fit_args: extra arguments per fit method (hifi_ti, textual_inversion, dreambooth), e.g.
+            '{"hifi_ti": ["--model.stage1_steps", "50"]}'.
+        tuning: a record of `hifilight toyworld tune` (made on the val split), or several for disjoint rows (e.g.
+            Table 2's and the LoRA rows'): each row fits with its chosen arguments; the record goes into the summary.
+        rows: only these rows of --method (by name, e.g. '[ti_mask, regularization]').
+        steps: DDIM steps (and the step-wise stage's T).
+        guidance: classifier-free guidance weight.
+        batch_size: images generated together.
+        reference: reference-guidance settings; default: ToyDINO picks the reference, ToySAM segments the generated
+            image, t_s = 20 and t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50).
+        split: "val" (choose settings here) or "test" (final tables only); named in the protocol line.
+        calibration_rows: also score the class-word floor, the text oracle and the ceilings.
+    """
+
+    out: Path = Path("outputs/toyworld_ablation")
+    method: str = "table2"
+    seeds: list[int] | None = None
+    subjects: list[str] | None = None
+    prompts: list[int] | None = None
+    images_per_prompt: int = 4
+    photos: int = 5
+    model: str | None = None
+    fit_config: Path = CONFIGS / "toyworld_hifi.yaml"
+    ti_config: Path = CONFIGS / "toyworld_ti.yaml"
+    dreambooth_config: Path = CONFIGS / "toyworld_dreambooth.yaml"
+    lora_config: Path = CONFIGS / "toyworld_lora.yaml"
+    fit_args: list[str] | None = None
+    method_fit_args: dict[str, list[str]] | None = None
+    tuning: Path | list[Path] | None = None
+    rows: list[str] | None = None
+    steps: int = 25
+    guidance: float = 5.0
+    batch_size: int = 8
+    reference: ReferenceOptions = field(default_factory=toy_reference)
+    split: str = "test"
+    calibration_rows: bool = True
+
+    def check(self) -> None:
+        check_split(self.split)
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise HifiError(f"--seeds must be distinct and not empty, got {self.seeds}")
+        for flag in ("fit_config", "ti_config", "dreambooth_config", "lora_config"):
+            if not Path(getattr(self, flag)).is_file():
+                raise HifiError(f"--{flag} {getattr(self, flag)}: no such file; pass a `hifilight fit` YAML")
+
+    def configs(self, kinds: set[str]) -> list[Path]:
+        """The fit YAMLs the rows of `kinds` use (the protocol line names them)."""
+        extra = [c for k, c in (("dreambooth", self.dreambooth_config), ("lora", self.lora_config)) if k in kinds]
+        return [self.fit_config, self.ti_config, *extra]
 
 
-# Every scored cell of a seed, kept in <out>/seed<s>/toyworld_cells.csv and read back instead of scored again: a
-# rerun (or a later session with this file and the runner's results.csv) needs no image of a scored cell. The run's
-# folder pins the protocol (the runner's protocol.json); the judge is the committed classifier_toysd.
-CELL_CACHE = "toyworld_cells.csv"
-INT_FIELDS = ("seed", "prompt_index", "images")
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise HifiError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
-WEIGHTS_MARKER = "weights.txt"  # in an ablation's --out: the fingerprint of the weights its cells were made on
+def table_rows_of(method: str, names: list[str] | None):
+    """The table's rows of --method (without the "real" ceiling row), or the named ones of them."""
+    try:
+        return select_rows([r for r in method_rows(method, reference=True) if r.kind != "real"], names)
+    except ValueError as err:
+        raise HifiError(f"{err} (--method {method})") from None
 
 
-def load_cells(path: Path) -> dict[tuple, dict]:
-    """(method, subject, prompt_index) -> cell, from a seed's CELL_CACHE ({} when there is none)."""
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    cells = [
-        {k: int(v) if k in INT_FIELDS else v if k in TEXT_FIELDS else float(v) for k, v in r.items()} for r in rows
-    ]
-    return {(c["method"], c["subject"], c["prompt_index"]): c for c in cells}
+def run(args: AblationArgs, log=print) -> dict:
+    """Table 2 on ToyWorld: fit, generate and score every seed (resuming what `args.out` holds), log the table and
+    write toyworld_table.md (mean ± std over seeds, each ladder step's paired difference with a bootstrap 95%
+    interval), toyworld_table.json and image grids. Returns the summary."""
+    from hifilight.models import load_components
+    from hifilight.toyworld.toysd import SIZE
+
+    args.check()
+    seeds, model = args.seeds or [0, 1, 2], args.model or "toysd"
+    rows = table_rows_of(args.method, args.rows)
+    tuned = tuning.read_tunings(args.tuning) if args.tuning is not None else None
+    comps = load_components(model)
+    weights = comps.fingerprint()
+    if tuned and tuned.get("weights") not in (None, weights):
+        raise HifiError(
+            f"--tuning {args.tuning} was chosen on other weights of {model} ({tuned['weights']}, these are "
+            f"{weights}); tune again with `hifilight toyworld tune` on these weights"
+        )
+    check_weights_marker(Path(args.out), weights)
+    data = Path(args.out) / "dataset"
+    try:
+        if not (data / "prompts_and_classes.txt").is_file():
+            write_dataset(data, args.subjects, args.photos, SIZE, seed=0, split=args.split)
+    except ValueError as err:
+        raise HifiError(f"--subjects: {err}") from None
+    for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
+        evaluate(seed_eval_args(args, seed, model, rows, tuned))
+    bench = load_dreambench(data, args.subjects)
+    indices = list(range(len(bench[0].prompts))) if args.prompts is None else args.prompts
+    cells = score_runs(Path(args.out), seeds, rows, bench, indices, args.images_per_prompt, comps=comps,
+                       steps=args.steps, guidance=args.guidance, batch_size=args.batch_size,
+                       calibration_rows=args.calibration_rows)  # fmt: skip
+    summary = report.summarize(cells, [*(CALIBRATION if args.calibration_rows else ()), *rows], seeds)
+    line = protocol(args, seeds, model, rows, len(bench), indices)
+    log(report.write_report(Path(args.out), cells, summary, line))
+    record = report.table_record(summary, args.split, line, tuned, weights)
+    write_atomic(Path(args.out) / "toyworld_table.json",
+                 lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"), overwrite=True)  # fmt: skip
+    log(write_pictures(Path(args.out), seeds[0], rows, bench, indices, args.images_per_prompt))
+    return summary
 
 
-TEXT_FIELDS = ("method", "label", "subject", "prompt_text")
+def seed_eval_args(args: AblationArgs, seed: int, model: str, rows, tuned: dict | None) -> EvalArgs:
+    """The DreamBench runner's arguments for one seed of the ablation (fits seeded by it, images by 1000 x it)."""
+    from hifilight.toyworld.toysd import SIZE
 
-
-def save_cells(path: Path, cells: dict[tuple, dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(cells.values())
-    write_atomic(path, lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
-
-
-def score_runs(
-    out: Path,
-    seeds: list[int],
-    rows: list[Row],
-    subjects: list[BenchSubject],
-    prompts: list[int],
-    images_per_prompt: int,
-    comps,
-    judge: ToyJudge | None = None,
-    steps: int = 25,
-    guidance: float = 5.0,
-    batch_size: int = 8,
-    calibration_rows: bool = True,
-) -> list[dict]:
-    """Cells of the calibration rows (the base model `comps` draws the floor and the oracle; skipped without
-    `calibration_rows`) and of `rows`, per seed; cells scored before are read from the seed's CELL_CACHE."""
-    scorer = Scorer(judge or ToyJudge(), subjects)
-    cells = []
-    for seed in seeds:
-        folder = out / f"seed{seed}"
-        cached = load_cells(folder / CELL_CACHE)
-        if calibration_rows:
-            keys = [(r, s.name, i) for r in calibration.ROWS for s in subjects for i in prompts]
-            if not all(k in cached for k in keys):
-                made = calibration.calibration_cells(
-                    comps,
-                    scorer.objects,
-                    prompts,
-                    images_per_prompt,
-                    seed,
-                    steps,
-                    guidance,
-                    batch_size,
-                    cache=folder / "calibration",
-                )
-                for c in made:
-                    label = calibration.LABELS[c.row]
-                    scorer.add(cached, seed, c.row, label, c.subject, c.prompt_index, c.prompt, lambda c=c: c.images)
-            cells += [cached[k] for k in keys]
-        for row in rows:
-            for subject in subjects:
-                for i in prompts:
-                    paths = image_paths(folder / row.name / subject.name, i, images_per_prompt)
-                    read = lambda paths=paths: [Image.open(p).convert("RGB") for p in paths]  # noqa: E731
-                    scorer.add(cached, seed, row.name, row.label, subject.name, i, subject.prompts[i], read)
-                    cells.append(cached[(row.name, subject.name, i)])
-        save_cells(folder / CELL_CACHE, cached)
-    return cells
-
-
-class Scorer:
-    """The judge with each subject's source-photo embeddings and true object."""
-
-    def __init__(self, judge: ToyJudge, subjects: list[BenchSubject]):
-        self.judge = judge
-        self.sources = {
-            s.name: judge.encoder.encode_images([load_rgb(p) for p in list_images(s.folder)]) for s in subjects
-        }
-        self.objects = {s.name: HELD_OUT[s.name] for s in subjects}
-
-    def add(self, cached: dict, seed: int, row: str, label: str, subject: str, i: int, prompt: str, images) -> None:
-        """Score the cell (`images()` gives its images) unless `cached` has it."""
-        if (row, subject, i) in cached:
-            return
-        shown = images()
-        scores = self.judge.score(shown, self.objects[subject], prompt, self.sources[subject])
-        cached[(row, subject, i)] = {
-            "seed": seed,
-            "method": row,
-            "label": label,
-            "subject": subject,
-            "prompt_index": i,
-            "prompt_text": prompt,
-            "images": len(shown),
-            **scores,
-        }
-
-
-def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
-    """Per row and measure: mean over seeds of the per-seed mean over cells, and the standard deviation over seeds
-    (0 with one seed)."""
-    methods = []
-    for row in rows:
-        entry = {"method": row.name, "label": row.label}
-        for m in MEASURES:
-            per_seed = [
-                statistics.fmean(c[m] for c in cells if c["method"] == row.name and c["seed"] == s) for s in seeds
-            ]
-            entry[m] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed), "per_seed": per_seed}
-        entry["cells"] = sum(c["method"] == row.name for c in cells)
-        methods.append(entry)
-    add_normalised(methods)
-    return {"seeds": seeds, "methods": methods, "gains": step_gains(cells, [r for r in rows if r.kind != "real"])}
-
-
-def add_normalised(methods: list[dict]) -> None:
-    """Each row's identity between the class-word floor (0) and the text oracle (1), when both rows are there."""
-    by_name = {m["method"]: m for m in methods}
-    if calibration.FLOOR in by_name and calibration.ORACLE in by_name:
-        floor, oracle = (by_name[r]["identity"]["mean"] for r in (calibration.FLOOR, calibration.ORACLE))
-        for m in methods:
-            m["normalised_identity"] = calibration.normalised(m["identity"]["mean"], floor, oracle)
-
-
-def _unit_means(cells: list[dict], row: Row) -> dict[tuple, dict[str, float]]:
-    """Per (seed, subject): the row's mean over its prompts of every measure."""
-    groups: dict[tuple, list[dict]] = {}
-    for c in cells:
-        if c["method"] == row.name:
-            groups.setdefault((c["seed"], c["subject"]), []).append(c)
-    return {unit: {m: statistics.fmean(c[m] for c in group) for m in MEASURES} for unit, group in groups.items()}
-
-
-MIN_SUBJECTS = 3  # fewer subjects give no interval worth a verdict (one subject: zero width)
-
-
-def ladder_steps(rows: list[Row]) -> list[tuple[Row, Row]]:
-    """(before, after) for every row whose `base` row is in the table: Table 2's one-technique steps."""
-    by_name = {r.name: r for r in rows}
-    return [(by_name[r.base], r) for r in rows if r.base in by_name]
-
-
-def step_gains(cells: list[dict], rows: list[Row]) -> list[dict]:
-    """What each row changes against its base row (Table 2's rows add one technique each), paired per (seed,
-    subject): the mean of the differences of their means over prompts, its bootstrap 95% interval (resampling
-    subjects, see hifilight.evaluation.stats), how many pairs rose and fell, the verdict the interval gives, and
-    the differences themselves. Pairing takes out the subject-to-subject spread that dominates the spread over
-    seeds."""
-    means = {row.name: _unit_means(cells, row) for row in rows}
-    gains = []
-    for before, after in ladder_steps(rows):
-        a, b = means[before.name], means[after.name]
-        units = sorted(a.keys() & b.keys())
-        entry = {
-            "from": before.label,
-            "to": after.label,
-            "from_method": before.name,
-            "to_method": after.name,
-            "pairs": len(units),
-            "units": [list(u) for u in units],
-        }
-        clusters = [u[1] for u in units]  # subjects: resampled whole, with all their seeds
-        for m in MEASURES:
-            diffs = [b[u][m] - a[u][m] for u in units]
-            low, high = bootstrap_ci(diffs, clusters) if diffs else (0.0, 0.0)
-            word = verdict(low, high) if len(set(clusters)) >= MIN_SUBJECTS else f"n/a (< {MIN_SUBJECTS} subjects)"
-            entry[m] = {
-                "mean": statistics.fmean(diffs) if diffs else 0.0,
-                "ci95": {"low": low, "high": high},
-                "verdict": word,
-                "up": sum(d > 0 for d in diffs),
-                "down": sum(d < 0 for d in diffs),
-                "diffs": diffs,
-            }
-        gains.append(entry)
-    return gains
-
-
-def gains_markdown(gains: list[dict]) -> list[str]:
-    """The step table: per step, the mean paired change of each measure with its 95% interval, and the verdict
-    on identity."""
-    if not gains:
-        return []
-    heads = [f"Δ {m} [95% CI]" for m in MEASURES]
-    lines = ["| Change | " + " | ".join(heads) + " | identity verdict |", "| --- " * (len(MEASURES) + 2) + "|"]
-    for g in gains:
-        values = [f"{g[m]['mean']:+.3f} [{g[m]['ci95']['low']:+.3f}, {g[m]['ci95']['high']:+.3f}]" for m in MEASURES]
-        lines.append(f"| {g['from']} → {g['to']} | " + " | ".join(values) + f" | {g['identity']['verdict']} |")
-    return [
-        "",
-        *lines,
-        "",
-        f"Each row against its base row, paired per seed and subject ({gains[0]['pairs']} pairs): the mean "
-        "change of the per-pair means over prompts and its bootstrap 95% interval (subjects resampled with all "
-        'their seeds); the verdict is "helps" / "hurts" when the interval excludes 0, else "no '
-        'measurable effect".',
-    ]
-
-
-def markdown(summary: dict, protocol: str) -> str:
-    norm = any("normalised_identity" in e for e in summary["methods"])
-    heads = [LABELS[m] for m in MEASURES] + (["identity, normalised ↑"] if norm else [])
-    lines = ["| Method | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
-    for entry in summary["methods"]:
-        values = [f"{entry[m]['mean']:.3f} ± {entry[m]['std']:.3f}" for m in MEASURES]
-        if norm:
-            n = entry.get("normalised_identity")
-            values.append("n/a" if n is None else f"{n:.2f}")
-        lines.append(f"| {entry['label']} | " + " | ".join(values) + " |")
-    lines += [
-        "",
-        protocol,
-        "",
-        "identity: share of images whose object has all the subject's attributes (shape, colour, pattern, "
-        "pattern colour; the colour is left out for recolour prompts); attributes: mean per-attribute match; "
-        "confidence: the classifier's mean probability of the subject's values; ToyDINO: cosine to the "
-        "source photos; prompt: share of images with the background (or colour) the prompt asks for; "
-        "identity, normalised: (row - floor) / (oracle - floor), 0 at the class-word floor, 1 at the text "
-        "oracle. "
-        "Mean over seeds of the mean over cells, ± the standard deviation over seeds. ToyWorld is a toy: "
-        "these numbers say what the techniques do on ToySD, not on Stable Diffusion.",
-        *gains_markdown(summary["gains"]),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def table_record(summary: dict, split: str, protocol: str, tuning: dict | None, weights: str | None = None) -> dict:
-    """The table as a small JSON (docs/toyworld/table2.json): split, seeds, protocol, the base model's weights
-    fingerprint (`SDComponents.fingerprint`), tuning, each row's measures and each ladder step's paired mean
-    difference with its interval, verdict and per-pair differences."""
-    steps = [
-        {
-            "from": g["from_method"],
-            "to": g["to_method"],
-            "from_label": g["from"],
-            "to_label": g["to"],
-            "pairs": g["pairs"],
-            "units": g["units"],
-            **{m: g[m] for m in MEASURES},
-        }
-        for g in summary["gains"]
-    ]
-    return {
-        "split": split,
-        "seeds": summary["seeds"],
-        "protocol": protocol,
-        "weights": weights,
-        "tuning": tuning,
-        "rows": summary["methods"],
-        "steps": steps,
-    }
-
-
-def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(cells)
-    write_atomic(out / "toyworld_results.csv", lambda tmp: tmp.write_text(buf.getvalue()), overwrite=True)
-    write_atomic(
-        out / "toyworld_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2)), overwrite=True
+    return EvalArgs(
+        Path(args.out) / "dataset",
+        args.method,
+        Path(args.out) / f"seed{seed}",
+        images_per_prompt=args.images_per_prompt,
+        subjects=args.subjects,
+        prompts=args.prompts,
+        reference_guidance=True,
+        fit_config=args.fit_config,
+        ti_config=args.ti_config,
+        dreambooth_config=args.dreambooth_config,
+        lora_config=args.lora_config,
+        fit_args=[*(args.fit_args or []), "--model.seed", str(seed), "--data.seed", str(seed)],
+        method_fit_args=args.method_fit_args,
+        row_fit_args=tuning.row_choices(tuned["choice"], rows) if tuned else None,
+        rows=[r.name for r in rows],
+        model=ModelOptions(pretrained=model),
+        steps=args.steps,
+        guidance=args.guidance,
+        resolution=SIZE,
+        batch_size=args.batch_size,
+        seed=1000 * seed,
+        reference=args.reference,
+        metrics=MetricOptions(dino_model="toyworld", clip_model="tiny"),
+        print_table=False,
     )
-    table = markdown(summary, protocol)
-    write_atomic(out / "toyworld_table.md", lambda tmp: tmp.write_text(table), overwrite=True)
-    return table
 
 
-def write_grids(
-    out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int
-) -> list[Path]:
-    """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row;
-    none for a row and subject whose images are not on disk (scored in an earlier session, see CELL_CACHE)."""
-    paths = []
-    for row in rows:
-        for subject in subjects:
-            folder = out / f"seed{seed}" / row.name / subject.name
-            files = [p for i in prompts for p in image_paths(folder, i, images_per_prompt)]
-            if not all(p.is_file() for p in files):
-                continue
-            images = [Image.open(p).convert("RGB") for p in files]
-            path = out / "grids" / f"{row.name}_{subject.name}.png"
-            paths.append(save_png(image_grid(images, images_per_prompt), path, overwrite=True))
-    return paths
+def protocol(args: AblationArgs, seeds: list[int], model: str, rows, subjects: int, indices: list[int]) -> str:
+    """The protocol line under the table: split, sizes, seeds, base model, sampler, fit configs, tuning, guidance."""
+    configs = args.configs({r.kind for r in rows})
+    extras = " ".join(filter(None, [" ".join(args.fit_args or []), str(args.method_fit_args or "")]))
+    tunings = ", ".join(map(str, args.tuning if isinstance(args.tuning, list) else [args.tuning]))
+    guide = args.reference.guide
+    return (
+        f"ToyWorld, {args.split} split: {subjects} subjects x {len(indices)} prompts x {args.images_per_prompt} "
+        f"images x {len(seeds)} seeds {seeds}; base model {model}; DDIM {args.steps} steps, guidance "
+        f"{args.guidance}; fits from {' / '.join(c.name for c in configs)}{' ' + extras if extras else ''}"
+        f"{'; per-row settings tuned on val (' + tunings + ')' if args.tuning else ''}; "
+        f"reference guidance from step {guide.start} to {guide.end}, J = {guide.inner_steps}."
+    )
 
 
-def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path | None:
-    """One picture to open (grids/compare_<subject>.png): the source photos on the first line, then one line per
-    row with its first image of every prompt (same x_T across rows, so the lines differ only by the method); rows
-    whose images are not on disk are left out, and with none on disk (every cell scored earlier, see CELL_CACHE)
-    nothing is written (None)."""
-    lines = []
-    for row in rows:
-        files = [image_paths(out / f"seed{seed}" / row.name / subject.name, i, 1)[0] for i in prompts]
-        if all(p.is_file() for p in files):
-            lines.append([Image.open(p).convert("RGB") for p in files])
-    if not lines:
-        return None
-    lines.insert(0, [load_rgb(p) for p in list_images(subject.folder)])
-    cols = max(len(line) for line in lines)
-    blank = Image.new("RGB", lines[1][0].size, "white")
-    cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]
-    return save_png(image_grid(cells, cols), out / "grids" / f"compare_{subject.name}.png", overwrite=True)
+def write_pictures(out: Path, seed: int, rows, bench, indices: list[int], images_per_prompt: int) -> str:
+    """The grids and comparisons of `seed`; returns the line that says where they are."""
+    grids = report.write_grids(out, seed, rows, bench, indices, images_per_prompt)
+    compare = [c for s in bench if (c := report.write_comparison(out, seed, rows, s, indices))]
+    return (
+        f"wrote {out / 'toyworld_table.md'}, toyworld_table.json (per-cell scores: toyworld_results.csv), "
+        f"{len(grids)} grids of seed {seed} in {out / 'grids'} (a line per prompt) and "
+        f"{len(compare)} comparisons (source photos, then a line per row)"
+        + (f", e.g. {compare[0]}" if compare else " (no images on disk: every cell was scored earlier)")
+    )
 
 
-def snapshot(out: Path, dest: Path) -> dict[int, int]:
-    """What a later session needs to resume a long ablation without its images: per seed the runner's
-    results.csv and protocol.json, every cell scored (cells the runner made but nobody scored yet are scored now;
-    cells whose images are gone are dropped from results.csv, so the runner makes them again) and the fitted
-    subjects that are single files (DreamBooth folders are left out: a row still missing cells refits). Restore by
-    copying `dest` over the ablation's --out and rerunning it. Returns the number of scored cells per seed."""
-    import shutil
-
-    from hifilight.evaluation.dreambench import load_dreambench
-
-    bench = {s.name: s for s in load_dreambench(out / "dataset")}
-    scorer = Scorer(ToyJudge(), list(bench.values()))
-    if (out / WEIGHTS_MARKER).is_file():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / WEIGHTS_MARKER, dest / WEIGHTS_MARKER)
-    counts = {}
-    for folder in sorted(out.glob("seed*")):
-        seed, target = int(folder.name[4:]), dest / folder.name
-        cached = load_cells(folder / CELL_CACHE)
-        with (folder / "results.csv").open(newline="") as f:
-            made = list(csv.DictReader(f))
-        kept = []
-        for r in made:
-            subject, i, row = bench[r["subject"]], int(r["prompt_index"]), r["method"]
-            paths = sorted((folder / row / subject.name).glob(f"p{i:02d}_*.png"))
-            if (row, subject.name, i) not in cached and paths:
-                read = lambda paths=paths: [Image.open(p).convert("RGB") for p in paths]  # noqa: E731
-                scorer.add(cached, seed, row, r["label"], subject.name, i, subject.prompts[i], read)
-            if (row, subject.name, i) in cached:
-                kept.append(r)
-        target.mkdir(parents=True, exist_ok=True)
-        save_cells(target / CELL_CACHE, cached)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(made[0]) if made else ["method"])
-        writer.writeheader()
-        writer.writerows(kept)
-        text = buf.getvalue()
-        write_atomic(target / "results.csv", lambda tmp, text=text: tmp.write_text(text), overwrite=True)
-        shutil.copy(folder / "protocol.json", target / "protocol.json")
-        for path in (folder / "artifacts").glob("*/*.safetensors"):  # <subject>/<file>: not a DreamBooth folder's
-            if path.is_file():
-                copy = target / path.relative_to(folder)
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, copy)
-        counts[seed] = len(cached)
-    return counts
+def check_weights_marker(out: Path, weights: str) -> None:
+    """Refuse to resume an ablation folder whose cells were made on other weights; mark a new one."""
+    marker = out / WEIGHTS_MARKER
+    if marker.is_file():
+        if marker.read_text().strip() != weights:
+            raise HifiError(
+                f"--out {out}: holds cells made on other weights ({marker.read_text().strip()}, these are "
+                f"{weights}); use a new --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(marker, lambda tmp: tmp.write_text(weights + "\n"))

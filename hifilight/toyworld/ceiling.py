@@ -17,13 +17,13 @@ from pathlib import Path
 from hifilight.errors import HifiError
 from hifilight.toyworld.dataset import PROMPTS, write_dataset
 from hifilight.toyworld.scenes import ToyObject
+from hifilight.toyworld.world import CONFIGS
 
 DREAMBOOTH, DREAMBOOTH_OWN = "dreambooth", "dreambooth_own_prompt"
 LABELS = {
     DREAMBOOTH: "DreamBooth fitted on the subject's photos, new scenes (fine-tuning ceiling)",
     DREAMBOOTH_OWN: "the same DreamBooth model on its training prompt, 'a photo of a sks star'",
 }
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 OWN_PROMPT = "a photo of a {0} {1}"  # the fit's caption template with the identifier: the subject, no scene
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from hifilight.errors import HifiError
 from hifilight.io import check_writable
 from hifilight.toyworld.dataset import HELD_OUT, write_dataset
+from hifilight.toyworld.world import CONFIGS
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # file stem -> method, fit config, options over it. The settings are Table 2's (TI, HiFi) and the LoRA rows' (chosen
 # on the validation split: docs/toyworld/tuning.json, tuning_lora.json).
 FITS = {

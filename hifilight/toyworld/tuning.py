@@ -10,6 +10,10 @@ record made on the test split.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from hifilight.errors import HifiError
 from hifilight.evaluation.runner import TABLE2, TABLE2_DREAMBOOTH, Row
 
 # The measure that picks a point. Identity (all four attributes right) is the table's headline, but on the few
@@ -116,3 +120,35 @@ def row_choices(choice: dict[str, list[str]], rows: list[Row]) -> dict[str, list
         if r.name not in out and twin is not None:
             out[r.name] = choice[twin]
     return out
+
+
+def read_tunings(paths: Path | list[Path]) -> dict:
+    """One tuning record, or several for disjoint rows merged into one: the same split and weights, the choices
+    together, the records themselves under "records"."""
+    if not isinstance(paths, list):
+        return read_tuning(paths)
+    records = [read_tuning(p) for p in paths]
+    if not records:
+        raise HifiError("--tuning []: give a record of `hifilight toyworld tune`, or several")
+    if len({r.get("weights") for r in records}) > 1:
+        raise HifiError(f"--tuning {paths}: the records were chosen on different weights; tune them on the same")
+    choice: dict[str, list[str]] = {}
+    for path, record in zip(paths, records, strict=True):
+        clash = choice.keys() & record["choice"].keys()
+        if clash:
+            raise HifiError(f"--tuning {path}: chooses rows another record chose too ({', '.join(sorted(clash))})")
+        choice |= record["choice"]
+    return {"split": "val", "weights": records[0].get("weights"), "choice": choice, "records": records}
+
+
+def read_tuning(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        check_record(data, str(path))
+    except FileNotFoundError:
+        raise HifiError(f"--tuning {path}: no such file; write it with `hifilight toyworld tune`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise HifiError(f"--tuning {path}: not JSON; write it with `hifilight toyworld tune`") from None
+    except ValueError as err:
+        raise HifiError(f"--tuning {err}") from None
+    return data

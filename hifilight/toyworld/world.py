@@ -14,6 +14,7 @@ from pathlib import Path
 from hifilight.toyworld.scenes import SIZES, current_sizes, use_sizes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "toyworld"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the fit presets ToyWorld's fits start from
 _weights = [ASSETS]
 
 

@@ -262,7 +262,7 @@ def test_lora_ladder_fits_each_row_once_and_guides_only_the_last(tmp_path):
 
 
 def test_lora_is_a_step_from_dreambooth_where_both_are_in_the_table():
-    from hifilight.toyworld.ablation import ladder_steps
+    from hifilight.toyworld.report import ladder_steps
 
     steps = {(a.name, b.name) for a, b in ladder_steps(method_rows("table2_lora"))}
     assert {("dreambooth", "lora"), ("lora", "lora_mask"), ("lora_mask", "lora_reference")} <= steps

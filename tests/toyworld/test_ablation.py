@@ -6,13 +6,18 @@ import json
 import pytest
 from PIL import Image
 
-from hifilight.commands.toyworld import ablation
 from hifilight.errors import HifiError
 from hifilight.evaluation.runner import Row
 from hifilight.options import ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
-from hifilight.toyworld.ablation import markdown, summarize
+from hifilight.toyworld.ablation import AblationArgs, run
 from hifilight.toyworld.fidelity import MEASURES
+from hifilight.toyworld.report import markdown, summarize
+
+
+def ablation(**kwargs) -> dict:
+    return run(AblationArgs(**kwargs))
+
 
 A, B = Row("a", "A", "hifi_ti"), Row("b", "B", "hifi_ti", base="a")
 
@@ -162,7 +167,7 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
 
 
 def test_an_out_folder_made_on_other_weights_is_refused_and_tuning_records_merge(tmp_path):
-    from hifilight.commands.toyworld import read_tunings
+    from hifilight.toyworld.tuning import read_tunings
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "weights.txt").write_text("0123456789abcdef\n")
@@ -184,7 +189,8 @@ def test_a_comparison_is_written_only_from_images_on_disk(tmp_path):
     """A run restored from a snapshot has scored cells but no images: no picture of the source photos alone."""
     from hifilight.evaluation.dreambench import BenchSubject
     from hifilight.io import save_png
-    from hifilight.toyworld.ablation import image_paths, write_comparison
+    from hifilight.toyworld.cells import image_paths
+    from hifilight.toyworld.report import write_comparison
 
     photos = tmp_path / "photos"
     for k in range(2):

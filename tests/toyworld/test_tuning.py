@@ -6,14 +6,20 @@ from pathlib import Path
 import pytest
 
 from hifilight.commands import fit as fit_command
-from hifilight.commands.toyworld import ablation, table_rows_of
 from hifilight.errors import HifiError
 from hifilight.evaluation import dreambench_protocol as protocol
 from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.toyworld import tuning
+from hifilight.toyworld.ablation import AblationArgs, run, table_rows_of
 from hifilight.training import fit_cli
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def ablation(**kwargs) -> dict:
+    return run(AblationArgs(**kwargs))
+
+
 ROWS = table_rows_of("table2_dreambooth", None)
 LORA_ROWS = table_rows_of("lora_ladder", None)
 GRID = {
@@ -122,16 +128,23 @@ def test_a_record_made_on_the_test_split_is_refused(tmp_path):
 
 
 def test_tuning_parts_share_the_grid_and_the_last_run_writes_the_record(tmp_path, monkeypatch):
-    from hifilight.commands import toyworld
+    from hifilight.toyworld import grid_search
+    from hifilight.toyworld.grid_search import TuneArgs
 
     calls = []
 
-    def fake_ablation(out, method, seeds, subjects, *args, rows, **kwargs):
+    def fake_ablation(args, log=print):
+        out, rows = args.out, args.rows
         calls.append((Path(out).parent.name, Path(out).name))
         value = 0.1 * int(Path(out).name[-1])
         return {"methods": [{"method": r, **{m: {"mean": value} for m in tuning.CHOICE_MEASURES}} for r in rows]}
 
-    monkeypatch.setattr(toyworld, "ablation", fake_ablation)
+    class toyworld:  # the command's arguments, as the CLI builds them
+        @staticmethod
+        def tune(grid, **kwargs):
+            return grid_search.tune(TuneArgs(grid, **kwargs))
+
+    monkeypatch.setattr(grid_search, "run", fake_ablation)
     record = tmp_path / "t" / "tuning.json"
     for part in ("0/2", "1/2"):
         toyworld.tune(GRID, out=tmp_path / "t", method="table2_dreambooth", part=part)
