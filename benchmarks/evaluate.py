@@ -19,7 +19,8 @@ import torch  # noqa: E402
 
 from benchmarks.common import EXAMPLE, write_report  # noqa: E402
 from hifilight.evaluation.dreambench import load_dreambench  # noqa: E402
-from hifilight.evaluation.runner import EvalSettings, Runner, method_rows  # noqa: E402
+from hifilight.evaluation.rows import method_rows  # noqa: E402
+from hifilight.evaluation.runner import EvalSettings, Runner  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
 from hifilight.perception.encoders import ClipEncoder, DinoEncoder  # noqa: E402
 

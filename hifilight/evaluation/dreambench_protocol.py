@@ -19,7 +19,8 @@ import yaml
 
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
-from hifilight.evaluation.runner import EvalSettings, Row, Runner, method_rows, select_rows
+from hifilight.evaluation.rows import Row, method_rows, select_rows
+from hifilight.evaluation.runner import EvalSettings, Runner
 from hifilight.io import write_atomic
 from hifilight.models.loading import note_random_weights
 from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device

@@ -12,7 +12,7 @@ from pathlib import Path
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
 from hifilight.evaluation.dreambench_protocol import EvalArgs, MetricOptions, evaluate
-from hifilight.evaluation.runner import method_rows, select_rows
+from hifilight.evaluation.rows import method_rows, select_rows
 from hifilight.io import write_atomic
 from hifilight.options import ModelOptions, ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench_protocol import parse_shard
-from hifilight.evaluation.runner import Row
+from hifilight.evaluation.rows import Row
 from hifilight.io import check_writable, write_atomic
 from hifilight.options import ReferenceOptions
 from hifilight.toyworld import tuning

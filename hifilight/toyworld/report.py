@@ -16,7 +16,7 @@ from PIL import Image
 
 from hifilight.data.images import list_images, load_rgb
 from hifilight.evaluation.dreambench import BenchSubject
-from hifilight.evaluation.runner import Row
+from hifilight.evaluation.rows import Row
 from hifilight.evaluation.stats import bootstrap_ci, verdict
 from hifilight.io import image_grid, save_png, write_atomic
 from hifilight.toyworld import calibrate as calibration

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from hifilight.errors import HifiError
-from hifilight.evaluation.runner import TABLE2, TABLE2_DREAMBOOTH, Row
+from hifilight.evaluation.rows import TABLE2, TABLE2_DREAMBOOTH, Row
 
 # The measure that picks a point. Identity (all four attributes right) is the table's headline, but on the few
 # validation images a tuning point gets it is a count of a handful of hits (0.05 = 2 of 40 images); the mean

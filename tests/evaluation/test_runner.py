@@ -9,7 +9,8 @@ from conftest import EXAMPLE_SUBJECT
 
 from hifilight.cli import main
 from hifilight.evaluation import runner as runner_module
-from hifilight.evaluation.runner import markdown_table, method_rows, weighted
+from hifilight.evaluation.rows import method_rows
+from hifilight.evaluation.runner import markdown_table, weighted
 
 FIT = '["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"]'
 METHOD_FIT = json.dumps(

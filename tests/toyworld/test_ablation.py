@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from hifilight.errors import HifiError
-from hifilight.evaluation.runner import Row
+from hifilight.evaluation.rows import Row
 from hifilight.options import ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.toyworld.ablation import AblationArgs, run

@@ -162,7 +162,7 @@ def test_tuning_parts_share_the_grid_and_the_last_run_writes_the_record(tmp_path
 
 
 def test_rows_outside_the_record_take_the_choice_of_the_table2_row_that_fits_the_same_way():
-    from hifilight.evaluation.runner import method_rows
+    from hifilight.evaluation.rows import method_rows
     from hifilight.toyworld.tuning import row_choices
 
     choice = {"textual_inversion": ["--model.max_steps", "150"], "regularization": ["--model.reg_weight", "1e-3"]}
