@@ -13,16 +13,12 @@ import torch
 from safetensors.torch import save_file
 
 from hifilight.commands.common import function_parser, note_random_weights, run_function
-from hifilight.conditioning import encode_text
 from hifilight.data.images import load_rgb, square_photo, to_pil, to_tensor
 from hifilight.errors import HifiError
 from hifilight.io import check_writable, save_png, write_atomic
 from hifilight.models import load_components
 from hifilight.options import ModelOptions, resolve_device
-from hifilight.sampling import DDIMSchedule, SamplingEngine
-from hifilight.sampling.ddim import decode_latents, encode_images
-from hifilight.sampling.inversion import ddim_invert
-from hifilight.sampling.null_text import NullTextSettings, PerStepUncond, null_text_inversion
+from hifilight.sampling.null_text import NullTextSettings, invert_photo
 
 OUTPUTS = ("null_text.safetensors", "reconstruction.png", "ddim_reconstruction.png")
 
@@ -73,38 +69,19 @@ def invert(
     if resolution % comps.vae_scale_factor:
         raise HifiError(f"--resolution must be a multiple of {comps.vae_scale_factor}, got {resolution}")
     photo = square_photo(load_rgb(Path(image)), resolution)
-    target = (to_tensor(photo)[None] + 1) / 2
-    engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
-    cond = encode_text(comps.tokenizer, comps.text_encoder, [caption]).float()
-    phi = encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
-    x0 = encode_images(comps.vae, to_tensor(photo)[None].to(comps.unet.device)).float()
-    trajectory = ddim_invert(engine, x0, cond)  # Eq. (3), guidance 1
-    result = null_text_inversion(engine, trajectory, cond, phi, guidance, settings)  # Eq. (4)
-    plain = decode_latents(comps.vae, engine.sample(trajectory[-1], cond, phi, guidance)).cpu()
-    replay = engine.sample(trajectory[-1], cond, phi, guidance, callbacks=[PerStepUncond(result.phis)])
-    tuned = decode_latents(comps.vae, replay).cpu()
-    meta = {
-        "caption": caption,
-        "base_model": pretrained,
-        "steps": steps,
-        "guidance": guidance,
-        "resolution": resolution,
-        "null_text": vars(settings),
-        "image": str(image),
-    }
-    tensors = {
-        "phi_t": result.phis.cpu().contiguous(),
-        "timesteps": engine.schedule.timesteps.clone(),
-        "x_T": trajectory[-1].cpu().contiguous(),
-    }
+    inv = invert_photo(comps, to_tensor(photo)[None], caption, steps, guidance, settings)
+    meta = {"caption": caption, "base_model": pretrained, "steps": steps, "guidance": guidance,
+            "resolution": resolution, "null_text": vars(settings), "image": str(image)}  # fmt: skip
+    tensors = {"phi_t": inv.phis, "timesteps": inv.timesteps, "x_T": inv.x_T}
     write_atomic(
         Path(out) / OUTPUTS[0], lambda tmp: save_file(tensors, str(tmp), {"hifilight": json.dumps(meta)}), overwrite
     )
-    save_png(to_pil(tuned[0]), Path(out) / OUTPUTS[1], overwrite)
-    save_png(to_pil(plain[0]), Path(out) / OUTPUTS[2], overwrite)
+    save_png(to_pil(inv.null_text_replay[0]), Path(out) / OUTPUTS[1], overwrite)
+    save_png(to_pil(inv.ddim_replay[0]), Path(out) / OUTPUTS[2], overwrite)
+    target = (to_tensor(photo)[None] + 1) / 2
     print(
-        f"reconstruction PSNR: DDIM inversion {psnr(plain, target):.2f} dB, null-text inversion "
-        f"{psnr(tuned, target):.2f} dB"
+        f"reconstruction PSNR: DDIM inversion {psnr(inv.ddim_replay, target):.2f} dB, null-text inversion "
+        f"{psnr(inv.null_text_replay, target):.2f} dB"
     )
     print(f"wrote {', '.join(OUTPUTS)} to {out}")
 

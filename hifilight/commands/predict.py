@@ -77,51 +77,22 @@ def predict(
             subjects; not with --reference_guidance, which needs gradients).
         overwrite: replace existing files in out_dir.
     """
-    model = model or ModelOptions()
-    if steps < 1:
-        raise HifiError(f"--steps must be >= 1, got {steps}")
-    if batch_size < 1:
-        raise HifiError(f"--batch_size must be >= 1, got {batch_size}")
-    reference = reference or ReferenceOptions()
-    if reference_guidance:
-        try:
-            reference.guide.check(steps, guidance)
-        except ValueError as err:
-            raise HifiError(str(err)) from None
+    model, reference = model or ModelOptions(), reference or ReferenceOptions()
+    check_sampling(steps, batch_size, guidance, reference if reference_guidance else None)
     subj = load_subject(subject)
     per_step = subj.stepwise(stepwise)
     jobs = make_jobs(prompts, subj.word, seed, num_images)
     paths = output_paths(Path(out_dir), jobs)
-    extras = [n for p in paths for n in output_names(p, save_intermediates)] if reference_guidance else []
-    check_output_folder(Path(out_dir), "--out_dir")
-    for path in [*paths, *extras, Path(out_dir) / "grid.png", Path(out_dir) / "predict.json"]:
-        check_writable(path, overwrite, "--overwrite")
+    check_outputs(Path(out_dir), paths, reference_guidance, save_intermediates, overwrite)
     pretrained = model.pretrained or subj.base_model
     note_random_weights(pretrained)
     device = resolve_device(model.device)
-    if onnx is not None:
-        if reference_guidance:
-            raise HifiError("--onnx: reference guidance optimises through the UNet; sample it with torch (drop --onnx)")
-        from hifilight.export.ort import load_onnx_components
-
-        comps = load_onnx_components(onnx)
-    else:
-        # a base model read from the subject's header is named as such, not as a flag the user never passed
-        flag = "--model.pretrained" if model.pretrained else f"--subject {subject}: its header's base_model"
-        comps = load_components(pretrained, model.dtype, device, flag)
+    comps = components(subject, model, pretrained, device, onnx, reference_guidance)
     size = resolution or subj.resolution
     guide = build_guide(subj, data or SourceOptions(), reference, size, device) if reference_guidance else None
     renderer = SubjectRenderer(comps).set_subject(subj, per_step, guide)
     rendered = renderer.render(jobs, steps, guidance, size, batch_size, guided=reference_guidance)
-    summaries = [{} for _ in jobs]
-    for i, (result, path) in enumerate(zip(rendered, paths, strict=True)):
-        if result.record is not None:
-            save_record(result.record, guide.sources, path, save_intermediates, overwrite)
-            summaries[i] = {"unguided": output_names(path, False)[0].name, **result.record.summary(guide.sources)}
-    images = [r.image for r in rendered]
-    for image, path in zip(images, paths, strict=True):
-        save_png(image, path, overwrite)
-    save_png(image_grid(images, cols=num_images), Path(out_dir) / "grid.png", overwrite)
+    summaries = write_images(rendered, paths, guide, Path(out_dir), num_images, save_intermediates, overwrite)
     manifest = {
         "subject": str(subject),
         "base_model": pretrained,
@@ -136,7 +107,54 @@ def predict(
         ],
     }
     write_atomic(Path(out_dir) / "predict.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)), overwrite)
-    print(f"wrote {len(images)} images and grid.png to {out_dir}")
+    print(f"wrote {len(rendered)} images and grid.png to {out_dir}")
+
+
+def check_sampling(steps: int, batch_size: int, guidance: float, reference: ReferenceOptions | None) -> None:
+    """One line for a sampling setting out of range (the guidance window against the steps when guided)."""
+    if steps < 1:
+        raise HifiError(f"--steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise HifiError(f"--batch_size must be >= 1, got {batch_size}")
+    if reference is not None:
+        try:
+            reference.guide.check(steps, guidance)
+        except ValueError as err:
+            raise HifiError(str(err)) from None
+
+
+def check_outputs(out_dir: Path, paths: list[Path], guided: bool, intermediates: bool, overwrite: bool) -> None:
+    """Refuse, before any model loads, to write over files of an earlier run unless --overwrite."""
+    extras = [n for p in paths for n in output_names(p, intermediates)] if guided else []
+    check_output_folder(out_dir, "--out_dir")
+    for path in [*paths, *extras, out_dir / "grid.png", out_dir / "predict.json"]:
+        check_writable(path, overwrite, "--overwrite")
+
+
+def components(subject: Path, model: ModelOptions, pretrained: str, device: str, onnx: Path | None, guided: bool):
+    """The base model's components: torch ones, or onnxruntime sessions from an exported folder (no guidance)."""
+    if onnx is not None:
+        if guided:
+            raise HifiError("--onnx: reference guidance optimises through the UNet; sample it with torch (drop --onnx)")
+        from hifilight.export.ort import load_onnx_components
+
+        return load_onnx_components(onnx)
+    # a base model read from the subject's header is named as such, not as a flag the user never passed
+    flag = "--model.pretrained" if model.pretrained else f"--subject {subject}: its header's base_model"
+    return load_components(pretrained, model.dtype, device, flag)
+
+
+def write_images(rendered, paths: list[Path], guide, out_dir: Path, per_row: int, intermediates: bool, overwrite):
+    """Each image (and, when guided, its unguided twin and record) at its path, and grid.png; returns each image's
+    guidance summary for predict.json ({} when unguided)."""
+    summaries = [{} for _ in rendered]
+    for i, (result, path) in enumerate(zip(rendered, paths, strict=True)):
+        if result.record is not None:
+            save_record(result.record, guide.sources, path, intermediates, overwrite)
+            summaries[i] = {"unguided": output_names(path, False)[0].name, **result.record.summary(guide.sources)}
+        save_png(result.image, path, overwrite)
+    save_png(image_grid([r.image for r in rendered], cols=per_row), out_dir / "grid.png", overwrite)
+    return summaries
 
 
 def build_parser() -> ArgumentParser:

@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hifilight.conditioning import encode_text
+from hifilight.sampling.ddim import DDIMSchedule, decode_latents, encode_images
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepState
+from hifilight.sampling.inversion import ddim_invert
 
 
 @dataclass(frozen=True)
@@ -117,3 +120,31 @@ class PerStepUncond(StepCallback):
 
     def on_step_begin(self, state: StepState, engine: SamplingEngine) -> StepOverride:
         return StepOverride(uncond=self.phis[state.index : state.index + 1].expand_as(state.uncond))
+
+
+@dataclass
+class PhotoInversion:
+    """A photo inverted with its caption: the per-step null embeddings phi_t, the schedule's timesteps, the pivot's
+    x_T*, and the decoded replays from x_T* with the plain null text (DDIM inversion alone) and with phi_t."""
+
+    phis: Tensor
+    timesteps: Tensor
+    x_T: Tensor
+    ddim_replay: Tensor
+    null_text_replay: Tensor
+
+
+def invert_photo(comps, photo: Tensor, caption: str, steps: int, guidance: float, settings: NullTextSettings):
+    """DDIM inversion of `photo` ([-1, 1], 1x3xHxW) with its caption at guidance 1 (Eq. 3), null-text inversion of
+    the pivot (Eq. 4), and both replays at `guidance` (images in [0, 1] on the CPU)."""
+    engine = SamplingEngine(comps.unet, DDIMSchedule.from_scheduler(comps.scheduler, steps))
+    cond = encode_text(comps.tokenizer, comps.text_encoder, [caption]).float()
+    phi = encode_text(comps.tokenizer, comps.text_encoder, [""]).float()
+    x0 = encode_images(comps.vae, photo.to(comps.unet.device)).float()
+    trajectory = ddim_invert(engine, x0, cond)  # Eq. (3), guidance 1
+    result = null_text_inversion(engine, trajectory, cond, phi, guidance, settings)  # Eq. (4)
+    plain = decode_latents(comps.vae, engine.sample(trajectory[-1], cond, phi, guidance)).cpu()
+    replay = engine.sample(trajectory[-1], cond, phi, guidance, callbacks=[PerStepUncond(result.phis)])
+    tuned = decode_latents(comps.vae, replay).cpu()
+    x_T = trajectory[-1].cpu().contiguous()
+    return PhotoInversion(result.phis.cpu().contiguous(), engine.schedule.timesteps.clone(), x_T, plain, tuned)
