@@ -8,7 +8,7 @@ import json
 import re
 import typing
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentParser, set_parsing_settings
 
 from hifilight.errors import HifiError, OneLineParseErrors
 from hifilight.models.loading import note_random_weights  # noqa: F401 (the commands' import of it)
@@ -21,6 +21,10 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**63 - 1), "seeds": (0, 2**63 - 1), "photos": (1, 8), "devices": (1, 1024), "threads": (0, 1024),
 }  # fmt: skip
 MULTIPLE_OF_8 = ("resolution", "size")
+
+# a typed dataclass of arguments may document each field with a docstring under it (as litgpt's args.py): --help
+# shows it
+set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
 def check_bounds(values: dict) -> None:
@@ -72,7 +76,7 @@ def summary(fn) -> str:
     return re.split(r"[:.](?:\s|$)", fn.__doc__.strip().splitlines()[0])[0]
 
 
-def run_group(commands: dict, prog: str, argv: list[str]) -> None:
+def run_group(commands: dict, prog: str, argv: list[str], noun: str = "command") -> None:
     """A command with subcommands (`hifilight toyworld dataset ...`): `--help` lists them with each one's summary
     line; a subcommand gets its own typed parser (and its own --help)."""
     if not argv or argv[0] in ("-h", "--help"):
@@ -81,10 +85,10 @@ def run_group(commands: dict, prog: str, argv: list[str]) -> None:
         lines += [f"  {name:<{width}}  {summary(fn)}" for name, fn in commands.items()]
         print("\n".join([*lines, "", f"Run `{prog} <command> --help` for the options of a command."]))
         if not argv:
-            raise HifiError(f"{prog}: choose a command: {', '.join(commands)}")
+            raise HifiError(f"{prog}: choose a {noun}: {', '.join(commands)}")
         return
     if argv[0] not in commands:
-        raise HifiError(f"{prog} {argv[0]}: unknown command; choose one of {', '.join(commands)}")
+        raise HifiError(f"{prog} {argv[0]}: unknown {noun}; choose one of {', '.join(commands)}")
     run_function(commands[argv[0]], f"{prog} {argv[0]}", argv[1:])
 
 
@@ -133,4 +137,12 @@ def run_function(fn, prog: str, argv: list[str]) -> None:
     cfg.pop("config", None)
     check_bounds(vars(cfg))
     cls = args_class(fn)
-    fn(**vars(cfg)) if cls is None else fn(cls(**vars(cfg)))
+    if cls is None:
+        return fn(**vars(cfg))
+    args = cls(**vars(cfg))
+    if hasattr(args, "check"):  # the dataclass's own checks are usage errors too, reported before anything runs
+        try:
+            args.check()
+        except HifiError as err:
+            parser.error(str(err))
+    fn(args)

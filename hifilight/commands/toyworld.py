@@ -18,6 +18,9 @@ from hifilight.commands.common import run_group
 from hifilight.errors import HifiError
 from hifilight.toyworld.ablation import AblationArgs, check_split
 from hifilight.toyworld.grid_search import TuneArgs
+from hifilight.toyworld.models import ReadersArgs
+from hifilight.toyworld.toysd2 import TrainArgs
+from hifilight.toyworld.toysd_training import ToySDArgs
 
 
 def dataset(
@@ -142,13 +145,6 @@ def tune(args: TuneArgs) -> None:
         print(f"wrote {written}")
 
 
-TRAINERS = {
-    "toysd": "hifilight.toyworld.toysd",
-    "toysd2": "hifilight.toyworld.toysd2",
-    "models": "hifilight.toyworld.models",
-}
-
-
 def snapshot(out: Path = Path("outputs/toyworld_ablation"), to: Path | None = None) -> None:
     """Save what resumes a long ablation in a later session, without its images: per seed the scored cells,
     the runner's results and the fitted single-file subjects (cells made but not scored yet are scored now).
@@ -172,15 +168,37 @@ def snapshot(out: Path = Path("outputs/toyworld_ablation"), to: Path | None = No
     print(f"wrote {to}: scored cells per seed {counts}; restore with cp -r {to}/. {out}/ and rerun the ablation")
 
 
-def train(what: str, args: list[str] | None = None) -> None:
-    """Train ToyWorld's own models from scratch: `train toysd ...` (ToySD, the generator; hours on a CPU) or
-    `train models ...` (ToyDINO, the classifier, and ToySAM, the segmenter); `train <what> --help` lists the options.
-    """
-    import importlib
+def train_toysd(args: ToySDArgs) -> None:
+    """Train ToySD (v1), the generator, from scratch on ToyWorld renders: VAE, judge adaptation, UNet and text
+    encoder (hours on a CPU)."""
+    from hifilight.toyworld.toysd_training import train
 
-    if what not in TRAINERS:
-        raise HifiError(f"train {what}: unknown trainer; choose one of {', '.join(TRAINERS)}")
-    importlib.import_module(TRAINERS[what]).main(args or [])
+    train(args)
+
+
+def train_toysd2(args: TrainArgs) -> None:
+    """Train (or continue) ToySD v2: ToyCLIP, the readers at v2's sizes, then the EMA UNet on ToyCLIP's frozen text
+    tower, with full checkpoints every few minutes (--resume true continues one)."""
+    from hifilight.toyworld.toysd2 import train
+
+    train(args)
+
+
+def train_models(args: ReadersArgs) -> None:
+    """Train ToyWorld's readers from scratch: the classifier (ToyDINO, the judge) and the segmenter (ToySAM)."""
+    from hifilight.toyworld.models import train_readers
+
+    train_readers(args)
+
+
+TRAINERS = {"toysd": train_toysd, "toysd2": train_toysd2, "models": train_models}
+
+
+def train(argv: list[str]) -> None:
+    """Train ToyWorld's own models from scratch: `train toysd ...` (ToySD v1, the generator; hours on a CPU),
+    `train toysd2 ...` (ToySD v2) or `train models ...` (ToyDINO and ToySAM); `train <what> --help` lists the options.
+    """
+    run_group(TRAINERS, "hifilight toyworld train", argv, noun="trainer")
 
 
 def serve_subjects(
@@ -212,11 +230,6 @@ COMMANDS = {
 
 
 def run(argv: list[str]) -> None:
-    if argv[:1] == ["train"]:  # the trainers keep their own argparse options: hand them the rest
-        if len(argv) < 2 or argv[1] in ("-h", "--help"):
-            print(f"usage: hifilight toyworld train {{{','.join(TRAINERS)}}} [options]\n\n{train.__doc__}")
-            if len(argv) < 2:
-                raise HifiError(f"hifilight toyworld train: choose a trainer: {', '.join(TRAINERS)}")
-            return
-        return train(argv[1], argv[2:])
+    if argv[:1] == ["train"]:  # a group of its own: one typed parser per trainer
+        return train(argv[1:])
     run_group(COMMANDS, "hifilight toyworld", argv)

@@ -60,7 +60,7 @@ def subject_match(
 class ToyJudge:
     """Scores generated images against a subject and a prompt with the ToyWorld classifier adapted to ToySD's
     decoder (`classifier_toysd`: fine-tuned on VAE reconstructions and blurred renders, see
-    `toysd.adapt_classifier`), which reads ToySD's soft outputs better than the one trained on crisp renders."""
+    `vae_training.adapt_classifier`), which reads ToySD's soft outputs better than the one trained on crisp renders."""
 
     def __init__(self, encoder=None):
         from hifilight.toyworld.perception import ToyDinoEncoder

@@ -5,14 +5,14 @@
   DINO-like fidelity score).
 - `ToySegmenter`: a small encoder-decoder that segments the object (box-free), the stand-in for SAM.
 
-`python -m hifilight.toyworld.models` (or `make toyworld-train`) retrains both from a seed and rewrites the
+`hifilight toyworld train models` (or `make toyworld-train`) retrains both from a seed and rewrites the
 committed weights; tests only load them.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -169,24 +169,29 @@ def load(name: str) -> nn.Module:
     return model.eval()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="hifilight toyworld train models",
-        description="Train ToyWorld's classifier (ToyDINO) and segmenter (ToySAM).",
-    )
-    parser.add_argument("--classifier_steps", type=int, default=6000)
-    parser.add_argument("--segmenter_steps", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+@dataclass
+class ReadersArgs:
+    """Options of `hifilight toyworld train models` (ToyWorld's classifier, ToyDINO, and segmenter, ToySAM).
+
+    Args:
+        classifier_steps: the classifier's training steps.
+        segmenter_steps: the segmenter's training steps.
+        seed: seed of the weights and the renders.
+        threads: CPU threads.
+    """
+
+    classifier_steps: int = 6000
+    segmenter_steps: int = 600
+    seed: int = 0
+    threads: int = 2
+
+
+def train_readers(args: ReadersArgs, log=print) -> None:
+    """Train both readers from a seed into the current world's folder and log each one's score on fresh renders."""
     torch.set_num_threads(args.threads)
     for kind, steps in (("classifier", args.classifier_steps), ("segmenter", args.segmenter_steps)):
         start = time.perf_counter()
         model = train(kind, steps, args.seed)
         path = save(model, kind)
         score = accuracy(model) if kind == "classifier" else {"mean_iou": mean_iou(model)}
-        print(f"{kind}: {steps} steps in {time.perf_counter() - start:.0f} s -> {path} {score}")
-
-
-if __name__ == "__main__":
-    main()
+        log(f"{kind}: {steps} steps in {time.perf_counter() - start:.0f} s -> {path} {score}")

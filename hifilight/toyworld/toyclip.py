@@ -9,7 +9,7 @@ It plays two of real CLIP's parts in ToyWorld:
   and prompt embeddings) through the evaluators real CLIP uses (`hifilight.evaluation`), since it is saved in the
   Hugging Face layout (`CLIPModel`, `CLIPTokenizer`, `CLIPImageProcessor`) and loads through the same path.
 
-The captions are those ToySD trains on (`toysd.caption_variant`: full, partial and class-word captions), so every
+The captions are those ToySD trains on (`corpus.caption_variant`: full, partial and class-word captions), so every
 prompt a ToyWorld table uses is in its distribution. Several images in a batch may share a caption ("a photo of a
 star"); they are all positives of it (a multi-positive InfoNCE target, not CLIP's identity matrix).
 """

@@ -34,17 +34,11 @@ from hifilight.io import write_folder_atomic
 from hifilight.models.tiny import sd14_ddim_scheduler
 from hifilight.toyworld import models as readers
 from hifilight.toyworld import toyclip, toysd, world
-from hifilight.toyworld.toysd import (
-    adapt_classifier,
-    caption_variant,
-    curve_point,
-    encode_latents,
-    reconstruction_accuracy,
-    render_corpus,
-    tokenize,
-    toy_tokenizer,
-)
+from hifilight.toyworld.corpus import caption_variant, encode_latents, render_corpus
+from hifilight.toyworld.tokenizer import tokenize, toy_tokenizer
+from hifilight.toyworld.toysd_training import curve_point
 from hifilight.toyworld.unet_trainer import Trainer
+from hifilight.toyworld.vae_training import adapt_classifier, reconstruction_accuracy
 
 CHECKPOINT = "checkpoint"
 READERS = ("classifier", "classifier_toysd", "segmenter")
@@ -82,9 +76,9 @@ class TrainArgs:
     snr_gamma: float = 5.0
     """Min-SNR loss weighting (0: the plain epsilon loss)."""
     latent_scale: float = 0.3
-    """Latent std the UNet sees (v1's input scaling, see toysd.encode_latents)."""
+    """Latent std the UNet sees (v1's input scaling, see corpus.encode_latents)."""
     partial_captions: float = 0.2
-    """Share of partial captions (toysd.caption_variant)."""
+    """Share of partial captions (corpus.caption_variant)."""
     checkpoint_minutes: float = 10.0
     """Minutes between full checkpoints."""
     curve_every: int = 1500
@@ -182,7 +176,6 @@ def train_clip(args: TrainArgs, tokenizer, images: torch.Tensor, scenes: list, l
 def build_components(args: TrainArgs, log=print) -> tuple[dict, dict, torch.Tensor, list]:
     """Tokenizer, VAE (v1's), ToyCLIP's frozen text tower, a seeded UNet, the scheduler; the corpus and its latents."""
     out = Path(args.out)
-    world.use("v2", out)
     tokenizer = toy_tokenizer()
     vae = AutoencoderKL.from_pretrained(world.ASSETS / "toysd", subfolder="vae").eval()
     info = train_readers(args, vae, log)
@@ -234,6 +227,14 @@ def train(args: TrainArgs, log=print) -> Path:
     out = Path(args.out)
     if (out / CHECKPOINT).exists() and not args.resume:
         raise HifiError(f"--out {out} already has a {CHECKPOINT}/; pass --resume true to continue it or a new --out")
+    with world.using("v2", out):  # v2's sizes and this run's readers for the run, the process's world after it
+        return run(args, log)
+
+
+def run(args: TrainArgs, log=print) -> Path:
+    """The run itself, inside world v2 with `args.out`'s models: components, then UNet steps until --unet_steps
+    or --stop_after_minutes, with checkpoints and learning-curve points on the way."""
+    out = Path(args.out)
     started = time.perf_counter()
     comps, info, latents, scenes = build_components(args, log)
     device = resolve_device(args.device)
@@ -268,23 +269,3 @@ def train(args: TrainArgs, log=print) -> Path:
     trainer.export(out / "toysd", info)
     log(f"ToySD v2 at step {trainer.step} -> {out / 'toysd'}")
     return out / "toysd"
-
-
-def main(argv: list[str] | None = None) -> None:
-    from jsonargparse import ArgumentParser
-
-    from hifilight.errors import OneLineParseErrors
-
-    class Parser(OneLineParseErrors, ArgumentParser):
-        pass
-
-    parser = Parser(prog="hifilight toyworld train toysd2", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", action="config")
-    parser.add_class_arguments(TrainArgs)
-    cfg = vars(parser.parse_args(argv or []))
-    cfg.pop("config", None)
-    train(TrainArgs(**cfg))
-
-
-if __name__ == "__main__":
-    main()

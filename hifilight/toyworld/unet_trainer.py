@@ -18,7 +18,10 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 
 from hifilight.io import write_folder_atomic
-from hifilight.toyworld.toysd import caption_variant, min_snr_weights, save, tokenize
+from hifilight.toyworld.corpus import caption_variant
+from hifilight.toyworld.tokenizer import tokenize
+from hifilight.toyworld.toysd import save
+from hifilight.toyworld.toysd_training import min_snr_weights
 
 if TYPE_CHECKING:
     from hifilight.toyworld.toysd2 import TrainArgs

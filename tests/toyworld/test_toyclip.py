@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from hifilight.perception.encoders import ClipEncoder
 from hifilight.toyworld import toyclip
-from hifilight.toyworld.toysd import tokenize, toy_tokenizer
+from hifilight.toyworld.tokenizer import tokenize, toy_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_the_text_tower_is_the_text_encoder_toysd_v2_uses(clip):
 
 
 def test_training_lowers_the_loss_on_renders(clip):
-    from hifilight.toyworld.toysd import caption_variant, render_corpus
+    from hifilight.toyworld.corpus import caption_variant, render_corpus
 
     tokenizer = clip[1]
     model = toyclip.build(tokenizer, seed=3)

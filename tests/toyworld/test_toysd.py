@@ -3,7 +3,7 @@
 import torch
 from PIL import Image
 
-from hifilight.toyworld.toysd import MAX_LENGTH, toy_tokenizer, vocabulary_words
+from hifilight.toyworld.tokenizer import MAX_LENGTH, toy_tokenizer, vocabulary_words
 
 
 def test_every_toyworld_word_is_one_token_and_other_words_still_tokenize():
@@ -101,7 +101,7 @@ def test_committed_toysd_draws_the_asked_background_and_colour_and_some_shapes()
 def test_min_snr_weights_damp_only_the_low_noise_steps():
     from diffusers import DDPMScheduler
 
-    from hifilight.toyworld.toysd import min_snr_weights
+    from hifilight.toyworld.toysd_training import min_snr_weights
 
     sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
     t = torch.arange(0, 1000, 37)
@@ -114,7 +114,8 @@ def test_min_snr_weights_damp_only_the_low_noise_steps():
 
 
 def test_encode_latents_gives_the_asked_scale_and_records_it_for_decoding():
-    from hifilight.toyworld.toysd import encode_latents, toy_vae
+    from hifilight.toyworld.corpus import encode_latents
+    from hifilight.toyworld.toysd import toy_vae
 
     torch.manual_seed(0)
     vae = toy_vae().eval()
@@ -129,7 +130,7 @@ def test_encode_latents_gives_the_asked_scale_and_records_it_for_decoding():
 def test_vae_loss_is_plain_l1_plus_l2_without_masks_and_weighs_object_pixels_with_them():
     import torch.nn.functional as F
 
-    from hifilight.toyworld.toysd import reconstruction_loss
+    from hifilight.toyworld.vae_training import reconstruction_loss
 
     g = torch.Generator().manual_seed(0)
     x, recon = torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 3, 8, 8, generator=g)
@@ -145,8 +146,8 @@ def test_vae_loss_is_plain_l1_plus_l2_without_masks_and_weighs_object_pixels_wit
 def test_partial_captions_always_name_the_shape_and_leave_out_some_of_the_rest():
     import numpy as np
 
+    from hifilight.toyworld.corpus import caption_variant
     from hifilight.toyworld.scenes import Scene, ToyObject
-    from hifilight.toyworld.toysd import caption_variant
 
     scene = Scene(ToyObject("star", "blue", "dotted", "yellow"), "snow")
     rng = np.random.default_rng(0)
@@ -168,7 +169,8 @@ def test_partial_captions_always_name_the_shape_and_leave_out_some_of_the_rest()
 
 def test_train_denoiser_learns_on_cpu_and_checkpoints_at_the_asked_steps():
     from hifilight.toyworld.scenes import Scene, ToyObject
-    from hifilight.toyworld.toysd import build, train_denoiser
+    from hifilight.toyworld.toysd import build
+    from hifilight.toyworld.toysd_training import train_denoiser
 
     comps = build(0)
     before = comps["unet"].conv_in.weight.detach().clone()

@@ -11,7 +11,7 @@ from hifilight.errors import HifiError
 from hifilight.models.tiny import sd14_ddim_scheduler
 from hifilight.toyworld import scenes, toyclip, world
 from hifilight.toyworld.scenes import ToyObject
-from hifilight.toyworld.toysd import toy_tokenizer
+from hifilight.toyworld.tokenizer import toy_tokenizer
 from hifilight.toyworld.toysd2 import TrainArgs, Trainer, toy_unet
 
 
