@@ -6,7 +6,19 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hifilight"
 LAYERS = {  # keep in step with docs/architecture.md
-    0: {"errors", "io", "prompts", "validation", "masking", "conditioning", "viz", "plugins", "batcher", "__init__"},
+    0: {
+        "errors",
+        "io",
+        "prompts",
+        "validation",
+        "limits",
+        "masking",
+        "conditioning",
+        "viz",
+        "plugins",
+        "batcher",
+        "__init__",
+    },
     1: {"artifacts", "token_embeddings", "subjects"},
     2: {"models"},
     3: {"perception"},

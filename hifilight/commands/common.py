@@ -11,16 +11,8 @@ import typing
 from jsonargparse import ArgumentParser, set_parsing_settings
 
 from hifilight.errors import HifiError, OneLineParseErrors
+from hifilight.limits import LIMITS
 from hifilight.models.loading import note_random_weights  # noqa: F401 (the commands' import of it)
-
-# The range of every numeric flag of that name, in every command (checked after parsing, before any model loads).
-# Generation beyond these sizes is not a use case on any GPU we know; fits have their own checks in the modules.
-BOUNDS: dict[str, tuple[float, float]] = {
-    "steps": (1, 1000), "num_images": (1, 10_000), "images_per_prompt": (1, 1000),
-    "batch_size": (1, 4096), "resolution": (8, 4096), "size": (16, 4096), "guidance": (0.0, 100.0),
-    "seed": (0, 2**63 - 1), "seeds": (0, 2**63 - 1), "photos": (1, 8), "devices": (1, 1024), "threads": (0, 1024),
-}  # fmt: skip
-MULTIPLE_OF_8 = ("resolution", "size")
 
 # a typed dataclass of arguments may document each field with a docstring under it (as litgpt's args.py): --help
 # shows it
@@ -28,18 +20,17 @@ set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
 def check_bounds(values: dict) -> None:
-    """One line naming the flag for a numeric value outside BOUNDS (lists, e.g. --seeds, are checked element-wise)."""
+    """One line naming the flag for a numeric value outside its `hifilight.limits.LIMITS` entry (lists, e.g.
+    --seeds, are checked element-wise)."""
     for name, value in values.items():
-        if name not in BOUNDS or value is None:
+        if name not in LIMITS or value is None:
             continue
-        low, high = BOUNDS[name]
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
-            if not low <= v <= high:  # also catches NaN
-                raise HifiError(f"--{name} must be in {low}..{high}, got {v}")
-            if name in MULTIPLE_OF_8 and v % 8:
-                raise HifiError(f"--{name} must be a multiple of 8, got {v}")
+            problem = LIMITS[name].problem(v)
+            if problem is not None:
+                raise HifiError(f"--{name} {problem}, got {v}")
 
 
 class CommandParser(OneLineParseErrors, ArgumentParser):

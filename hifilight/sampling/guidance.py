@@ -26,6 +26,10 @@ from hifilight.masking import BINARY_RULES
 from hifilight.sampling.engine import SamplingEngine, StepCallback, StepOverride, StepResult, StepState
 from hifilight.sampling.null_text import optimise_null
 
+# how a guidance error names the settings on the command line (the service names its request fields)
+FLAG_NAMES = {"start": "--reference.guide.start", "end": "--reference.guide.end", "start_word": "start",
+              "end_word": "end", "steps": "--steps"}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class GuidanceSettings:
@@ -54,11 +58,7 @@ class GuidanceSettings:
 
     def check(self, num_steps: int, guidance: float) -> None:
         """Raise ValueError naming the flag when these settings cannot run with `num_steps` DDIM steps."""
-        if not 1 <= self.end <= self.start <= num_steps:
-            raise ValueError(
-                f"--reference.guide.start {self.start} / --reference.guide.end {self.end}: need "
-                f"1 <= end <= start <= --steps ({num_steps}); the paper uses start 40, end 10 with 50 steps"
-            )
+        self.check_window(num_steps)
         if self.inner_steps < 0:
             raise ValueError(f"--reference.guide.inner_steps must be >= 0, got {self.inner_steps}")
         if self.reduction not in ("mean", "sum"):
@@ -71,6 +71,15 @@ class GuidanceSettings:
             raise ValueError(
                 "reference guidance optimises the null embedding, which guidance 1 ignores; use --guidance > 1 "
                 "or --reference.guide.inner_steps 0"
+            )
+
+    def check_window(self, num_steps: int, names: dict[str, str] = FLAG_NAMES) -> None:
+        """ValueError unless 1 <= t_e <= t_s <= T, naming the settings as `names` says (CLI flags or request fields)."""
+        if not 1 <= self.end <= self.start <= num_steps:
+            raise ValueError(
+                f"{names['start']} {self.start} / {names['end']} {self.end}: need 1 <= {names['end_word']} <= "
+                f"{names['start_word']} <= {names['steps']} ({num_steps}); the paper uses start 40, end 10 with 50 "
+                "steps"
             )
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The request bounds that do not depend on settings, one place for the HTTP layer (serve/service.py) and validate.
-MAX_STEPS = 100
-MAX_GUIDANCE = 30.0
-MAX_SEED = 2**31 - 1
+from hifilight.limits import LIMITS
+
+# The request bounds that do not depend on settings (the service's column of the one table in hifilight.limits), for
+# the HTTP layer (serve/service.py) and validate.
+MAX_STEPS = int(LIMITS["steps"].ceiling(served=True))
+MAX_GUIDANCE = float(LIMITS["guidance"].ceiling(served=True))
+MAX_SEED = int(LIMITS["seed"].ceiling(served=True))
 
 
 @dataclass(frozen=True)
@@ -26,13 +29,19 @@ class GuideRequest:
 
         start = self.start if self.start is not None else max(1, round(steps * 0.8))
         end = self.end if self.end is not None else max(1, round(steps * 0.2))
-        if not 1 <= end <= start <= steps:
-            raise RequestError(
-                f"guide_start {start} / guide_end {end}: need 1 <= guide_end <= guide_start <= steps ({steps})"
-            )
+        settings = GuidanceSettings(start=start, end=end, inner_steps=self.inner_steps)
+        try:
+            settings.check_window(steps, REQUEST_NAMES)
+        except ValueError as err:
+            raise RequestError(str(err)) from None
         if not 0 <= self.inner_steps <= max_inner_steps:
             raise RequestError(f"guide_inner_steps must be in 0..{max_inner_steps}, got {self.inner_steps}")
-        return GuidanceSettings(start=start, end=end, inner_steps=self.inner_steps)
+        return settings
+
+
+# how a guidance error names the settings in a request (the CLI names its flags: guidance.FLAG_NAMES)
+REQUEST_NAMES = {"start": "guide_start", "end": "guide_end", "start_word": "guide_start", "end_word": "guide_end",
+                 "steps": "steps"}  # fmt: skip
 
 
 class RequestError(ValueError):

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+DINO_DEFAULT = "facebook/dino-vits16"
 DINO_FOR = {"tiny": "tiny", "toysd": "toyworld"}  # the image encoder reference guidance uses with a built-in model
 
 
@@ -20,9 +21,9 @@ class ServeSettings:
     device: str = "auto"
     max_size: int = 768  # largest width/height in pixels
     max_prompt_chars: int = 300
-    dino_model: str = (
-        "facebook/dino-vits16"  # for reference guidance ("tiny" with the tiny preset, "toyworld" with ToySD)
-    )
+    # the image encoder of reference guidance; None: the one that goes with `model` (DINO_FOR: "tiny" with the tiny
+    # preset, "toyworld" with ToySD), else DINO ViT-S/16
+    dino_model: str | None = None
     threads: int = 0  # torch CPU threads; 0 = all cores (BentoML workers may otherwise inherit a lower limit)
     # the most work one request may ask for, in megapixel-steps (width x height x steps / 1e6; with reference
     # guidance every inner step J of every guided step counts as one more step): 50 steps at 512 x 512 is 13.1. A
@@ -39,6 +40,10 @@ class ServeSettings:
     api_token: str | None = None  # when set, every request but the probes needs "Authorization: Bearer <token>"
     fit_configs: Path = Path("configs")  # the presets a fit request may name (fit YAMLs, by file stem)
 
+    def __post_init__(self):
+        if self.dino_model is None:
+            object.__setattr__(self, "dino_model", DINO_FOR.get(self.model, DINO_DEFAULT))
+
     @classmethod
     def from_env(cls, env=os.environ) -> ServeSettings:
         get = lambda name, default: env.get(f"HIFILIGHT_{name.upper()}", default)  # noqa: E731
@@ -52,7 +57,7 @@ class ServeSettings:
             device=get("device", cls.device),
             max_size=int(get("max_size", cls.max_size)),
             max_prompt_chars=int(get("max_prompt_chars", cls.max_prompt_chars)),
-            dino_model=get("dino_model", DINO_FOR.get(model, cls.dino_model)),
+            dino_model=get("dino_model", None),
             threads=int(get("threads", 0)),
             max_work=float(get("max_work", cls.max_work)),
             max_inner_steps=int(get("max_inner_steps", cls.max_inner_steps)),

@@ -88,6 +88,14 @@ def test_settings_from_environment(tmp_path):
     assert s.subjects_dir == tmp_path and s.max_size == 256 and s.backend == "onnx" and s.dino_model == "tiny"
 
 
+def test_settings_built_directly_pick_the_image_encoder_of_their_model():
+    assert ServeSettings().dino_model == "toyworld"  # the default model is ToySD: ToyDINO, no download
+    assert ServeSettings(model="tiny").dino_model == "tiny"
+    assert ServeSettings(model="CompVis/stable-diffusion-v1-4").dino_model == "facebook/dino-vits16"
+    assert ServeSettings(model="tiny", dino_model="my/dino").dino_model == "my/dino"
+    assert ServeSettings.from_env({"HIFILIGHT_DINO_MODEL": "x"}).dino_model == "x"
+
+
 def test_onnx_backend_serves_the_same_image(serve_subjects, tiny, tmp_path, server):
     from hifilight.export.onnx import export_onnx
 
