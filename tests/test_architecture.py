@@ -102,3 +102,31 @@ def test_images_of_a_subject_are_made_by_the_renderer_alone():
                 if name == "reference_guided" or (name == "generate" and (direct or owner == "generation")):
                     wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} calls {name}")
     assert not wrong, "render through hifilight.sampling.renderer.SubjectRenderer:\n" + "\n".join(wrong)
+
+
+def _code_lines(node: ast.FunctionDef, lines: list[str]) -> int:
+    """Lines of code of a function: its body without the docstring, blank lines and comments."""
+    body = node.body
+    has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+    start = (body[1].lineno if len(body) > 1 else node.end_lineno) if has_doc else body[0].lineno
+    code = lines[start - 1 : node.end_lineno]
+    return sum(1 for line in code if line.strip() and not line.strip().startswith("#"))
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 400 lines, no function over 60 lines of code, the median function at most 10 (the second
+    tidy-up's bounds; `serve/` included)."""
+    import statistics
+
+    sizes, long_modules, long_functions = [], [], []
+    for path in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "serve").rglob("*.py")]:
+        lines = path.read_text().splitlines()
+        if len(lines) > 400:
+            long_modules.append(f"{path.name}: {len(lines)}")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                sizes.append(_code_lines(node, lines))
+                if sizes[-1] > 60:
+                    long_functions.append(f"{path.name}:{node.name}: {sizes[-1]}")
+    assert not long_modules and not long_functions
+    assert statistics.median(sizes) <= 10

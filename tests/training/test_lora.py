@@ -154,3 +154,24 @@ def test_kohya_export_loads_in_diffusers_as_the_same_adapters(fitted, tmp_path, 
     assert {float(v) for k, v in kohya_state_dict(state, 8.0).items() if k.endswith(".alpha")} == {8.0}
     assert main(["export", "lora", "--subject", str(fitted), "--out", str(out)]) == 2  # no silent overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_lora_declares_the_prior_preservation_options_as_dreambooth_does():
+    """The one duplicate LightningCLI's flat flags need: same names, defaults and help in both modules."""
+    import inspect
+
+    from docstring_parser import parse
+
+    from hifilight.training.dreambooth import DreamBoothModule
+    from hifilight.training.lora import LoRAModule
+
+    prior = ("prior_preservation", "prior_loss_weight", "num_class_images", "class_dir", "class_prompt",
+             "class_steps", "class_guidance")  # fmt: skip
+    signatures = [inspect.signature(m.__init__).parameters for m in (DreamBoothModule, LoRAModule)]
+    docs = [
+        {p.arg_name: p.description for p in parse(m.__init__.__doc__).params} for m in (DreamBoothModule, LoRAModule)
+    ]
+    for name in prior:
+        assert signatures[0][name].default == signatures[1][name].default, name
+        assert signatures[0][name].annotation == signatures[1][name].annotation, name
+        assert docs[0][name] == docs[1][name], name
