@@ -23,8 +23,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import interleaved_ms, write_report  # noqa: E402
+from hifilight.guide_builder import build_guide  # noqa: E402
 from hifilight.models import load_components  # noqa: E402
-from hifilight.options import ReferenceOptions, SourceOptions, build_guide  # noqa: E402
+from hifilight.options import ReferenceOptions, SourceOptions  # noqa: E402
 from hifilight.sampling.generate import make_jobs  # noqa: E402
 from hifilight.sampling.guidance import GuidanceSettings  # noqa: E402
 from hifilight.sampling.reference import STAGES, reference_guided  # noqa: E402

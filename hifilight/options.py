@@ -1,23 +1,18 @@
 """The options the commands and the service share: the base model (`ModelOptions`, `resolve_device`), the subject's
-source photos and reference-guided generation (`SourceOptions`, `ReferenceOptions`, `build_guide`; Algorithm 2
-itself is `hifilight.sampling.reference`). Commands import these; no command imports another.
+source photos and reference-guided generation (`SourceOptions`, `ReferenceOptions`; `hifilight.guide_builder`
+builds the guide from them, Algorithm 2 itself is `hifilight.sampling.reference`). Commands import these; no
+command imports another.
 """
 
 from __future__ import annotations
 
-import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from hifilight.data.masks import build_generated_mask_provider, build_mask_provider
-from hifilight.errors import HifiError
 from hifilight.perception.align import AlignSettings
 from hifilight.perception.grounded_sam import GroundedSamSettings
 from hifilight.sampling.guidance import GuidanceSettings
-from hifilight.sampling.reference import ReferenceGuide, load_sources
-from hifilight.subjects import Subject
 
 
 @dataclass
@@ -83,40 +78,3 @@ class ReferenceOptions:
     guide: GuidanceSettings = field(default_factory=GuidanceSettings)
     align: AlignSettings = field(default_factory=AlignSettings)
     segmentation: GroundedSamSettings = field(default_factory=GroundedSamSettings)
-
-
-def build_guide(
-    subject: Subject, data: SourceOptions, options: ReferenceOptions, resolution: int, device: str, encoder=None
-) -> ReferenceGuide:
-    """Load the sources, DINO (unless `encoder` is given), the mask provider and the captioner."""
-    if data.subject_dir is None:
-        raise HifiError("--reference_guidance true needs the subject's photos: pass --data.subject_dir photos/")
-    if subject.artifact is not None and subject.artifact.c_s_t is None:
-        warnings.warn(
-            "this subject artifact has no step-wise embeddings; reference guidance samples with c_s at every step "
-            "(fit with --model.stepwise_steps > 0 for Eq. 7)",
-            stacklevel=2,
-        )
-    from hifilight.perception.encoders import DinoEncoder
-
-    class_name = subject.class_name
-    encoder = encoder or DinoEncoder.from_pretrained(options.dino_model, device, flag="--reference.dino_model")
-    source_masks = build_mask_provider(data.masks, data.subject_dir, data.masks_dir, class_name, options.segmentation)
-    sources = load_sources(Path(data.subject_dir), source_masks, resolution, encoder)
-    generated = build_generated_mask_provider(options.generated_masks, class_name, options.segmentation)
-    return ReferenceGuide(
-        sources, encoder, generated, _captioner(options, class_name, device), options.guide, options.align
-    )
-
-
-def _captioner(options: ReferenceOptions, class_name: str, device: str):
-    fallback = f"a photo of a {class_name}"
-    if options.caption:
-        return lambda image: options.caption
-    if options.captioner is None:
-        print(f"reference caption: {fallback!r} (set --reference.captioner or --reference.caption)", file=sys.stderr)
-        return lambda image: fallback
-    from hifilight.perception.captioner import Blip2Captioner, captions_or_fallback
-
-    model = Blip2Captioner.from_pretrained(options.captioner, device)
-    return lambda image: captions_or_fallback(model, [image], fallback)[0]

@@ -24,7 +24,7 @@ LAYERS = {  # keep in step with docs/architecture.md
     3: {"perception"},
     4: {"data"},
     5: {"sampling", "export"},
-    6: {"training", "evaluation", "options"},
+    6: {"training", "evaluation", "options", "guide_builder"},
     7: {"toyworld", "api", "serving"},
     8: {"commands", "cli"},
 }

@@ -15,9 +15,10 @@ from PIL import Image
 
 from hifilight.commands.common import function_parser, note_random_weights, run_function
 from hifilight.errors import HifiError
+from hifilight.guide_builder import build_guide
 from hifilight.io import check_output_folder, check_writable, image_grid, save_png, write_atomic
 from hifilight.models import load_components
-from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
+from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, resolve_device
 from hifilight.sampling.generate import Job, make_jobs
 from hifilight.sampling.reference import ReferenceRecord, SourceSet
 from hifilight.sampling.renderer import SubjectRenderer

@@ -21,9 +21,10 @@ from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
 from hifilight.evaluation.rows import Row, method_rows, select_rows
 from hifilight.evaluation.runner import EvalSettings, Runner
+from hifilight.guide_builder import build_guide
 from hifilight.io import write_atomic
 from hifilight.models.loading import note_random_weights
-from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, build_guide, resolve_device
+from hifilight.options import ModelOptions, ReferenceOptions, SourceOptions, resolve_device
 from hifilight.perception.encoders import CLIP_DEFAULT, DINO_DEFAULT
 
 SD14 = "CompVis/stable-diffusion-v1-4"

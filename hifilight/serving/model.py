@@ -347,7 +347,8 @@ class SubjectServer:
         return [r.image for r in rendered]
 
     def _guided(self, item: Loaded, job: list[Job], steps: int, guidance: float, size: int, settings) -> Image.Image:
-        from hifilight.options import ReferenceOptions, SourceOptions, build_guide, resolve_device
+        from hifilight.guide_builder import build_guide
+        from hifilight.options import ReferenceOptions, SourceOptions, resolve_device
         from hifilight.perception.encoders import DinoEncoder
 
         options = ReferenceOptions(dino_model=self.settings.dino_model, guide=settings)

@@ -113,9 +113,11 @@ class Trainer:
         """Restore a checkpoint; without optimizer state (a compact point) AdamW starts fresh with a new warm-up."""
         state = json.loads((folder / "state.json").read_text())
         names = self.names()
-        weights = load_file(str(folder / "unet.safetensors"))
-        self.unet.load_state_dict({**self.unet.state_dict(), **{n: weights[n].float() for n in names}})
         ema = load_file(str(folder / "ema.safetensors"))
+        # a compact point written with --compact_weights ema holds no raw weights: they restart from the EMA
+        raw = folder / "unet.safetensors"
+        weights = load_file(str(raw)) if raw.is_file() else ema
+        self.unet.load_state_dict({**self.unet.state_dict(), **{n: weights[n].float() for n in names}})
         self.ema.shadow_params = [ema[n].float().to(self.device) for n in names]
         self.ema.optimization_step = state["ema_optimization_step"]
         self.step, self.curve, self.seconds = state["step"], state["curve"], float(state["seconds"])

@@ -95,11 +95,28 @@ def test_a_compact_point_keeps_half_precision_weights_and_restarts_the_optimizer
     assert back.opt.param_groups[0]["lr"] == pytest.approx(back.args.lr / 2)  # step 1 of a 2-step warm-up
 
 
+def test_a_compact_point_of_the_ema_alone_restarts_the_raw_weights_from_it(parts, tmp_path):
+    run = _trainer(parts, tmp_path)
+    for _ in range(3):
+        run.train_step()
+    run.save_checkpoint(tmp_path / "compact", compact=True)
+    (tmp_path / "compact" / "unet.safetensors").unlink()  # what --compact_weights ema leaves out
+    back = _trainer(parts, tmp_path)
+    back.load_checkpoint(tmp_path / "compact")
+    for p, q in zip(back.unet.parameters(), back.ema.shadow_params, strict=True):
+        assert torch.equal(p, q)  # the raw weights are the EMA's
+    for p, q in zip(run.ema.shadow_params, back.ema.shadow_params, strict=True):
+        assert torch.allclose(p, q, atol=1e-3, rtol=1e-3)
+    assert not all(torch.equal(p, q) for p, q in zip(run.unet.parameters(), back.unet.parameters(), strict=True))
+
+
 def test_bad_options_are_one_line_errors_naming_the_flag(tmp_path):
     with pytest.raises(HifiError, match="--batch must be >= 1"):
         TrainArgs(out=tmp_path, batch=0).check()
     with pytest.raises(HifiError, match="--ema_max_decay"):
         TrainArgs(out=tmp_path, ema_max_decay=1.0).check()
+    with pytest.raises(HifiError, match="--compact_weights must be both or ema"):
+        TrainArgs(out=tmp_path, compact_weights="raw").check()
 
 
 @pytest.mark.slow  # ~1 min: readers, ToyCLIP and a UNet step or two, end to end (make test-all)
@@ -116,6 +133,10 @@ def test_the_command_trains_compacts_and_resumes_from_the_compact_point(tmp_path
     compact = tmp_path / "compact"
     assert main(["toyworld", "train", "toysd2", "--out", str(first), "--compact_to", str(compact)]) == 0
     assert not (compact / "checkpoint" / "optimizer.safetensors").exists() and (compact / "toyclip").is_dir()
+    half = tmp_path / "half"
+    args = ["toyworld", "train", "toysd2", "--out", str(first), "--compact_to", str(half), "--compact_weights", "ema"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (half / "checkpoint").iterdir()) == ["ema.safetensors", "state.json"]
     assert json.loads((compact / "readers.json").read_text())["toysam_mean_iou"] > 0  # the readers' record travels
     again = tmp_path / "again"
     shutil.copytree(compact, again)
