@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_embedded_subjects_all_serve_on_toysd():
     server = SubjectServer(ServeSettings(subjects_dir=ROOT / "serve" / "subjects")).load()
-    assert server.settings.model == "toysd" and server.settings.dino_model == "facebook/dino-vits16"
+    # settings built directly pick ToySD's image encoder as the service's own (from the environment) do
+    assert server.settings.model == "toysd" and server.settings.dino_model == "toyworld"
     assert ServeSettings.from_env({}).dino_model == "toyworld"  # what the service itself uses with ToySD
     assert not server.skipped, server.skipped
     kinds = {d["name"]: d["kind"] for d in server.describe()}
