@@ -219,6 +219,8 @@ def compact(args: TrainArgs) -> Path:
             save_file({k: v.half() for k, v in tensors.items()}, str(tmp / CHECKPOINT / f"{part}.safetensors"))
         state |= {"compact": True, "compact_weights": args.compact_weights, "optimizer_steps": {}}
         (tmp / CHECKPOINT / "state.json").write_text(json.dumps(state, indent=1) + "\n")
+        if (dest / "README.md").is_file():  # the folder's own note (a committed resume point has one) stays
+            shutil.copy(dest / "README.md", tmp / "README.md")
 
     return write_folder_atomic(dest, write, overwrite=True)
 

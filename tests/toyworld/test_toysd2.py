@@ -137,6 +137,9 @@ def test_the_command_trains_compacts_and_resumes_from_the_compact_point(tmp_path
     args = ["toyworld", "train", "toysd2", "--out", str(first), "--compact_to", str(half), "--compact_weights", "ema"]
     assert main(args) == 0
     assert sorted(p.name for p in (half / "checkpoint").iterdir()) == ["ema.safetensors", "state.json"]
+    (half / "README.md").write_text("how to resume\n")
+    assert main(args) == 0  # written again over the same folder: its note stays
+    assert (half / "README.md").read_text() == "how to resume\n"
     assert json.loads((compact / "readers.json").read_text())["toysam_mean_iou"] > 0  # the readers' record travels
     again = tmp_path / "again"
     shutil.copytree(compact, again)
