@@ -19,6 +19,7 @@ from hifilight.sampling.guidance import GuidanceSettings
 from hifilight.toyworld import report, tuning
 from hifilight.toyworld.cells import CALIBRATION, WEIGHTS_MARKER, score_runs
 from hifilight.toyworld.dataset import SPLITS, write_dataset
+from hifilight.toyworld.toysd import SIZE
 from hifilight.toyworld.world import CONFIGS
 
 
@@ -119,7 +120,6 @@ def run(args: AblationArgs, log=print) -> dict:
     write toyworld_table.md (mean ± std over seeds, each ladder step's paired difference with a bootstrap 95%
     interval), toyworld_table.json and image grids. Returns the summary."""
     from hifilight.models import load_components
-    from hifilight.toyworld.toysd import SIZE
 
     args.check()
     seeds, model = args.seeds or [0, 1, 2], args.model or "toysd"
@@ -158,8 +158,6 @@ def run(args: AblationArgs, log=print) -> dict:
 
 def seed_eval_args(args: AblationArgs, seed: int, model: str, rows, tuned: dict | None) -> EvalArgs:
     """The DreamBench runner's arguments for one seed of the ablation (fits seeded by it, images by 1000 x it)."""
-    from hifilight.toyworld.toysd import SIZE
-
     return EvalArgs(
         Path(args.out) / "dataset",
         args.method,
