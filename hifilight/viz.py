@@ -36,3 +36,31 @@ def attention_figure(image: Image.Image, maps: dict[str, torch.Tensor], tile: in
         for col in range(n):
             canvas.paste(heatmap(token_maps[col], tile), (label_width + col * tile, y))
     return canvas
+
+
+def labelled_rows(lines: list[tuple[str, list[Image.Image]]], tile: int = 64, label_width: int = 150) -> Image.Image:
+    """One picture to read side by side: a line per (label, images), the label on the left, the images resized to
+    tile x tile; shorter lines end in white."""
+    if not lines or not any(images for _, images in lines):
+        raise ValueError("labelled_rows needs at least one line with images")
+    cols = max(len(images) for _, images in lines)
+    canvas = Image.new("RGB", (label_width + cols * tile, len(lines) * tile), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row, (label, images) in enumerate(lines):
+        y = row * tile
+        for k, part in enumerate(_wrap(label, label_width // 6)):
+            draw.text((4, y + 4 + 12 * k), part, fill="black")
+        for col, image in enumerate(images):
+            canvas.paste(image.convert("RGB").resize((tile, tile), Image.BICUBIC), (label_width + col * tile, y))
+    return canvas
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Words of `text` in lines of at most `width` characters (a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines

@@ -11,12 +11,12 @@ hifilight toyworld snapshot --out outputs/toyworld_ablation --to runs/my_ablatio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hifilight.commands.common import run_group
 from hifilight.errors import HifiError
 from hifilight.toyworld.ablation import AblationArgs, check_split
+from hifilight.toyworld.calibration_report import CalibrationArgs
 from hifilight.toyworld.grid_search import TuneArgs
 from hifilight.toyworld.models import ReadersArgs
 from hifilight.toyworld.toysd2 import TrainArgs
@@ -55,74 +55,13 @@ def dataset(
     print(f"wrote {len(folders)} ToyWorld subjects ({split} split) to {out}")
 
 
-def calibrate(
-    split: str = "test",
-    out: Path | None = None,
-    model: str = "toysd",
-    prompts: list[int] | None = None,
-    images_per_prompt: int = 4,
-    seed: int = 0,
-    steps: int = 25,
-    guidance: float = 5.0,
-    batch_size: int = 32,
-    overwrite: bool = False,
-    dreambooth: bool = False,
-    tuning: Path = Path("docs/toyworld/tuning.json"),
-    dreambooth_args: list[str] | None = None,
-    fits: Path = Path("outputs/toyworld_ceiling"),
-    clip_model: str | None = None,
-    world: str = "v1",
-    world_dir: Path | None = None,
-) -> None:
+def calibrate(args: CalibrationArgs) -> None:
     """What the ToyWorld instrument can measure: the class-word floor, the text oracle and the two ceilings, scored
-    by the judge every ToyWorld table uses, and the judge's own accuracy; prints a table, writes JSON.
+    by the judge every ToyWorld table uses, and the judge's own accuracy; prints a table, writes JSON (and with
+    --pictures one picture per subject)."""
+    from hifilight.toyworld.calibration_report import run
 
-    Args:
-        split: subjects to calibrate on: "val" or "test".
-        out: JSON file to write (rows, per-cell scores, perception models); default: print only.
-        model: the base model ("toysd", or a ToySD folder).
-        prompts: prompt indices 0..9 (default the 8 background prompts 0..7).
-        images_per_prompt: images per subject and prompt for each text row.
-        seed: seed of the images and renders.
-        steps: DDIM steps.
-        guidance: classifier-free guidance weight.
-        batch_size: images generated together.
-        overwrite: replace an existing --out.
-        dreambooth: add the fine-tuning ceiling: DreamBooth fitted per subject (cached in --fits), on its training
-            prompt and in the new scenes, at the setting --tuning chose on the validation split for DreamBooth.
-        tuning: the validation tuning record whose DreamBooth choice --dreambooth uses (made on these weights).
-        dreambooth_args: fit flags for the ceiling instead of --tuning's (say in your report how they were chosen).
-        fits: where the ceiling's DreamBooth fits are cached (per weights and subject).
-        clip_model: a CLIP model (e.g. ToyCLIP's folder) for CLIP-I and CLIP-T beside the exact measures.
-        world: which ToyWorld: v1 (the committed one) or v2 (ToySD v2's larger objects).
-        world_dir: the folder of that world's models (v2: `hifilight toyworld train toysd2 --out`'s); "toysd" then
-            names its ToySD.
-    """
-    from hifilight.toyworld import world as toyworld
-
-    check_split(split)
-    if world not in ("v1", "v2"):
-        raise HifiError(f"--world must be v1 or v2, got {world!r}")
-    if world_dir is not None and not Path(world_dir).is_dir():
-        raise HifiError(f"--world_dir {world_dir}: no such folder; pass the --out of `hifilight toyworld train toysd2`")
-    from hifilight.io import check_writable, write_atomic
-    from hifilight.toyworld.calibrate import CalibrationArgs, calibration_record, markdown
-    from hifilight.toyworld.dataset import PROMPTS
-
-    if prompts is not None and not all(0 <= i < len(PROMPTS) for i in prompts):
-        raise HifiError(f"--prompts must be indices in 0..{len(PROMPTS) - 1}, got {prompts}")
-    if images_per_prompt < 1:
-        raise HifiError(f"--images_per_prompt must be >= 1, got {images_per_prompt}")
-    if out is not None:
-        check_writable(Path(out), overwrite)
-    args = CalibrationArgs(split, model, prompts, images_per_prompt, seed, steps, guidance, batch_size, dreambooth,
-                           tuning, dreambooth_args, fits, clip_model, world)  # fmt: skip
-    with toyworld.using(world, world_dir):
-        result = calibration_record(args)
-    print(markdown(result))
-    if out is not None:
-        write_atomic(Path(out), lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"), overwrite=overwrite)
-        print(f"wrote {out}")
+    run(args)
 
 
 def ablation(args: AblationArgs) -> dict:

@@ -198,12 +198,27 @@ def calibrate(
     """Calibration of `comps` (a ToySD) on `subjects`: per row the judge's measures, and the cells' scores. With
     `ceiling`, the fine-tuning ceiling's two rows (DreamBooth per subject, `hifilight.toyworld.ceiling`); with
     `clip` (a `ClipEncoder`: ToyCLIP), CLIP-I and CLIP-T beside the exact measures."""
-    judge = judge or ToyJudge()
+    cells = all_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size, ceiling)
+    return score_cells(cells, subjects, seed, judge or ToyJudge(), clip)
+
+
+def all_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size, ceiling) -> list[Cell]:
+    """Every row's images (see `calibrate`): the four calibration rows, then the ceiling's two when it is given."""
     prompts = BACKGROUND_PROMPTS if prompts is None else prompts
     cells = calibration_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size)
     if ceiling is not None:
         cells += ceiling_cells(comps, subjects, prompts, n, seed, steps, guidance, batch_size, ceiling)
-    photos = {name: [Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)] for name in subjects}
+    return cells
+
+
+def source_photos(names, seed: int) -> dict[str, list[Image.Image]]:
+    """Each subject's source photos (the ones DreamBooth fits on and CLIP-I / ToyDINO compare with)."""
+    return {name: [Image.fromarray(im) for im, _ in subject_photos(name, seed=seed)] for name in names}
+
+
+def score_cells(cells: list[Cell], subjects: dict[str, ToyObject], seed: int, judge: ToyJudge, clip=None) -> dict:
+    """The judge's (and CLIP's) scores of every cell and their means per row."""
+    photos = source_photos(subjects, seed)
     sources = {name: judge.encoder.encode_images(images) for name, images in photos.items()}
     clip_sources = {name: clip.encode_images(images) for name, images in photos.items()} if clip else {}
     scored = [
@@ -219,6 +234,24 @@ def calibrate(
     return {"rows": summarize_rows(scored), "cells": scored}
 
 
+PICTURE_ROWS = {FLOOR: "class word", ORACLE: "text oracle", DREAMBOOTH: "DreamBooth, new scenes",
+                DREAMBOOTH_OWN: "DreamBooth, its training prompt"}  # fmt: skip
+
+
+def picture(cells: list[Cell], photos: list[Image.Image], subject: str) -> Image.Image:
+    """One subject side by side: its source photos, then a line per text row and ceiling row present in `cells`
+    (the first image of each prompt, in prompt order, so a column is one prompt and one x_T; the training-prompt
+    row shows all its images)."""
+    from hifilight.viz import labelled_rows
+
+    lines = [("source photos", photos)]
+    for row, label in PICTURE_ROWS.items():
+        mine = [c for c in cells if c.row == row and c.subject == subject]
+        if mine:
+            lines.append((label, mine[0].images if row == DREAMBOOTH_OWN else [c.images[0] for c in mine]))
+    return labelled_rows(lines)
+
+
 def perception_accuracy(n: int = 512, seed: int = 12345) -> dict:
     """The judge's and ToySAM's own quality on fresh renders of pretraining objects (a seed no training used)."""
     from hifilight.toyworld.models import accuracy, load, mean_iou
@@ -226,79 +259,4 @@ def perception_accuracy(n: int = 512, seed: int = 12345) -> dict:
     return {
         "classifier_toysd": accuracy(load("classifier_toysd"), n, seed),
         "toysam_mean_iou": mean_iou(load("segmenter"), n // 2, seed),
-    }
-
-
-def markdown(result: dict) -> str:
-    """The calibration table: one line per row, the judge's measures and the per-attribute matches."""
-    keys = ["identity", "attributes", "toydino", "prompt", *(f"match_{k}" for k in SUBJECT_ATTRIBUTES)]
-    heads = ["identity", "attributes", "ToyDINO", "prompt", "shape", "colour", "pattern", "pattern colour"]
-    if any(values.get("clip_i") is not None for values in result["rows"].values()):
-        keys, heads = [*keys, *CLIP_MEASURES], [*heads, "CLIP-I", "CLIP-T"]
-    lines = ["| Row | " + " | ".join(heads) + " |", "| --- " * (len(heads) + 1) + "|"]
-    for row, values in result["rows"].items():
-        shown = ("-" if values.get(k) is None else f"{values[k]:.3f}" for k in keys)
-        lines.append(f"| {LABELS[row]} | " + " | ".join(shown) + " |")
-    cells = next(iter(result["rows"].values()))["cells"]
-    lines += [
-        "",
-        f"ToyWorld calibration, {result['split']} split: {cells} cells (subject x prompt) x "
-        f"{result['images_per_prompt']} images; base model {result['model']}, DDIM {result['steps']} steps, "
-        f"guidance {result['guidance']}, seed {result['seed']}.",
-    ]
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class CalibrationArgs:
-    """What `hifilight toyworld calibrate` measures (its flags; see the command's --help)."""
-
-    split: str = "test"
-    model: str = "toysd"
-    prompts: list[int] | None = None
-    images_per_prompt: int = 4
-    seed: int = 0
-    steps: int = 25
-    guidance: float = 5.0
-    batch_size: int = 32
-    dreambooth: bool = False
-    tuning: Path = Path("docs/toyworld/tuning.json")
-    dreambooth_args: list[str] | None = None
-    fits: Path = Path("outputs/toyworld_ceiling")
-    clip_model: str | None = None
-    world: str = "v1"
-
-
-def calibration_record(args: CalibrationArgs) -> dict:
-    """The calibration of `args.model` in the current world, as the JSON record `calibrate --out` writes: the
-    protocol, the rows and cells, the readers' own accuracy."""
-    from hifilight.models import load_components
-    from hifilight.toyworld.ceiling import ceiling_setting
-    from hifilight.toyworld.dataset import SPLITS
-
-    comps = load_components(args.model)
-    ceiling = ceiling_setting(comps, args.tuning, args.dreambooth_args, args.fits) if args.dreambooth else None
-    clip = None
-    if args.clip_model is not None:
-        from hifilight.perception.encoders import ClipEncoder
-
-        clip = ClipEncoder.from_pretrained(args.clip_model, flag="--clip_model")
-    a = args
-    result = calibrate(
-        comps, SPLITS[a.split], a.prompts, a.images_per_prompt, a.seed, a.steps, a.guidance, a.batch_size, None,
-        ceiling, clip,
-    )  # fmt: skip
-    return {
-        "world": a.world,
-        "ceiling": None if ceiling is None else {"config": str(ceiling.config), "args": list(ceiling.args)},
-        "clip_model": a.clip_model,
-        "split": a.split,
-        "model": a.model,
-        "weights": comps.fingerprint(),
-        "steps": a.steps,
-        "guidance": a.guidance,
-        "seed": a.seed,
-        "images_per_prompt": a.images_per_prompt,
-        **result,
-        "perception": perception_accuracy(),
     }

@@ -36,18 +36,45 @@ def test_rows_are_means_over_their_cells():
     assert set(ROWS) == {"floor", "oracle", "renders", "vae_renders"}
 
 
-def test_calibrate_command_refuses_a_bad_split_and_an_existing_output(tmp_path):
-    from hifilight.commands.toyworld import calibrate
+def test_calibrate_command_refuses_bad_flags_and_an_existing_output_before_any_work(tmp_path):
     from hifilight.errors import HifiError
+    from hifilight.toyworld.calibration_report import CalibrationArgs
 
     with pytest.raises(HifiError, match="--split must be one of val, test"):
-        calibrate(split="train")
+        CalibrationArgs(split="train").check()
     out = tmp_path / "cal.json"
     out.write_text("{}")
     with pytest.raises(HifiError, match="already exists"):
-        calibrate(out=out)
+        CalibrationArgs(out=out).check()
     with pytest.raises(HifiError, match="--prompts must be indices"):
-        calibrate(prompts=[10])
+        CalibrationArgs(prompts=[10]).check()
+    with pytest.raises(HifiError, match="--subjects: green_star_white_checks not in the test split"):
+        CalibrationArgs(subjects=["green_star_white_checks"]).check()
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "green_star_white_checks.png").write_bytes(b"mine")
+    with pytest.raises(HifiError, match="already exists"):
+        CalibrationArgs(split="val", subjects=["green_star_white_checks"], pictures=tmp_path / "pics").check()
+    assert CalibrationArgs(split="val", subjects=["green_star_white_checks"]).chosen() == {
+        "green_star_white_checks": VALIDATION_SUBJECTS["green_star_white_checks"]
+    }
+
+
+def test_the_picture_puts_photos_then_one_line_per_row_with_one_image_per_prompt():
+    from PIL import Image
+
+    from hifilight.toyworld.calibrate import DREAMBOOTH_OWN, FLOOR, ORACLE, RENDERS, Cell, picture
+
+    def solid(value):
+        return Image.new("RGB", (64, 64), (value, value, value))
+
+    cells = [Cell(row, "s", i, "p", [solid(10 * k + i + 1), solid(200)]) for k, row in enumerate((FLOOR, ORACLE))
+             for i in range(3)]  # fmt: skip
+    cells += [Cell(RENDERS, "s", 0, "p", [solid(250)]), Cell(FLOOR, "other", 0, "p", [solid(99)])]
+    cells.append(Cell(DREAMBOOTH_OWN, "s", -1, "p", [solid(70), solid(71), solid(72), solid(73)]))
+    image = picture(cells, [solid(90), solid(91)], "s")
+    assert image.size == (150 + 4 * 64, 4 * 64)  # photos, class word, oracle, own prompt; the renders row left out
+    centre = [[image.getpixel((150 + 64 * col + 32, 64 * line + 32))[0] for col in range(4)] for line in range(4)]
+    assert centre == [[90, 91, 255, 255], [1, 2, 3, 255], [11, 12, 13, 255], [70, 71, 72, 73]]
 
 
 # --- the committed weights -----------------------------------------------------------------------------------
@@ -62,10 +89,10 @@ BOUNDS = {"floor_identity_max": 0.05, "oracle_identity_min": 0.2, "oracle_attrib
 
 
 def test_committed_toysd_calibration_stays_within_its_measured_bounds(tmp_path):
-    from hifilight.commands.toyworld import calibrate
+    from hifilight.toyworld.calibration_report import CalibrationArgs, run
 
     out = tmp_path / "cal.json"
-    calibrate(split="test", out=out, images_per_prompt=1)
+    run(CalibrationArgs(split="test", out=out, images_per_prompt=1))
     result = json.loads(out.read_text())
     rows = result["rows"]
     assert result["split"] == "test" and rows["oracle"]["cells"] == 64
@@ -80,13 +107,18 @@ def test_committed_toysd_calibration_stays_within_its_measured_bounds(tmp_path):
     assert min(perception["classifier_toysd"].values()) >= 0.92
 
 
-def test_validation_subjects_calibrate_too():
-    from hifilight.models import load_components
-    from hifilight.toyworld.calibrate import calibrate
+def test_validation_subjects_calibrate_too_and_get_their_pictures(tmp_path):
+    from PIL import Image
+
+    from hifilight.toyworld.calibration_report import CalibrationArgs, run
 
     name = "green_star_white_checks"
-    result = calibrate(load_components("toysd"), {name: VALIDATION_SUBJECTS[name]}, prompts=[0, 1], n=1)
+    args = CalibrationArgs(split="val", subjects=[name], prompts=[0, 1], images_per_prompt=1, pictures=tmp_path)
+    result = run(args, log=lambda line: None)
     assert {c["subject"] for c in result["cells"]} == {name} and len(result["cells"]) == 2 * len(ROWS)
+    assert result["subjects"] == [name]
+    # the 5 source photos, the class word and the text oracle, each on its own line
+    assert Image.open(tmp_path / f"{name}.png").size == (150 + 5 * 64, 3 * 64)
 
 
 @pytest.mark.numerical
