@@ -16,7 +16,7 @@ from hifilight.evaluation.rows import method_rows, select_rows
 from hifilight.io import write_atomic
 from hifilight.options import ModelOptions, ReferenceOptions
 from hifilight.sampling.guidance import GuidanceSettings
-from hifilight.toyworld import report, tuning
+from hifilight.toyworld import figures, report, tuning
 from hifilight.toyworld.cells import CALIBRATION, WEIGHTS_MARKER, score_runs
 from hifilight.toyworld.dataset import SPLITS, write_dataset
 from hifilight.toyworld.toysd import SIZE
@@ -153,6 +153,7 @@ def run(args: AblationArgs, log=print) -> dict:
     write_atomic(Path(args.out) / "toyworld_table.json",
                  lambda tmp: tmp.write_text(json.dumps(record, indent=1) + "\n"), overwrite=True)  # fmt: skip
     log(write_pictures(Path(args.out), seeds[0], rows, bench, indices, args.images_per_prompt))
+    log(f"wrote {figures.write_plot(Path(args.out), summary, line)} (identity and ToyDINO per row, 95% intervals)")
     return summary
 
 
@@ -202,13 +203,14 @@ def protocol(args: AblationArgs, seeds: list[int], model: str, rows, subjects: i
 
 
 def write_pictures(out: Path, seed: int, rows, bench, indices: list[int], images_per_prompt: int) -> str:
-    """The grids and comparisons of `seed`; returns the line that says where they are."""
-    grids = report.write_grids(out, seed, rows, bench, indices, images_per_prompt)
-    compare = [c for s in bench if (c := report.write_comparison(out, seed, rows, s, indices))]
+    """The grids, comparisons and ladder pictures of `seed`; returns the line that says where they are."""
+    grids = figures.write_grids(out, seed, rows, bench, indices, images_per_prompt)
+    compare = [c for s in bench if (c := figures.write_comparison(out, seed, rows, s, indices))]
+    ladders = [p for s in bench for p in figures.write_ladders(out, seed, rows, s, indices)]
     return (
         f"wrote {out / 'toyworld_table.md'}, toyworld_table.json (per-cell scores: toyworld_results.csv), "
-        f"{len(grids)} grids of seed {seed} in {out / 'grids'} (a line per prompt) and "
-        f"{len(compare)} comparisons (source photos, then a line per row)"
+        f"{len(grids)} grids of seed {seed} in {out / 'grids'} (a line per prompt), "
+        f"{len(ladders)} ladder pictures and {len(compare)} comparisons (source photos, then a line per row)"
         + (f", e.g. {compare[0]}" if compare else " (no images on disk: every cell was scored earlier)")
     )
 

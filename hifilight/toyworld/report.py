@@ -1,7 +1,7 @@
 """ToyWorld's tables from scored cells: `toyworld_results.csv` (one line per seed x row x subject x prompt),
-`toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, and the
-standard deviation over seeds; then each ladder step's paired change against its base row, with a bootstrap
-interval), the small JSON record, and the image grids.
+`toyworld_summary.json` and `toyworld_table.md` (per row: the mean over seeds of the mean over cells, the
+standard deviation over seeds and a bootstrap 95% interval; then each ladder step's paired change against its base
+row, with its interval), and the small JSON record. The pictures and the plot are `hifilight.toyworld.figures`'.
 """
 
 from __future__ import annotations
@@ -12,15 +12,11 @@ import json
 import statistics
 from pathlib import Path
 
-from PIL import Image
-
-from hifilight.data.images import list_images, load_rgb
-from hifilight.evaluation.dreambench import BenchSubject
 from hifilight.evaluation.rows import Row
 from hifilight.evaluation.stats import bootstrap_ci, verdict
-from hifilight.io import image_grid, save_png, write_atomic
+from hifilight.io import write_atomic
 from hifilight.toyworld import calibrate as calibration
-from hifilight.toyworld.cells import COLUMNS, LABELS, image_paths
+from hifilight.toyworld.cells import COLUMNS, LABELS
 from hifilight.toyworld.fidelity import MEASURES
 
 
@@ -29,16 +25,26 @@ def summarize(cells: list[dict], rows: list[Row], seeds: list[int]) -> dict:
     (0 with one seed)."""
     methods = []
     for row in rows:
-        entry = {"method": row.name, "label": row.label}
+        entry = {"method": row.name, "label": row.label, "kind": row.kind}
+        units = _unit_means(cells, row)
         for m in MEASURES:
             per_seed = [
                 statistics.fmean(c[m] for c in cells if c["method"] == row.name and c["seed"] == s) for s in seeds
             ]
             entry[m] = {"mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed), "per_seed": per_seed}
+            entry[m]["ci95"] = row_interval(units, m)
         entry["cells"] = sum(c["method"] == row.name for c in cells)
         methods.append(entry)
     add_normalised(methods)
     return {"seeds": seeds, "methods": methods, "gains": step_gains(cells, [r for r in rows if r.kind != "real"])}
+
+
+def row_interval(units: dict[tuple, dict[str, float]], measure: str) -> dict[str, float]:
+    """The bootstrap 95% interval of a row's mean of `measure` over its (seed, subject) units, resampling subjects
+    with all their seeds (as the steps' intervals do)."""
+    keys = sorted(units)
+    low, high = bootstrap_ci([units[u][measure] for u in keys], [u[1] for u in keys]) if keys else (0.0, 0.0)
+    return {"low": low, "high": high}
 
 
 def add_normalised(methods: list[dict]) -> None:
@@ -191,40 +197,3 @@ def write_report(out: Path, cells: list[dict], summary: dict, protocol: str) -> 
     table = markdown(summary, protocol)
     write_atomic(out / "toyworld_table.md", lambda tmp: tmp.write_text(table), overwrite=True)
     return table
-
-
-def write_grids(
-    out: Path, seed: int, rows: list[Row], subjects: list[BenchSubject], prompts: list[int], images_per_prompt: int
-) -> list[Path]:
-    """One grid per row and subject for `seed` (grids/<row>_<subject>.png): a line per prompt, its images in a row;
-    none for a row and subject whose images are not on disk (scored in an earlier session, see CELL_CACHE)."""
-    paths = []
-    for row in rows:
-        for subject in subjects:
-            folder = out / f"seed{seed}" / row.name / subject.name
-            files = [p for i in prompts for p in image_paths(folder, i, images_per_prompt)]
-            if not all(p.is_file() for p in files):
-                continue
-            images = [Image.open(p).convert("RGB") for p in files]
-            path = out / "grids" / f"{row.name}_{subject.name}.png"
-            paths.append(save_png(image_grid(images, images_per_prompt), path, overwrite=True))
-    return paths
-
-
-def write_comparison(out: Path, seed: int, rows: list[Row], subject: BenchSubject, prompts: list[int]) -> Path | None:
-    """One picture to open (grids/compare_<subject>.png): the source photos on the first line, then one line per
-    row with its first image of every prompt (same x_T across rows, so the lines differ only by the method); rows
-    whose images are not on disk are left out, and with none on disk (every cell scored earlier, see CELL_CACHE)
-    nothing is written (None)."""
-    lines = []
-    for row in rows:
-        files = [image_paths(out / f"seed{seed}" / row.name / subject.name, i, 1)[0] for i in prompts]
-        if all(p.is_file() for p in files):
-            lines.append([Image.open(p).convert("RGB") for p in files])
-    if not lines:
-        return None
-    lines.insert(0, [load_rgb(p) for p in list_images(subject.folder)])
-    cols = max(len(line) for line in lines)
-    blank = Image.new("RGB", lines[1][0].size, "white")
-    cells = [img.resize(blank.size) for line in lines for img in line + [blank] * (cols - len(line))]
-    return save_png(image_grid(cells, cols), out / "grids" / f"compare_{subject.name}.png", overwrite=True)

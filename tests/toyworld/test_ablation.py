@@ -32,7 +32,8 @@ def test_summary_is_mean_over_seeds_of_cell_means_with_their_spread():
     a, b = summary["methods"]
     assert a["identity"]["per_seed"] == pytest.approx([0.3, 0.6])
     assert a["identity"]["mean"] == pytest.approx(0.45) and a["identity"]["std"] == pytest.approx(0.15)
-    assert b["prompt"] == {"mean": 1.0, "std": 0.0, "per_seed": [1.0, 1.0]} and a["cells"] == 3
+    assert b["prompt"] == {"mean": 1.0, "std": 0.0, "per_seed": [1.0, 1.0], "ci95": {"low": 1.0, "high": 1.0}}
+    assert a["cells"] == 3 and a["kind"] == "hifi_ti"
     table = markdown(summary, "protocol line")
     assert "| A | 0.450 ± 0.150 |" in table and "protocol line" in table
 
@@ -131,7 +132,10 @@ def test_reduced_ablation_runs_scores_and_resumes(tmp_path):
     assert "test split" in (tmp_path / "toyworld_table.md").read_text()
     assert (tmp_path / "grids" / "hifi_ti_blue_star_yellow_dots.png").is_file()
     # the comparison picture: 5 source photos, then a line per row with one image per prompt, 64 px cells
-    assert Image.open(tmp_path / "grids" / "compare_blue_star_yellow_dots.png").size == (5 * 64, 3 * 64)
+    assert Image.open(tmp_path / "grids" / "compare_blue_star_yellow_dots.png").size == (150 + 5 * 64, 3 * 64)
+    # the ladder Textual Inversion -> ours, and the plot of every row with its interval
+    assert Image.open(tmp_path / "grids" / "ladder_textual_inversion_blue_star_yellow_dots.png").size[1] == 3 * 64
+    assert Image.open(tmp_path / "toyworld_plot.png").size[0] > 0
     record = json.loads((tmp_path / "toyworld_table.json").read_text())
     assert record["split"] == "test" and record["seeds"] == [0] and len(record["rows"]) == 6
     (step,) = record["steps"]
@@ -183,23 +187,3 @@ def test_an_out_folder_made_on_other_weights_is_refused_and_tuning_records_merge
     b.write_text(json.dumps({"split": "val", "choice": {"lora": ["y"]}, "weights": "v"}))
     with pytest.raises(HifiError, match="chosen on different weights"):
         read_tunings([a, b])
-
-
-def test_a_comparison_is_written_only_from_images_on_disk(tmp_path):
-    """A run restored from a snapshot has scored cells but no images: no picture of the source photos alone."""
-    from hifilight.evaluation.dreambench import BenchSubject
-    from hifilight.io import save_png
-    from hifilight.toyworld.cells import image_paths
-    from hifilight.toyworld.report import write_comparison
-
-    photos = tmp_path / "photos"
-    for k in range(2):
-        save_png(Image.new("RGB", (64, 64), (k * 100, 0, 0)), photos / f"{k}.png")
-    subject = BenchSubject("s", "star", photos, False, ("a {0} {1}",) * 2)
-    rows = [Row(name, name, name, False, False, False) for name in ("lora", "dreambooth")]
-    assert write_comparison(tmp_path, 0, rows, subject, [0, 1]) is None
-    assert not (tmp_path / "grids").exists()
-    for i in (0, 1):
-        save_png(Image.new("RGB", (64, 64), "white"), image_paths(tmp_path / "seed0" / "lora" / "s", i, 1)[0])
-    path = write_comparison(tmp_path, 0, rows, subject, [0, 1])
-    assert Image.open(path).size == (2 * 64, 2 * 64)  # the photos, then LoRA's line; DreamBooth's is not on disk
