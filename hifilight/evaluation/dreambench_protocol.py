@@ -136,7 +136,7 @@ class EvalArgs:
 def evaluate(args: EvalArgs) -> None:
     """Run the DreamBench protocol: fit each subject, generate every prompt, score DINO, CLIP-I and CLIP-T (the options:
     `EvalArgs`)."""
-    config = {k: v for k, v in _plain(args).items() if k not in ("devices", "shard")}
+    config = evaluate_config(args)
     model, metrics = args.model or ModelOptions(), args.metrics or MetricOptions()
     reference = args.reference or ReferenceOptions()
     try:
@@ -193,6 +193,11 @@ def _check(images_per_prompt, metrics: MetricOptions, rows: list[Row], reference
             raise HifiError(str(err)) from None
 
 
+def evaluate_config(args: EvalArgs) -> dict:
+    """`args` as the YAML that `hifilight evaluate --config` reads (without the process's --devices and --shard)."""
+    return {k: v for k, v in _plain(args).items() if k not in ("devices", "shard")}
+
+
 def _plain(value):
     """A config value as plain YAML data (dataclasses -> dicts, paths -> strings)."""
     if dataclasses.is_dataclass(value):
@@ -220,27 +225,53 @@ def parse_shard(shard: str | None, flag: str = "--shard") -> tuple[int, int] | N
 
 def _launch_shards(config: dict, n: int, out: Path, device: str) -> None:
     """Run n `hifilight evaluate --shard k/n` processes on the same config and wait for all of them."""
-    folder = out / "shards"
-    folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "evaluate.yaml"
-    write_atomic(config_path, lambda tmp: tmp.write_text(yaml.safe_dump(config)), overwrite=True)
     gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
-    procs = []
-    for k in range(n):
-        env = os.environ | ({"CUDA_VISIBLE_DEVICES": str(k % gpus)} if gpus else {})
-        log = (folder / f"shard{k}.log").open("w")
-        cmd = [sys.executable, "-m", "hifilight.cli", "evaluate", "--config", str(config_path), "--shard", f"{k}/{n}"]
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-    print(f"evaluate: {n} processes running (logs: {folder}/shard<k>.log)", file=sys.stderr)
-    failed = []
-    for k, (proc, log) in enumerate(procs):
+    jobs = [
+        EvaluateJob(
+            f"shard{k}", config, ["--shard", f"{k}/{n}"], {"CUDA_VISIBLE_DEVICES": str(k % gpus)} if gpus else {}
+        )
+        for k in range(n)
+    ]
+    run_evaluate_jobs(jobs, out / "shards", parallel=n)
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """One `hifilight evaluate` process: its name (of its config and log), config, extra flags and environment."""
+
+    name: str
+    config: dict
+    flags: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def run_evaluate_jobs(jobs: list[EvaluateJob], folder: Path, parallel: int) -> None:
+    """Run `hifilight evaluate --config <folder>/<name>.yaml <flags>` per job, at most `parallel` at a time (logs:
+    <folder>/<name>.log), and wait for all; a failed job is named with its log once every job has ended."""
+    folder.mkdir(parents=True, exist_ok=True)
+    waiting, running, failed = list(jobs), [], []
+    print(f"evaluate: {len(jobs)} processes, {parallel} at a time (logs: {folder}/<name>.log)", file=sys.stderr)
+    while waiting or running:
+        while waiting and len(running) < parallel:
+            running.append(_start(waiting.pop(0), folder))
+        job, proc, log = running.pop(0)
         if proc.wait() != 0:
-            failed.append(k)
+            failed.append(job.name)
         log.close()
     if failed:
         raise HifiError(
-            f"evaluate shard(s) {failed} failed; see {folder}/shard<k>.log (finished cells are kept: rerun to resume)"
+            f"evaluate process(es) {', '.join(failed)} failed; see {folder}/<name>.log (finished cells are kept: "
+            "rerun to resume)"
         )
+
+
+def _start(job: EvaluateJob, folder: Path):
+    """Write the job's config and start its process; (job, process, open log)."""
+    config_path = folder / f"{job.name}.yaml"
+    write_atomic(config_path, lambda tmp: tmp.write_text(yaml.safe_dump(job.config)), overwrite=True)
+    log = (folder / f"{job.name}.log").open("w")
+    cmd = [sys.executable, "-m", "hifilight.cli", "evaluate", "--config", str(config_path), *job.flags]
+    return job, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ | job.env), log
 
 
 def _fitter(

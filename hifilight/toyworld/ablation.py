@@ -11,7 +11,14 @@ from pathlib import Path
 
 from hifilight.errors import HifiError
 from hifilight.evaluation.dreambench import load_dreambench
-from hifilight.evaluation.dreambench_protocol import EvalArgs, MetricOptions, evaluate
+from hifilight.evaluation.dreambench_protocol import (
+    EvalArgs,
+    EvaluateJob,
+    MetricOptions,
+    evaluate,
+    evaluate_config,
+    run_evaluate_jobs,
+)
 from hifilight.evaluation.rows import method_rows, select_rows
 from hifilight.io import write_atomic
 from hifilight.options import ModelOptions, ReferenceOptions
@@ -63,6 +70,8 @@ class AblationArgs:
             image, t_s = 20 and t_e = 5 of the 25 steps (where the paper puts 40 and 10 of 50).
         split: "val" (choose settings here) or "test" (final tables only); named in the protocol line.
         calibration_rows: also score the class-word floor, the text oracle and the ceilings.
+        workers: seeds fitted and generated at once, each in a one-thread process (logs in <out>/processes/); 1:
+            one after another in this process. On a CPU, one-thread processes use the cores better than threads.
     """
 
     out: Path = Path("outputs/toyworld_ablation")
@@ -87,11 +96,14 @@ class AblationArgs:
     reference: ReferenceOptions = field(default_factory=toy_reference)
     split: str = "test"
     calibration_rows: bool = True
+    workers: int = 1
 
     def check(self) -> None:
         check_split(self.split)
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise HifiError(f"--seeds must be distinct and not empty, got {self.seeds}")
+        if self.workers < 1:
+            raise HifiError(f"--workers must be >= 1, got {self.workers}")
         for flag in ("fit_config", "ti_config", "dreambooth_config", "lora_config"):
             if not Path(getattr(self, flag)).is_file():
                 raise HifiError(f"--{flag} {getattr(self, flag)}: no such file; pass a `hifilight fit` YAML")
@@ -139,8 +151,8 @@ def run(args: AblationArgs, log=print) -> dict:
             write_dataset(data, args.subjects, args.photos, SIZE, seed=0, split=args.split)
     except ValueError as err:
         raise HifiError(f"--subjects: {err}") from None
-    for seed in seeds:  # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
-        evaluate(seed_eval_args(args, seed, model, rows, tuned))
+    # the runner's DINO / CLIP table is not printed: its CLIP is random; ToyWorld's own follows
+    run_seeds(args, {seed: seed_eval_args(args, seed, model, rows, tuned) for seed in seeds})
     bench = load_dreambench(data, args.subjects)
     indices = list(range(len(bench[0].prompts))) if args.prompts is None else args.prompts
     cells = score_runs(Path(args.out), seeds, rows, bench, indices, args.images_per_prompt, comps=comps,
@@ -155,6 +167,18 @@ def run(args: AblationArgs, log=print) -> dict:
     log(write_pictures(Path(args.out), seeds[0], rows, bench, indices, args.images_per_prompt))
     log(f"wrote {figures.write_plot(Path(args.out), summary, line)} (identity and ToyDINO per row, 95% intervals)")
     return summary
+
+
+def run_seeds(args: AblationArgs, runs: dict[int, EvalArgs]) -> None:
+    """Each seed's DreamBench run: in this process one after another, or with --workers > 1 as one-thread
+    `hifilight evaluate` processes, --workers at a time."""
+    if args.workers == 1 or len(runs) == 1:
+        for run_args in runs.values():
+            evaluate(run_args)
+        return
+    one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    jobs = [EvaluateJob(f"seed{seed}", evaluate_config(a), env=one_thread) for seed, a in runs.items()]
+    run_evaluate_jobs(jobs, Path(args.out) / "processes", args.workers)
 
 
 def seed_eval_args(args: AblationArgs, seed: int, model: str, rows, tuned: dict | None) -> EvalArgs:

@@ -236,7 +236,7 @@ def test_two_processes_give_the_single_process_result(tmp_path):
         for metric in ("dino", "clip_i", "clip_t"):
             assert float(two[k][metric]) == pytest.approx(float(one[k][metric]), abs=1e-5)
     assert not list(multi.glob("results.shard*.csv"))  # merged and removed
-    assert {p.name for p in (multi / "shards").iterdir()} == {"evaluate.yaml", "shard0.log", "shard1.log"}
+    assert {p.name for p in (multi / "shards").iterdir()} == {"shard0.yaml", "shard1.yaml", "shard0.log", "shard1.log"}
     s1, s2 = (json.loads((d / "summary.json").read_text())["methods"][0] for d in (single, multi))
     assert s2["dino"] == pytest.approx(s1["dino"], abs=1e-6) and s2["cells"] == s1["cells"] == 4
 
