@@ -67,7 +67,8 @@ class DreamBoothModule(L.LightningModule):
             prior_preservation: add the class-prior loss with generated class images.
             prior_loss_weight: weight of the class-prior loss.
             num_class_images: class images to have in class_dir (missing ones are generated once, then reused).
-            class_dir: folder of class images (default: <trainer.default_root_dir>/class_images/<class>).
+            class_dir: folder of class images (default: <trainer.default_root_dir>/class_images/<base weights'
+                fingerprint>/<class>, so two base models never share class images).
             class_prompt: prompt of the class images (default "a photo of a <class>").
             class_steps: DDIM steps to generate class images.
             class_guidance: guidance weight to generate class images.
@@ -93,6 +94,10 @@ class DreamBoothModule(L.LightningModule):
         self._latents = LatentCache()
         self._class_latents: Tensor | None = None
         self._text_cache: dict[str, Tensor] = {}
+        # the base weights' fingerprint names the default class-image folder; taken now, before any training and
+        # before a subclass adds adapters (LoRA), so every fit of this base model shares its class images
+        needs = prior_preservation and class_dir is None
+        self._base_fingerprint = self._frozen_view().fingerprint() if needs else None
 
     @staticmethod
     def link_arguments(parser) -> None:
@@ -106,12 +111,16 @@ class DreamBoothModule(L.LightningModule):
         self._captions = {render(t, dm.class_name): render(t, subject) for t in dm.caption_templates}
         self.class_prompt = self.hparams.class_prompt or f"a photo of a {dm.class_name}"
         if self.hparams.prior_preservation and self._class_latents is None:
-            default = Path(self.trainer.default_root_dir) / "class_images" / dm.class_name
-            folder = Path(self.hparams.class_dir or default)
+            folder = Path(self.hparams.class_dir or self.default_class_dir(dm.class_name))
             if self.trainer.is_global_zero:
                 self.make_class_images(folder, dm.resolution)
             self.trainer.strategy.barrier()
             self._class_latents = self.encode_class_images(folder, dm.resolution)
+
+    def default_class_dir(self, class_name: str) -> Path:
+        """Where class images go without --model.class_dir: per base model (the fingerprint of its weights), since
+        the prior must be the base model's own images, not another model's."""
+        return Path(self.trainer.default_root_dir) / "class_images" / self._base_fingerprint / class_name
 
     @torch.no_grad()
     def make_class_images(self, folder: Path, resolution: int) -> None:

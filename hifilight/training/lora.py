@@ -71,7 +71,8 @@ class LoRAModule(DreamBoothModule):
             prior_preservation: add the class-prior loss with generated class images.
             prior_loss_weight: weight of the class-prior loss.
             num_class_images: class images to have in class_dir (missing ones are generated once, then reused).
-            class_dir: folder of class images (default: <trainer.default_root_dir>/class_images/<class>).
+            class_dir: folder of class images (default: <trainer.default_root_dir>/class_images/<base weights'
+                fingerprint>/<class>, so two base models never share class images).
             class_prompt: prompt of the class images (default "a photo of a <class>").
             class_steps: DDIM steps to generate class images.
             class_guidance: guidance weight to generate class images.

@@ -175,3 +175,15 @@ def test_lora_declares_the_prior_preservation_options_as_dreambooth_does():
         assert signatures[0][name].default == signatures[1][name].default, name
         assert signatures[0][name].annotation == signatures[1][name].annotation, name
         assert docs[0][name] == docs[1][name], name
+
+
+def test_lora_and_dreambooth_on_one_base_model_share_its_class_images_and_another_base_does_not():
+    from hifilight.models import load_components
+    from hifilight.training.dreambooth import DreamBoothModule
+    from hifilight.training.lora import LoRAModule
+
+    base = load_components("tiny").fingerprint()
+    lora = LoRAModule(pretrained="tiny", rank=2)  # its adapters are added after the fingerprint is taken
+    assert DreamBoothModule(pretrained="tiny")._base_fingerprint == lora._base_fingerprint == base
+    assert DreamBoothModule(pretrained="toysd")._base_fingerprint not in (None, base)
+    assert DreamBoothModule(pretrained="tiny", class_dir="mine")._base_fingerprint is None  # the user's folder
