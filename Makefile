@@ -52,6 +52,7 @@ bench: $(DEV)
 	$(OFFLINE) $(BIN)/python -m benchmarks.serve_load
 	$(OFFLINE) $(BIN)/python -m benchmarks.scale
 	$(OFFLINE) $(BIN)/python -m benchmarks.toysd_step
+	$(OFFLINE) $(BIN)/python -m benchmarks.toyworld_fits
 
 # on a machine with a GPU: every stage at SD 1.4 size next to plain loops (benchmarks/results/gpu.json, ~5 min, H200)
 bench-gpu: $(DEV)

@@ -26,7 +26,7 @@ from hifilight.prompts import render
 from hifilight.sampling.ddim import encode_images
 from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.training.latents import LatentCache
-from hifilight.training.losses import denoising_loss
+from hifilight.training.losses import Batch, joint_denoising_losses
 from hifilight.training.unet_options import attach_components
 
 
@@ -163,21 +163,18 @@ class DreamBoothModule(L.LightningModule):
         return torch.stack([self._text_cache[t] for t in texts])
 
     # --- loss ---------------------------------------------------------------------------------------------
-    def diffusion_loss(
-        self, latents: Tensor, c: Tensor, ids: list[int], mask: Tensor | None = None, stream: int = 1
-    ) -> Tensor:
+    def noised(self, latents: Tensor, c: Tensor, ids: list[int], mask: Tensor | None, stream: int) -> Batch:
+        """A denoising batch: each sample's noise and timestep drawn from (seed, sample id, stream)."""
         noise, t = noise_and_timesteps(
             self.hparams.seed, ids, tuple(latents.shape[1:]), len(self.alphas_cumprod), latents.device, stream
         )
-        prediction = self.scheduler.config.prediction_type
-        return denoising_loss(self.unet, latents, noise, t, c, self.alphas_cumprod, prediction, mask)
+        return Batch(latents, noise, t, c, mask)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         latents, mask = self._latents(self.vae, batch["pixels"], batch["mask"], list(batch["cache_key"]))
         c = self.encode([self._captions[cap] for cap in batch["caption"]])
         ids = batch["sample_id"].tolist()
-        loss = instance = self.diffusion_loss(latents, c, ids, mask if self.hparams.use_mask else None)
-        logs = {"train/instance": instance.detach()}
+        parts = [self.noised(latents, c, ids, mask if self.hparams.use_mask else None, stream=1)]
         if self.hparams.prior_preservation:  # the class image of sample n is drawn from (seed, n) too
             picks = [
                 int(
@@ -188,9 +185,15 @@ class DreamBoothModule(L.LightningModule):
                 for n in ids
             ]
             class_c = self.encode([self.class_prompt] * latents.shape[0])
-            prior = self.diffusion_loss(self._class_latents[picks].to(latents), class_c, ids, stream=5)
-            loss = instance + self.hparams.prior_loss_weight * prior
-            logs["train/prior"] = prior.detach()
+            parts.append(self.noised(self._class_latents[picks].to(latents), class_c, ids, None, stream=5))
+        # the instance and prior batches in one UNet call (see joint_denoising_losses)
+        prediction = self.scheduler.config.prediction_type
+        losses = joint_denoising_losses(self.unet, parts, self.alphas_cumprod, prediction)
+        loss = instance = losses[0]
+        logs = {"train/instance": instance.detach()}
+        if self.hparams.prior_preservation:
+            loss = instance + self.hparams.prior_loss_weight * losses[1]
+            logs["train/prior"] = losses[1].detach()
         self.log_dict(logs | {"train/loss": loss.detach()}, prog_bar=True, on_step=True)
         return loss
 
