@@ -22,6 +22,7 @@ from hifilight.toyworld.corpus import caption_variant
 from hifilight.toyworld.tokenizer import tokenize
 from hifilight.toyworld.toysd import save
 from hifilight.toyworld.toysd_training import min_snr_weights
+from hifilight.training.optim import adamw
 
 if TYPE_CHECKING:
     from hifilight.toyworld.toysd2 import TrainArgs
@@ -36,7 +37,7 @@ class Trainer:
         self.text_encoder = comps["text_encoder"].to(device).requires_grad_(False)
         self.noise_sched = DDPMScheduler.from_config(comps["scheduler"].config)
         self.ema = EMAModel(self.unet.parameters(), decay=args.ema_max_decay, use_ema_warmup=True, power=args.ema_power)
-        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=args.lr, weight_decay=1e-2)
+        self.opt = adamw(self.unet.parameters(), args.lr, 1e-2)
         self.rng = np.random.default_rng(args.seed)
         self.gen = torch.Generator().manual_seed(args.seed)
         self.step, self.warm_from, self.curve, self.seconds = 0, 0, [], 0.0

@@ -27,6 +27,7 @@ from hifilight.sampling.ddim import encode_images
 from hifilight.sampling.renderer import SubjectRenderer
 from hifilight.training.latents import LatentCache
 from hifilight.training.losses import Batch, joint_denoising_losses
+from hifilight.training.optim import adamw
 from hifilight.training.unet_options import attach_components
 
 
@@ -201,7 +202,7 @@ class DreamBoothModule(L.LightningModule):
         params = list(self.unet.parameters())
         if self.hparams.train_text_encoder:
             params += list(self.text_encoder.parameters())
-        return torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        return adamw(params, self.hparams.learning_rate, self.hparams.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = ("unet", "text_encoder") if self.hparams.train_text_encoder else ("unet",)

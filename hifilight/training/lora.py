@@ -19,6 +19,7 @@ import torch
 from hifilight.errors import HifiError, check_numbers
 from hifilight.subjects import LORA_FORMAT as FORMAT
 from hifilight.training.dreambooth import DreamBoothModule
+from hifilight.training.optim import adamw
 
 FORMAT_VERSION = 1
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' DreamBooth LoRA default
@@ -118,7 +119,7 @@ class LoRAModule(DreamBoothModule):
         return [p for m in (self.unet, self.text_encoder) for p in m.parameters() if p.requires_grad]
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.trainable(), lr=self.hparams.learning_rate, weight_decay=0.0)
+        return adamw(self.trainable(), self.hparams.learning_rate, 0.0)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if "lora_" in k}
