@@ -131,7 +131,8 @@ class Trainer:
             for n, p in zip(names, self.unet.parameters(), strict=True):
                 if n in state["optimizer_steps"]:
                     self.opt.state[p] = {
-                        "step": torch.tensor(state["optimizer_steps"][n]),
+                        # on the parameter's device, in float32: what the fused kernel (CUDA too) expects
+                        "step": torch.tensor(state["optimizer_steps"][n], dtype=torch.float32, device=p.device),
                         "exp_avg": moments[f"exp_avg.{n}"].to(self.device),
                         "exp_avg_sq": moments[f"exp_avg_sq.{n}"].to(self.device),
                     }
