@@ -19,6 +19,7 @@ from hifilight.toyworld.ablation import AblationArgs, check_split
 from hifilight.toyworld.calibration_report import CalibrationArgs
 from hifilight.toyworld.grid_search import TuneArgs
 from hifilight.toyworld.models import ReadersArgs
+from hifilight.toyworld.toyclip_training import ToyCLIPArgs
 from hifilight.toyworld.toysd2 import TrainArgs
 from hifilight.toyworld.toysd_training import ToySDArgs
 
@@ -123,6 +124,14 @@ def train_toysd2(args: TrainArgs) -> None:
     train(args)
 
 
+def train_toyclip(args: ToyCLIPArgs) -> None:
+    """Train ToyCLIP (or continue a ToySD v2 run's) with hard negatives, and record what it reads of each attribute
+    before and after; writes a new folder (--to) for the run's toyclip/."""
+    from hifilight.toyworld.toyclip_training import train
+
+    train(args)
+
+
 def train_models(args: ReadersArgs) -> None:
     """Train ToyWorld's readers from scratch: the classifier (ToyDINO, the judge) and the segmenter (ToySAM)."""
     from hifilight.toyworld.models import train_readers
@@ -130,12 +139,13 @@ def train_models(args: ReadersArgs) -> None:
     train_readers(args)
 
 
-TRAINERS = {"toysd": train_toysd, "toysd2": train_toysd2, "models": train_models}
+TRAINERS = {"toysd": train_toysd, "toysd2": train_toysd2, "toyclip": train_toyclip, "models": train_models}
 
 
 def train(argv: list[str]) -> None:
     """Train ToyWorld's own models from scratch: `train toysd ...` (ToySD v1, the generator; hours on a CPU),
-    `train toysd2 ...` (ToySD v2) or `train models ...` (ToyDINO and ToySAM); `train <what> --help` lists the options.
+    `train toysd2 ...` (ToySD v2), `train toyclip ...` (v2's text tower) or `train models ...` (ToyDINO and ToySAM);
+    `train <what> --help` lists the options.
     """
     run_group(TRAINERS, "hifilight toyworld train", argv, noun="trainer")
 
