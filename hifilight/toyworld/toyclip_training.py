@@ -42,6 +42,8 @@ class ToyCLIPArgs:
     images: int = 40000
     """Renders in the corpus (the UNet's corpus with the same --seed)."""
     partial_captions: float = 0.2
+    eval_images: int = 256
+    """Fresh renders (a seed no training used) the attribute reading and retrieval are measured on."""
     seed: int = 0
     threads: int = 1
     overwrite: bool = False
@@ -51,7 +53,7 @@ class ToyCLIPArgs:
             raise HifiError(
                 f"--world_dir {self.world_dir}: no toyclip/ to continue; pass --init false or the run's --out"
             )
-        for name in ("steps", "batch", "images"):
+        for name in ("steps", "batch", "images", "eval_images"):
             if getattr(self, name) < 1:
                 raise HifiError(f"--{name} must be >= 1, got {getattr(self, name)}")
         check_output_path(Path(self.to), self.overwrite, "--to", folder=True)
@@ -68,7 +70,7 @@ def train(args: ToyCLIPArgs, log=print) -> dict:
         tokenizer = toy_tokenizer()
         model = toyclip.load(Path(args.world_dir) / "toyclip")[0] if args.init else toyclip.build(tokenizer, args.seed)
         images, scenes, _ = render_corpus(args.images, args.seed + 1)
-        fresh, fresh_scenes, _ = render_corpus(256, args.seed + 99)
+        fresh, fresh_scenes, _ = render_corpus(args.eval_images, args.seed + 99)
 
         def ids(captions):
             return tokenize(tokenizer, captions)

@@ -88,3 +88,75 @@ def test_the_saved_folder_loads_as_a_clip_evaluator_with_its_own_preprocessing(c
         text = F.normalize(model.get_text_features(input_ids=tokenize(tokenizer, ["a red star"])).pooler_output, dim=-1)
     assert torch.allclose(encoder.encode_images([image]), want, atol=1e-5)
     assert torch.allclose(encoder.encode_texts(["a red star"]), text, atol=1e-5)
+
+
+def test_a_hard_negative_differs_in_one_shape_or_pattern_word():
+    from hifilight.toyworld.scenes import SHAPES
+
+    rng = np.random.default_rng(0)
+    captions = ["a blue star with yellow dots on the beach", "a photo of a ring", "a striped square", "a red heart"]
+    seen = set()
+    for _ in range(20):
+        for caption, negative in zip(captions, toyclip.swap_negatives(captions, rng), strict=True):
+            changed = [(a, b) for a, b in zip(caption.split(), negative.split(), strict=True) if a != b]
+            assert len(changed) == 1, (caption, negative)
+            ((old, new),) = changed
+            assert any(old in g and new in g for g in toyclip.SWAPS), (old, new)
+            seen.add("shape" if old in SHAPES else "pattern")
+    assert seen == {"shape", "pattern"}  # both kinds are drawn
+
+
+def test_hard_negatives_add_columns_to_the_image_side_only_and_one_equal_to_a_caption_is_a_positive(clip):
+    model, tokenizer = clip
+    pixels = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    captions, negatives = ["a red star", "a blue ring", "a green heart"], ["a red ring", "a blue ring", "a green star"]
+    ids = tokenize(tokenizer, captions)
+    with torch.no_grad():
+        img = F.normalize(model.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+        txt = F.normalize(model.get_text_features(input_ids=ids).pooler_output, dim=-1)
+        hard = F.normalize(model.get_text_features(input_ids=tokenize(tokenizer, negatives)).pooler_output, dim=-1)
+        scale = model.logit_scale.exp()
+        logits = scale * img @ txt.T
+        wide = torch.cat([logits, scale * img @ hard.T], 1)
+        # image 1's own caption "a blue ring" is also negative 1: both its columns are its positives
+        target = torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 0.5, 0, 0, 0.5, 0], [0, 0, 1.0, 0, 0, 0]])
+        want = (
+            -(target * wide.log_softmax(1)).sum(1).mean() - (torch.eye(3) * logits.log_softmax(0)).sum(0).mean()
+        ) / 2
+        got = toyclip.contrastive_loss(model, pixels, ids, captions, negatives, lambda c: tokenize(tokenizer, c))
+    assert torch.allclose(got, want, atol=1e-5), (got, want)
+
+
+def test_attribute_accuracy_reads_each_attribute_against_captions_that_differ_only_there():
+    from hifilight.toyworld.corpus import render_corpus
+
+    tokenizer = toy_tokenizer()
+    images, scenes, _ = render_corpus(6, seed=7)
+
+    class Oracle:  # a "CLIP" whose image i embeds exactly its own caption: every attribute read right
+        def get_image_features(self, pixel_values):
+            return self.get_text_features(tokenize(tokenizer, [s.caption for s in scenes]))
+
+        def get_text_features(self, input_ids):
+            out = torch.nn.functional.one_hot(input_ids, len(tokenizer)).float().sum(1)
+            return type("Out", (), {"pooler_output": out})()
+
+    result = toyclip.attribute_accuracy(Oracle(), lambda c: tokenize(tokenizer, c), images, scenes)
+    assert result == {"shape": 1.0, "color": 1.0, "pattern": 1.0, "background": 1.0}
+
+
+def test_the_toyclip_trainer_refuses_a_missing_run_and_records_what_it_reads_before_and_after(tmp_path):
+    import json
+
+    from hifilight.errors import HifiError
+    from hifilight.toyworld.toyclip_training import ToyCLIPArgs, train
+
+    with pytest.raises(HifiError, match="no toyclip/ to continue"):
+        ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path).check()
+    args = ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path, init=False, steps=2, batch=8, images=32, eval_images=8)
+    record = train(args, log=lambda _: None)
+    saved = json.loads((tmp_path / "new" / "training.json").read_text())
+    assert saved == record and set(record["attribute_accuracy_after"]) == {"shape", "color", "pattern", "background"}
+    assert toyclip.load(tmp_path / "new")[0].config.projection_dim == 64
+    with pytest.raises(HifiError, match="already exists"):
+        ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path, init=False).check()
