@@ -76,20 +76,24 @@ def train(args: ToyCLIPArgs, log=print) -> dict:
             return tokenize(tokenizer, captions)
 
         before = toyclip.attribute_accuracy(model, ids, fresh, fresh_scenes)
-        log(f"toyclip before: {before}")
+        separation_before = toyclip.word_separation(model, ids)
+        log(f"toyclip before: {before}, word separation {separation_before}")
         start = time.perf_counter()
         toyclip.train(model, ids, images, scenes, lambda s, r: caption(s, r, args.partial_captions), args.steps,
                       args.batch, args.lr, args.seed, log, "cpu", args.hard_negatives)  # fmt: skip
         after = toyclip.attribute_accuracy(model, ids, fresh, fresh_scenes)
+        separation_after = toyclip.word_separation(model, ids)
         retrieval = toyclip.retrieval_accuracy(model, ids, fresh, [s.caption for s in fresh_scenes])
     record = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(args).items()},
         "minutes": round((time.perf_counter() - start) / 60, 1),
         "attribute_accuracy_before": before,
         "attribute_accuracy_after": after,
+        "word_separation_before": separation_before,
+        "word_separation_after": separation_after,
         "retrieval_full_captions": round(retrieval, 3),
     }
-    log(f"toyclip after: {after}, retrieval {retrieval:.3f}")
+    log(f"toyclip after: {after}, word separation {separation_after}, retrieval {retrieval:.3f}")
     toyclip.save(model, tokenizer, Path(args.to), overwrite=args.overwrite)
     (Path(args.to) / "training.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

@@ -160,3 +160,16 @@ def test_the_toyclip_trainer_refuses_a_missing_run_and_records_what_it_reads_bef
     assert toyclip.load(tmp_path / "new")[0].config.projection_dim == 64
     with pytest.raises(HifiError, match="already exists"):
         ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path, init=False).check()
+
+
+def test_word_separation_is_the_centred_spread_of_the_words_state(clip):
+    from hifilight.toyworld.scenes import SHAPES
+
+    model, tokenizer = clip
+    got = toyclip.word_separation(model, lambda c: tokenize(tokenizer, c))
+    with torch.no_grad():
+        ids = tokenize(tokenizer, [f"a {s} on the beach" for s in SHAPES])
+        assert [tokenizer.convert_ids_to_tokens(int(i)) for i in ids[:2, 2]] == ["circle</w>", "square</w>"]
+        states = model.text_model(input_ids=ids).last_hidden_state[:, 2]
+    want = (states - states.mean(0)).norm(dim=-1).mean() / states.norm(dim=-1).mean()
+    assert got["shape"] == pytest.approx(float(want), abs=1e-3) and set(got) == {"shape", "color", "pattern"}
