@@ -39,6 +39,8 @@ class ToyCLIPArgs:
     lr: float = 3e-4
     hard_negatives: bool = True
     """A caption per image with its shape or pattern word swapped, as an extra negative (toyclip.swap_negatives)."""
+    shape_weight: float = 0.0
+    """Weight of a supervised shape and pattern cross-entropy on the image embedding (toyclip.shape_loss; 0: off)."""
     images: int = 40000
     """Renders in the corpus (the UNet's corpus with the same --seed)."""
     partial_captions: float = 0.2
@@ -80,7 +82,7 @@ def train(args: ToyCLIPArgs, log=print) -> dict:
         log(f"toyclip before: {before}, word separation {separation_before}")
         start = time.perf_counter()
         toyclip.train(model, ids, images, scenes, lambda s, r: caption(s, r, args.partial_captions), args.steps,
-                      args.batch, args.lr, args.seed, log, "cpu", args.hard_negatives)  # fmt: skip
+                      args.batch, args.lr, args.seed, log, "cpu", args.hard_negatives, args.shape_weight)  # fmt: skip
         after = toyclip.attribute_accuracy(model, ids, fresh, fresh_scenes)
         separation_after = toyclip.word_separation(model, ids)
         retrieval = toyclip.retrieval_accuracy(model, ids, fresh, [s.caption for s in fresh_scenes])
