@@ -173,3 +173,20 @@ def test_word_separation_is_the_centred_spread_of_the_words_state(clip):
         states = model.text_model(input_ids=ids).last_hidden_state[:, 2]
     want = (states - states.mean(0)).norm(dim=-1).mean() / states.norm(dim=-1).mean()
     assert got["shape"] == pytest.approx(float(want), abs=1e-3) and set(got) == {"shape", "color", "pattern"}
+
+
+def test_the_shape_term_is_the_cross_entropy_of_shape_and_pattern_and_leaves_no_head_in_the_model(clip):
+    from hifilight.toyworld.corpus import caption_variant, render_corpus
+    from hifilight.toyworld.scenes import PATTERNS, SHAPES, ToyObject
+
+    objects = [ToyObject("star", "red", "dotted", "blue"), ToyObject("ring", "blue", "plain", "blue")]
+    logits = torch.randn(2, len(SHAPES) + len(PATTERNS), generator=torch.Generator().manual_seed(0))
+    want = F.cross_entropy(logits[:, :6], torch.tensor([2, 3])) + F.cross_entropy(logits[:, 6:], torch.tensor([2, 0]))
+    assert torch.allclose(toyclip.shape_loss(logits, objects), want)
+    tokenizer = clip[1]
+    model = toyclip.build(tokenizer, seed=4)
+    keys = set(model.state_dict())
+    images, scenes, _ = render_corpus(16, seed=6)
+    toyclip.train(model, lambda c: tokenize(tokenizer, c), images, scenes, lambda s, r: caption_variant(s, r, drop=0.0),
+                  3, 8, 1e-3, log=lambda _: None, hard_negatives=True, shape_weight=1.0)  # fmt: skip
+    assert set(model.state_dict()) == keys  # the head is training-only: the saved ToyCLIP is a plain CLIPModel
