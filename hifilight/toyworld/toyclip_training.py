@@ -34,7 +34,8 @@ class ToyCLIPArgs:
     """The ToySD v2 run folder: its world (object sizes) and, with --init true, the ToyCLIP to continue."""
     init: bool = True
     """Continue <world_dir>/toyclip (false: train a new one from --seed)."""
-    steps: int = 1000
+    train_steps: int = 1000
+    """Contrastive training steps (named apart from the sampler's --steps, which the limits table bounds)."""
     batch: int = 128
     lr: float = 3e-4
     hard_negatives: bool = True
@@ -55,7 +56,7 @@ class ToyCLIPArgs:
             raise HifiError(
                 f"--world_dir {self.world_dir}: no toyclip/ to continue; pass --init false or the run's --out"
             )
-        for name in ("steps", "batch", "images", "eval_images"):
+        for name in ("train_steps", "batch", "images", "eval_images"):
             if getattr(self, name) < 1:
                 raise HifiError(f"--{name} must be >= 1, got {getattr(self, name)}")
         check_output_path(Path(self.to), self.overwrite, "--to", folder=True)
@@ -81,7 +82,7 @@ def train(args: ToyCLIPArgs, log=print) -> dict:
         separation_before = toyclip.word_separation(model, ids)
         log(f"toyclip before: {before}, word separation {separation_before}")
         start = time.perf_counter()
-        toyclip.train(model, ids, images, scenes, lambda s, r: caption(s, r, args.partial_captions), args.steps,
+        toyclip.train(model, ids, images, scenes, lambda s, r: caption(s, r, args.partial_captions), args.train_steps,
                       args.batch, args.lr, args.seed, log, "cpu", args.hard_negatives, args.shape_weight)  # fmt: skip
         after = toyclip.attribute_accuracy(model, ids, fresh, fresh_scenes)
         separation_after = toyclip.word_separation(model, ids)

@@ -153,7 +153,9 @@ def test_the_toyclip_trainer_refuses_a_missing_run_and_records_what_it_reads_bef
 
     with pytest.raises(HifiError, match="no toyclip/ to continue"):
         ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path).check()
-    args = ToyCLIPArgs(to=tmp_path / "new", world_dir=tmp_path, init=False, steps=2, batch=8, images=32, eval_images=8)
+    args = ToyCLIPArgs(
+        to=tmp_path / "new", world_dir=tmp_path, init=False, train_steps=2, batch=8, images=32, eval_images=8
+    )
     record = train(args, log=lambda _: None)
     saved = json.loads((tmp_path / "new" / "training.json").read_text())
     assert saved == record and set(record["attribute_accuracy_after"]) == {"shape", "color", "pattern", "background"}
