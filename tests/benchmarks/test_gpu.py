@@ -46,4 +46,5 @@ def test_the_pipeline_is_the_sum_of_its_measured_parts(report):
     p, parts = data["configs"]["pipeline"], data["configs"]
     assert p["stage1_s"] == round(quick.stage1_steps * parts["stage1"]["step"]["median_ms"] / 1000, 1)
     assert p["stepwise_s"] == parts["stepwise"]["wall_s"]
-    assert p["total_s"] == pytest.approx(p["stage1_s"] + p["stepwise_s"] + p["guided_generation_s"], abs=0.11)
+    # total, stage 1 and guided generation are each rounded to 0.1 s from unrounded sums: up to 3 x 0.05 apart
+    assert p["total_s"] == pytest.approx(p["stage1_s"] + p["stepwise_s"] + p["guided_generation_s"], abs=0.151)
