@@ -16,6 +16,7 @@ star"); they are all positives of it (a multi-positive InfoNCE target, not CLIP'
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -188,13 +189,18 @@ def text_encoder(model: CLIPModel) -> CLIPTextModel:
     return tower.eval().requires_grad_(False)
 
 
-def save(model: CLIPModel, tokenizer: CLIPTokenizer, out: Path, overwrite: bool = True) -> Path:
-    """The Hugging Face layout (`CLIPModel.from_pretrained(out)`, `CLIPTokenizer`, `CLIPImageProcessor`), atomically."""
+def save(
+    model: CLIPModel, tokenizer: CLIPTokenizer, out: Path, overwrite: bool = True, record: dict | None = None
+) -> Path:
+    """The Hugging Face layout (`CLIPModel.from_pretrained(out)`, `CLIPTokenizer`, `CLIPImageProcessor`), with
+    `record` as training.json, atomically."""
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         image_processor().save_pretrained(tmp)
+        if record is not None:
+            (tmp / "training.json").write_text(json.dumps(record, indent=1) + "\n")
 
     write_folder_atomic(Path(out), write, overwrite=overwrite)
     return Path(out)

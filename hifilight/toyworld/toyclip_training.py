@@ -10,7 +10,6 @@ after the new folder replaces `<world_dir>/toyclip`).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +96,5 @@ def train(args: ToyCLIPArgs, log=print) -> dict:
         "retrieval_full_captions": round(retrieval, 3),
     }
     log(f"toyclip after: {after}, word separation {separation_after}, retrieval {retrieval:.3f}")
-    toyclip.save(model, tokenizer, Path(args.to), overwrite=args.overwrite)
-    (Path(args.to) / "training.json").write_text(json.dumps(record, indent=1) + "\n")
+    toyclip.save(model, tokenizer, Path(args.to), overwrite=args.overwrite, record=record)  # one atomic write
     return record
